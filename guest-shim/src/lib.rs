@@ -1,0 +1,3 @@
+//! The virtio-compute guest shim.
+pub mod client;
+pub mod transport;

@@ -1,0 +1,2 @@
+//! `vhost-device-compute`: the virtio-compute host daemon.
+pub mod executor;

@@ -1,0 +1,45 @@
+//! The virtio-compute wire format, defined once for every peer.
+//!
+//! Pure: no I/O, no `unsafe`. Decoding never panics and never allocates more
+//! than the limits in [`limits`] allow.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`header`] | the fixed 32-byte little-endian frame header |
+//! | [`frame`] | frames in a chain or stream, request/response encoding |
+//! | [`message`] | opcodes with stable numbers; the `Request`/`Response` enums |
+//! | [`session`] | session open, version and feature negotiation |
+//! | [`opencl`] | OpenCL message bodies and handle rules |
+//! | [`codec`] | the bincode 2 configuration with its decode limit |
+//! | [`limits`] | every bound, with its reason |
+//! | [`error`] | decode errors and protocol error codes |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod limits;
+pub mod message;
+pub mod opencl;
+pub mod session;
+
+pub use error::{DecodeError, ProtocolError};
+pub use frame::{decode_request, decode_response, encode_request, encode_response, Frame, FrameIter, Outcome};
+pub use header::{Header, FLAG_ASYNC, FLAG_PROTOCOL_ERROR, FLAG_RESPONSE, HEADER_LEN, MAGIC};
+pub use message::{Opcode, QueueClass, Request, Response};
+pub use session::{SessionOpen, SessionOpened, PROTOCOL_VERSION};
+
+/// Number of virtqueues the device exposes: queue 0 is the control queue,
+/// the rest are request queues.
+pub const NUM_QUEUES: usize = 2;
+/// Index of the control queue.
+pub const CONTROL_QUEUE: usize = 0;
+/// Index of the first request queue.
+pub const REQUEST_QUEUE: usize = 1;
+/// Descriptors per virtqueue the device offers.
+pub const QUEUE_SIZE: u16 = 256;
+/// The virtio device ID the daemon reports. Not assigned by the virtio
+/// specification; chosen from the experimental range and configurable.
+pub const DEFAULT_DEVICE_ID: u32 = 0xffc0;

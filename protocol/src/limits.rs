@@ -1,0 +1,61 @@
+//! Every bound the wire format enforces, each with the reason for its value.
+//!
+//! Both peers use these: the guest shim to size what it sends, the daemon to
+//! reject what exceeds them before allocating anything.
+
+/// Largest encoded message body. Program sources and binaries travel inline,
+/// and real-world OpenCL sources (e.g. generated BLAS kernels) stay well below
+/// a few MiB; 16 MiB leaves room without letting one message pin much memory.
+pub const MAX_BODY_LEN: usize = 16 << 20;
+
+/// Most frames one virtqueue chain (one batch) may carry. A batch of
+/// fire-and-forget calls is flushed long before this; the bound caps the
+/// response area the daemon must write (`MAX_FRAMES_PER_CHAIN * HEADER_LEN`).
+pub const MAX_FRAMES_PER_CHAIN: usize = 4096;
+
+/// Most bulk segments (in or out) a single frame may name. A frame moves at
+/// most a handful of buffers; 16 is generous and keeps chain walking cheap.
+pub const MAX_BULK_PER_FRAME: usize = 16;
+
+/// Most descriptors the daemon walks in one chain. Bounds the work a hostile
+/// chain can cause before it is rejected.
+pub const MAX_DESCRIPTORS_PER_CHAIN: usize = 8192;
+
+/// Largest single transfer (one bulk segment). Bigger copies are split by the
+/// shim; the bound keeps one request from holding a queue for too long.
+pub const MAX_TRANSFER_LEN: u64 = 1 << 30;
+
+/// Largest value an info query may return inline. Device and program info
+/// values are strings or small arrays; build logs are the largest in practice.
+pub const MAX_INFO_LEN: u64 = 1 << 20;
+
+/// Largest response body for one frame (info value plus its framing).
+pub const MAX_RESPONSE_BODY: usize = MAX_INFO_LEN as usize + 64;
+
+/// Capacity the shim reserves for the response area of one chain: one header
+/// per frame plus one full response body (only the final, synchronous frame of
+/// a batch returns a large body).
+pub const RESPONSE_AREA_LEN: usize = MAX_FRAMES_PER_CHAIN * crate::HEADER_LEN + MAX_RESPONSE_BODY;
+
+/// Longest string argument (kernel name, build options, client name).
+pub const MAX_STRING_LEN: usize = 64 << 10;
+
+/// Most objects in one list argument (event wait lists, device lists, handle
+/// arrays). OpenCL implementations themselves cap wait lists far lower.
+pub const MAX_LIST_LEN: usize = 4096;
+
+/// Most entries in a property list (context, queue, sub-buffer properties).
+pub const MAX_PROPERTIES: usize = 64;
+
+/// OpenCL and CUDA both launch over at most three dimensions.
+pub const MAX_WORK_DIM: usize = 3;
+
+/// Largest by-value kernel argument. `CL_DEVICE_MAX_PARAMETER_SIZE` is at
+/// least 1 KiB and rarely above 4 KiB on real devices.
+pub const MAX_KERNEL_ARG_LEN: usize = 64 << 10;
+
+/// Largest fill pattern: `clEnqueueFillBuffer` allows at most a `double16`.
+pub const MAX_FILL_PATTERN_LEN: usize = 128;
+
+/// Most program binaries in one call (one per device of the context).
+pub const MAX_DEVICES: usize = 64;
