@@ -4,12 +4,19 @@
 //! A request chain is laid out as
 //!
 //! ```text
-//! [R] request frames, concatenated      (one descriptor, or several that the
-//!                                         reader joins in order)
+//! [R] request area: frames, concatenated (exactly one descriptor, at most
+//!                                         MAX_REQUEST_AREA_LEN bytes)
 //! [R] in-bulk segments, in frame order  (frame i consumes its in_bulk of them)
-//! [W] response area                     (one response frame per request)
+//! [W] response area                     (exactly one descriptor; one
+//!                                         response frame per request frame)
 //! [W] out-bulk segments, in frame order (frame i fills its out_bulk of them)
 //! ```
+//!
+//! The number of in-bulk descriptors must equal the sum of the frames'
+//! `in_bulk`, and likewise for out-bulk; otherwise the chain is rejected. The
+//! used length reported for a chain is the number of bytes written to the
+//! response area. Over a byte stream (unix socket, vsock) the same frames
+//! travel with the bulk bytes inline after each frame.
 
 use crate::error::{DecodeError, ProtocolError};
 use crate::header::*;

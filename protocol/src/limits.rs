@@ -8,6 +8,11 @@
 /// a few MiB; 16 MiB leaves room without letting one message pin much memory.
 pub const MAX_BODY_LEN: usize = 16 << 20;
 
+/// Largest request area (the one descriptor holding a chain's concatenated
+/// request frames): one maximal body plus room for a full batch of small
+/// fire-and-forget frames. The daemon copies the area before decoding it.
+pub const MAX_REQUEST_AREA_LEN: usize = MAX_BODY_LEN + (4 << 20);
+
 /// Most frames one virtqueue chain (one batch) may carry. A batch of
 /// fire-and-forget calls is flushed long before this; the bound caps the
 /// response area the daemon must write (`MAX_FRAMES_PER_CHAIN * HEADER_LEN`).
