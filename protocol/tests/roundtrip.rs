@@ -1,0 +1,367 @@
+//! Property tests: every message survives encode → frame → decode, and no
+//! byte sequence makes a decoder panic or over-allocate.
+
+use proptest::prelude::*;
+use vcompute_protocol::opencl::*;
+use vcompute_protocol::*;
+
+fn common() -> impl Strategy<Value = EnqueueCommon> {
+    (
+        any::<u64>(),
+        prop::collection::vec(any::<u64>(), 0..8),
+        any::<Option<u64>>(),
+    )
+        .prop_map(|(queue, wait, event)| EnqueueCommon { queue, wait, event })
+}
+
+fn info_kind() -> impl Strategy<Value = InfoKind> {
+    prop_oneof![
+        Just(InfoKind::Platform),
+        Just(InfoKind::Device),
+        Just(InfoKind::Context),
+        Just(InfoKind::CommandQueue),
+        Just(InfoKind::MemObject),
+        Just(InfoKind::Program),
+        Just(InfoKind::ProgramBuild),
+        Just(InfoKind::Kernel),
+        Just(InfoKind::KernelWorkGroup),
+        Just(InfoKind::KernelArg),
+        Just(InfoKind::Event),
+        Just(InfoKind::EventProfiling),
+    ]
+}
+
+fn kernel_arg() -> impl Strategy<Value = KernelArg> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(KernelArg::Bytes),
+        (1u64..1 << 20).prop_map(KernelArg::Local),
+        any::<u64>().prop_map(KernelArg::Mem),
+        Just(KernelArg::NullMem),
+        any::<u64>().prop_map(KernelArg::Sampler),
+    ]
+}
+
+fn dims() -> impl Strategy<Value = (Vec<u64>, Vec<u64>, Vec<u64>)> {
+    (1usize..=3).prop_flat_map(|d| {
+        (
+            prop_oneof![Just(vec![]), prop::collection::vec(any::<u64>(), d)],
+            prop::collection::vec(any::<u64>(), d),
+            prop_oneof![Just(vec![]), prop::collection::vec(any::<u64>(), d)],
+        )
+    })
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        Just(Request::Ping(Empty {})),
+        Just(Request::ClGetPlatformIds(Empty {})),
+        (1u16..4, 1u16..4, any::<u64>(), "[a-z]{0,16}").prop_map(|(a, b, f, c)| {
+            Request::SessionOpen(SessionOpen {
+                min_version: a,
+                max_version: b,
+                features: f,
+                client: c,
+            })
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(platform, device_type)| {
+            Request::ClGetDeviceIds(GetDeviceIds {
+                platform,
+                device_type,
+            })
+        }),
+        (info_kind(), any::<u64>(), any::<u64>(), any::<u32>(), 0..=limits::MAX_INFO_LEN)
+            .prop_map(|(kind, object, extra, param, size)| {
+                Request::ClGetInfo(GetInfo {
+                    kind,
+                    object,
+                    extra,
+                    param,
+                    size,
+                })
+            }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(id, context, flags, size)| {
+                Request::ClCreateBuffer(CreateBuffer {
+                    id,
+                    context,
+                    flags,
+                    size,
+                })
+            }
+        ),
+        (any::<u64>(), any::<u64>(), ".{0,200}").prop_map(|(id, context, source)| {
+            Request::ClCreateProgramWithSource(CreateProgramWithSource {
+                id,
+                context,
+                source,
+            })
+        }),
+        (any::<u64>(), any::<u32>(), kernel_arg()).prop_map(|(kernel, index, arg)| {
+            Request::ClSetKernelArg(SetKernelArg { kernel, index, arg })
+        }),
+        (common(), any::<u64>(), dims()).prop_map(|(common, kernel, (offset, global, local))| {
+            Request::ClEnqueueNdRange(EnqueueNdRange {
+                common,
+                kernel,
+                offset,
+                global,
+                local,
+            })
+        }),
+        (common(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(common, buffer, offset, size)| {
+                Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
+                    common,
+                    buffer,
+                    offset,
+                    size,
+                })
+            }
+        ),
+        (
+            common(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 1..=128),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(common, buffer, pattern, offset, size)| {
+                Request::ClEnqueueFillBuffer(EnqueueFillBuffer {
+                    common,
+                    buffer,
+                    pattern,
+                    offset,
+                    size,
+                })
+            }),
+        (
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..8),
+            prop::collection::vec(any::<u64>(), 0..8)
+        )
+            .prop_map(|(id, properties, devices)| {
+                Request::ClCreateContext(CreateContext {
+                    id,
+                    properties,
+                    devices,
+                })
+            }),
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..4), ".{0,64}").prop_map(
+            |(program, devices, options)| {
+                Request::ClBuildProgram(BuildProgram {
+                    program,
+                    devices,
+                    options,
+                })
+            }
+        ),
+        (common(), any::<bool>())
+            .prop_map(|(common, barrier)| Request::ClEnqueueMarker(EnqueueMarker {
+                common,
+                barrier
+            })),
+        prop::collection::vec(any::<u64>(), 0..16)
+            .prop_map(|events| Request::ClWaitForEvents(WaitForEvents { events })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn request_round_trips_through_a_frame(
+        req in request(),
+        id in any::<u64>(),
+        async_flag in any::<bool>(),
+        in_bulk in 0u16..=16,
+        out_bulk in 0u16..=16,
+    ) {
+        let mut buf = Vec::new();
+        let flags = if async_flag { FLAG_ASYNC } else { 0 };
+        prop_assert!(encode_request(&mut buf, id, flags, &req, in_bulk, out_bulk).is_some());
+        let mut frames = FrameIter::new(&buf);
+        let frame = frames.next().expect("one frame").expect("valid frame");
+        prop_assert!(frames.next().is_none());
+        prop_assert_eq!(frame.header.request_id, id);
+        prop_assert_eq!(frame.header.flags, flags);
+        prop_assert_eq!(frame.header.in_bulk, in_bulk);
+        prop_assert_eq!(frame.header.out_bulk, out_bulk);
+        let back = decode_request(&frame, PROTOCOL_VERSION).expect("decodes");
+        prop_assert_eq!(back, req);
+    }
+
+    #[test]
+    fn batches_keep_order(reqs in prop::collection::vec(request(), 1..32)) {
+        let mut buf = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            encode_request(&mut buf, i as u64, FLAG_ASYNC, r, 0, 0).expect("fits");
+        }
+        let back: Vec<Request> = FrameIter::new(&buf)
+            .map(|f| decode_request(&f.expect("frame"), PROTOCOL_VERSION).expect("decodes"))
+            .collect();
+        prop_assert_eq!(back, reqs);
+    }
+
+    #[test]
+    fn header_round_trips(
+        version in any::<u16>(), opcode in any::<u16>(), in_bulk in 0u16..=16,
+        out_bulk in 0u16..=16, request_id in any::<u64>(),
+        body_len in 0u32..=limits::MAX_BODY_LEN as u32, status in any::<i32>(),
+        flags in 0u16..8,
+    ) {
+        let h = Header { version, flags, opcode, in_bulk, out_bulk, request_id, body_len, status };
+        prop_assert_eq!(Header::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn response_outcomes_round_trip(code in any::<i32>(), id in any::<u64>(), value in prop::collection::vec(any::<u8>(), 0..256)) {
+        let ok = Outcome::Ok(Response::ClGetInfo(InfoValue { size: value.len() as u64, value }));
+        let native = if code == 0 { Outcome::Native(-1) } else { Outcome::Native(code) };
+        for outcome in [ok, native, Outcome::Protocol(ProtocolError::BadDescriptor)] {
+            let mut buf = Vec::new();
+            encode_response(&mut buf, id, Opcode::ClGetInfo as u16, &outcome);
+            let frame = FrameIter::new(&buf).next().expect("frame").expect("valid");
+            prop_assert_eq!(frame.header.request_id, id);
+            prop_assert_eq!(decode_response(&frame).expect("decodes"), outcome);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), opcode in any::<u16>()) {
+        let _ = Header::decode(&bytes);
+        let _ = Request::decode(opcode, &bytes);
+        let _ = Response::decode(opcode, &bytes);
+        for f in FrameIter::new(&bytes).flatten() {
+            let _ = decode_request(&f, PROTOCOL_VERSION);
+            let _ = decode_response(&f);
+        }
+    }
+
+    #[test]
+    fn corrupted_frames_never_panic(req in request(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut buf = Vec::new();
+        encode_request(&mut buf, 7, 0, &req, 0, 0).expect("fits");
+        let i = pos.index(buf.len());
+        buf[i] = byte;
+        for f in FrameIter::new(&buf).flatten() {
+            let _ = decode_request(&f, PROTOCOL_VERSION);
+        }
+    }
+}
+
+/// A length prefix claiming 2^62 elements must fail fast, not allocate.
+#[test]
+fn huge_length_prefix_is_rejected_without_allocating() {
+    // Varint encoding: 0xFD marks a u64 follow-up.
+    let mut body = vec![0xFD];
+    body.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    let err = Response::decode(Opcode::ClGetPlatformIds as u16, &body).unwrap_err();
+    assert!(matches!(err, DecodeError::Body(_)), "{err:?}");
+    // A string claiming 1 GiB in a 20-byte body.
+    let mut body = vec![1, 1, 0];
+    body.push(0xFC);
+    body.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    assert!(Request::decode(Opcode::SessionOpen as u16, &body).is_err());
+}
+
+#[test]
+fn header_rejections() {
+    let good = Header {
+        version: 1,
+        flags: 0,
+        opcode: Opcode::Ping as u16,
+        in_bulk: 0,
+        out_bulk: 0,
+        request_id: 1,
+        body_len: 0,
+        status: 0,
+    };
+    let mut b = good.encode();
+    assert_eq!(Header::decode(&b[..31]), Err(DecodeError::Truncated));
+    b[0] ^= 1;
+    assert_eq!(Header::decode(&b), Err(DecodeError::BadMagic));
+    let mut b = good.encode();
+    b[14] = 1;
+    assert_eq!(Header::decode(&b), Err(DecodeError::ReservedNonZero));
+    let mut b = good.encode();
+    b[7] = 0x80;
+    assert!(matches!(Header::decode(&b), Err(DecodeError::UnknownFlags(_))));
+    let h = Header {
+        body_len: limits::MAX_BODY_LEN as u32 + 1,
+        ..good
+    };
+    assert!(matches!(Header::decode(&h.encode()), Err(DecodeError::BodyTooLong(_))));
+    let h = Header { in_bulk: 17, ..good };
+    assert_eq!(Header::decode(&h.encode()), Err(DecodeError::TooManyBulk));
+}
+
+#[test]
+fn semantic_limits_are_enforced() {
+    let bad_dim = Request::ClEnqueueNdRange(EnqueueNdRange {
+        common: EnqueueCommon::default(),
+        kernel: 1,
+        offset: vec![],
+        global: vec![1, 1, 1, 1],
+        local: vec![],
+    });
+    let mismatched = Request::ClEnqueueNdRange(EnqueueNdRange {
+        common: EnqueueCommon::default(),
+        kernel: 1,
+        offset: vec![],
+        global: vec![1, 1],
+        local: vec![1],
+    });
+    let big_pattern = Request::ClEnqueueFillBuffer(EnqueueFillBuffer {
+        common: EnqueueCommon::default(),
+        buffer: 1,
+        pattern: vec![0; 129],
+        offset: 0,
+        size: 129,
+    });
+    let binaries = Request::ClCreateProgramWithBinary(CreateProgramWithBinary {
+        id: 1,
+        context: 1,
+        devices: vec![1, 2],
+        binaries: vec![vec![]],
+    });
+    for req in [bad_dim, mismatched, big_pattern, binaries] {
+        let mut body = Vec::new();
+        req.encode_body(&mut body);
+        assert!(
+            matches!(Request::decode(req.opcode() as u16, &body), Err(DecodeError::OutOfRange(_))),
+            "{req:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    let mut body = Vec::new();
+    Request::Ping(Empty {}).encode_body(&mut body);
+    body.push(0);
+    assert!(Request::decode(Opcode::Ping as u16, &body).is_err());
+}
+
+#[test]
+fn too_many_frames_end_the_walk() {
+    let mut buf = Vec::new();
+    for i in 0..=limits::MAX_FRAMES_PER_CHAIN as u64 {
+        encode_request(&mut buf, i, 0, &Request::Ping(Empty {}), 0, 0).expect("fits");
+    }
+    let results: Vec<_> = FrameIter::new(&buf).collect();
+    assert_eq!(results.len(), limits::MAX_FRAMES_PER_CHAIN + 1);
+    assert_eq!(results.last(), Some(&Err(DecodeError::TooManyFrames)));
+}
+
+#[test]
+fn opcode_numbers_are_stable_and_unique() {
+    let mut seen = std::collections::HashSet::new();
+    for op in Opcode::ALL {
+        assert!(seen.insert(*op as u16), "{op:?} duplicated");
+        assert_eq!(Opcode::from_u16(*op as u16), Some(*op));
+    }
+    // Spot-check numbers that peers in the field depend on.
+    assert_eq!(Opcode::SessionOpen as u16, 0x0001);
+    assert_eq!(Opcode::Ping as u16, 0x0003);
+    assert_eq!(Opcode::ClGetPlatformIds as u16, 0x0100);
+    assert_eq!(Opcode::ClEnqueueNdRange as u16, 0x0124);
+    assert_eq!(Opcode::from_u16(0xffff), None);
+}
