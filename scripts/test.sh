@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, then builds and runs the whole
+# test suite (unit, property, integration and end-to-end through the daemon
+# on POCL) and the benchmark harness's smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+export RUST_BACKTRACE=1
+cargo build --workspace --all-targets
+if command -v cargo-nextest >/dev/null; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi
+# Doc tests (nextest does not run them).
+cargo test --workspace --doc
+
+# Benchmark harness smoke test: checks correctness through the whole path,
+# not speed.
+cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench
+target/release/vcompute-bench micro --quick
