@@ -1,8 +1,30 @@
 //! The client pipeline every API family uses: session open, handle
 //! allocation, batching of fire-and-forget calls, and sticky errors.
-use protocol::{opencl::Handle, ProtocolError, Request, Response};
+//!
+//! A [`Client`] owns one transport behind a mutex, so calls from many
+//! threads are serialized into chains. Fire-and-forget calls ([`Client::post`])
+//! are encoded at once into a pending batch (their bulk bytes copied, so the
+//! caller may reuse its memory) and travel, flagged [`FLAG_ASYNC`], in front
+//! of the next synchronous call's frame in the same chain. A failure of any
+//! of them becomes the *sticky error*, returned (once) by the next
+//! synchronizing call in preference to that call's own result.
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use crate::transport::TransportError;
+use protocol::opencl::{Empty, Handle};
+use protocol::session::{FEATURE_BATCH, FEATURE_OPENCL};
+use protocol::{
+    decode_response, encode_request, FrameIter, Outcome, ProtocolError, QueueClass, Request,
+    Response, SessionOpen, SessionOpened, FLAG_ASYNC, PROTOCOL_VERSION,
+};
+
+use crate::transport::{Chain, Endpoint, Limits, Transport, TransportError};
+
+/// A batch is flushed on its own once it holds this many frames.
+pub const BATCH_MAX_FRAMES: usize = 256;
+/// A batch is flushed on its own once it holds this many bulk bytes.
+pub const BATCH_MAX_BULK: usize = 1 << 20;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,15 +40,138 @@ pub enum CallError {
     Transport(#[from] TransportError),
 }
 
+/// Fire-and-forget frames waiting for the next chain.
+#[derive(Debug, Default)]
+struct Batch {
+    frames: Vec<u8>,
+    ids: Vec<u64>,
+    bulk: Vec<u8>,
+    segments: Vec<Range<usize>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.ids.clear();
+        self.bulk.clear();
+        self.segments.clear();
+    }
+}
+
+struct Inner {
+    transport: Box<dyn Transport>,
+    limits: Limits,
+    batching: bool,
+    next_id: u64,
+    batch: Batch,
+    sticky: Option<CallError>,
+}
+
 /// A connected session with the daemon.
-#[derive(Debug)]
-pub struct Client {}
+pub struct Client {
+    inner: Mutex<Inner>,
+    next_handle: AtomicU64,
+    session: SessionOpened,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.session)
+            .field("next_handle", &self.next_handle)
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn outcome_to_result(o: Outcome) -> Result<Response, CallError> {
+    match o {
+        Outcome::Ok(r) => Ok(r),
+        Outcome::Native(c) => Err(CallError::Native(c)),
+        Outcome::Protocol(e) => Err(CallError::Protocol(e)),
+    }
+}
 
 impl Client {
     /// Connects to the endpoint named by `VCOMPUTE_ENDPOINT` and opens a
     /// session.
     pub fn connect_from_env() -> Result<Client, CallError> {
-        unimplemented!("transport helper")
+        Self::connect_endpoint(&Endpoint::from_env()?)
+    }
+
+    /// Connects to `endpoint` (same syntax as `VCOMPUTE_ENDPOINT`, e.g.
+    /// `vhost-user:/run/vcompute.sock`) and opens a session.
+    pub fn connect(endpoint: &str) -> Result<Client, CallError> {
+        Self::connect_endpoint(&Endpoint::parse(endpoint)?)
+    }
+
+    /// Connects to a parsed endpoint and opens a session.
+    pub fn connect_endpoint(endpoint: &Endpoint) -> Result<Client, CallError> {
+        Self::with_transport(endpoint.connect()?)
+    }
+
+    /// Opens a session over an already connected transport.
+    pub fn with_transport(transport: Box<dyn Transport>) -> Result<Client, CallError> {
+        let limits = transport.limits();
+        let mut inner = Inner {
+            transport,
+            limits,
+            batching: false,
+            next_id: 1,
+            batch: Batch::default(),
+            sticky: None,
+        };
+        let open = Request::SessionOpen(SessionOpen {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            features: FEATURE_OPENCL | FEATURE_BATCH,
+            client: client_name(),
+        });
+        let session = match inner.call(open, &[], &mut []) {
+            Ok(Response::SessionOpen(s)) => s,
+            Ok(_) => return Err(CallError::Protocol(ProtocolError::Malformed)),
+            Err(e) => return Err(e),
+        };
+        if session.version != PROTOCOL_VERSION {
+            return Err(CallError::Protocol(ProtocolError::VersionMismatch));
+        }
+        inner.batching = session.features & FEATURE_BATCH != 0;
+        Ok(Client {
+            inner: Mutex::new(inner),
+            next_handle: AtomicU64::new(1),
+            session,
+        })
+    }
+
+    /// The negotiated session parameters.
+    pub fn session(&self) -> &SessionOpened {
+        &self.session
+    }
+
+    /// Largest number of bulk bytes (in and out together) one call may move;
+    /// larger transfers must be split into several calls.
+    pub fn max_chunk(&self) -> usize {
+        let limits = self.lock().limits;
+        limits
+            .max_bulk
+            .min(usize::try_from(self.session.max_transfer_len).unwrap_or(usize::MAX))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the batch in a state
+        // worse than "some frames lost", which the next call reports.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Synchronous call: flushes pending fire-and-forget calls, sends `req`
@@ -34,26 +179,265 @@ impl Client {
     /// flushed calls is returned in preference to `req`'s own result.
     pub fn call(
         &self,
-        _req: Request,
-        _bulk_in: &[&[u8]],
-        _bulk_out: &mut [&mut [u8]],
+        req: Request,
+        bulk_in: &[&[u8]],
+        bulk_out: &mut [&mut [u8]],
     ) -> Result<Response, CallError> {
-        unimplemented!("transport helper")
+        self.lock().call(req, bulk_in, bulk_out)
     }
 
     /// Fire-and-forget: queues `req` (copying `bulk_in` now) and returns at
     /// once. A failure surfaces at the next synchronizing call.
-    pub fn post(&self, _req: Request, _bulk_in: &[&[u8]]) -> Result<(), CallError> {
-        unimplemented!("transport helper")
+    pub fn post(&self, req: Request, bulk_in: &[&[u8]]) -> Result<(), CallError> {
+        self.lock().post(req, bulk_in)
     }
 
     /// Sends every queued call and waits; returns the sticky error, if any.
     pub fn flush(&self) -> Result<(), CallError> {
-        unimplemented!("transport helper")
+        let mut inner = self.lock();
+        inner.flush_batch();
+        inner.sticky.take().map_or(Ok(()), Err)
     }
 
     /// A fresh, never-reused object handle.
     pub fn new_handle(&self) -> Handle {
-        unimplemented!("transport helper")
+        self.next_handle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The null round trip: a synchronous `Ping`.
+    pub fn ping(&self) -> Result<(), CallError> {
+        self.call(Request::Ping(Empty {}), &[], &mut []).map(drop)
+    }
+
+    /// Flushes pending calls and closes the session. Dropping the client
+    /// does the same on a best-effort basis.
+    pub fn close(self) -> Result<(), CallError> {
+        let mut inner = self.lock();
+        let r = inner.close();
+        drop(inner);
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = inner.close();
+    }
+}
+
+impl Inner {
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn close(&mut self) -> Result<(), CallError> {
+        let sticky = {
+            self.flush_batch();
+            self.sticky.take()
+        };
+        self.call(Request::SessionClose(Empty {}), &[], &mut [])?;
+        sticky.map_or(Ok(()), Err)
+    }
+
+    fn set_sticky(&mut self, e: CallError) {
+        if self.sticky.is_none() {
+            self.sticky = Some(e);
+        }
+    }
+
+    /// Whether the batch plus one more frame with these sizes still fits
+    /// one chain.
+    fn fits(&self, frame_len: usize, segments: usize, bulk: usize) -> bool {
+        let b = &self.batch;
+        b.frames.len() + frame_len <= self.limits.max_frames_len
+            && b.segments.len() + segments <= self.limits.max_segments
+            && b.bulk.len() + bulk <= self.limits.max_bulk
+            && b.ids.len() < protocol::limits::MAX_FRAMES_PER_CHAIN
+    }
+
+    fn post(&mut self, req: Request, bulk_in: &[&[u8]]) -> Result<(), CallError> {
+        let bulk: usize = bulk_in.iter().map(|b| b.len()).sum();
+        if bulk > self.limits.max_bulk || bulk_in.len() > protocol::limits::MAX_BULK_PER_FRAME {
+            return Err(TransportError::TooLarge(format!(
+                "{bulk} bytes in {} segments in one call",
+                bulk_in.len()
+            ))
+            .into());
+        }
+        if req.opcode().queue_class() == QueueClass::Control {
+            // Control requests are never batched.
+            self.call(req, bulk_in, &mut [])?;
+            return Ok(());
+        }
+        let id = self.alloc_id();
+        let mark = self.batch.frames.len();
+        encode_request(
+            &mut self.batch.frames,
+            id,
+            FLAG_ASYNC,
+            &req,
+            bulk_in.len() as u16,
+            0,
+        )
+        .ok_or(CallError::Transport(TransportError::TooLarge(
+            "message body exceeds the protocol limit".into(),
+        )))?;
+        if !self.batch.is_empty() && !self.fits(0, bulk_in.len(), bulk) {
+            // The new frame does not fit with the others: send them first.
+            let frame = self.batch.frames.split_off(mark);
+            self.flush_batch();
+            self.batch.frames = frame;
+        }
+        self.batch.ids.push(id);
+        for b in bulk_in {
+            let start = self.batch.bulk.len();
+            self.batch.bulk.extend_from_slice(b);
+            self.batch.segments.push(start..self.batch.bulk.len());
+        }
+        if !self.batching
+            || self.batch.ids.len() >= BATCH_MAX_FRAMES
+            || self.batch.bulk.len() >= BATCH_MAX_BULK
+        {
+            self.flush_batch();
+        }
+        Ok(())
+    }
+
+    /// Sends the pending batch on its own; failures become sticky.
+    fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.send(None, &[], &mut []) {
+            self.set_sticky(e);
+        }
+    }
+
+    fn call(
+        &mut self,
+        req: Request,
+        bulk_in: &[&[u8]],
+        bulk_out: &mut [&mut [u8]],
+    ) -> Result<Response, CallError> {
+        let control = req.opcode().queue_class() == QueueClass::Control;
+        let id = self.alloc_id();
+        let mut frame = Vec::new();
+        encode_request(
+            &mut frame,
+            id,
+            0,
+            &req,
+            bulk_in.len() as u16,
+            bulk_out.len() as u16,
+        )
+        .ok_or(CallError::Transport(TransportError::TooLarge(
+            "message body exceeds the protocol limit".into(),
+        )))?;
+        let bulk: usize = bulk_in
+            .iter()
+            .map(|b| b.len())
+            .chain(bulk_out.iter().map(|b| b.len()))
+            .sum();
+        if control || !self.fits(frame.len(), bulk_in.len() + bulk_out.len(), bulk) {
+            self.flush_batch();
+        }
+        let queue = if control {
+            QueueClass::Control
+        } else {
+            QueueClass::Request
+        };
+        let outcome = self.send(Some((queue, id, &frame)), bulk_in, bulk_out);
+        match self.sticky.take() {
+            Some(e) => Err(e),
+            None => outcome_to_result(outcome?),
+        }
+    }
+
+    /// Sends the pending batch, followed by `sync` (queue, id, encoded
+    /// frame) if given, in one chain. Async failures become sticky; returns
+    /// the outcome of `sync` (or `Empty` when there is none).
+    fn send(
+        &mut self,
+        sync: Option<(QueueClass, u64, &[u8])>,
+        bulk_in: &[&[u8]],
+        bulk_out: &mut [&mut [u8]],
+    ) -> Result<Outcome, CallError> {
+        let queue = sync.map_or(QueueClass::Request, |s| s.0);
+        let pending = self.batch.ids.len();
+        let mark = self.batch.frames.len();
+        if let Some((_, _, f)) = sync {
+            self.batch.frames.extend_from_slice(f);
+        }
+        let mut ins: Vec<&[u8]> = Vec::with_capacity(self.batch.segments.len() + bulk_in.len());
+        ins.extend(
+            self.batch
+                .segments
+                .iter()
+                .map(|r| self.batch.bulk.get(r.clone()).unwrap_or_default()),
+        );
+        ins.extend_from_slice(bulk_in);
+        let mut outs: Vec<&mut [u8]> = bulk_out.iter_mut().map(|b| &mut **b).collect();
+        let chain = Chain {
+            frames: &self.batch.frames,
+            bulk_in: &ins,
+            bulk_out: &mut outs,
+        };
+        let result = self.transport.submit_on(queue, chain);
+        drop(ins);
+        let ids = std::mem::take(&mut self.batch.ids);
+        self.batch.frames.truncate(mark);
+        self.batch.clear();
+        let resp = result?;
+
+        let mut frames = FrameIter::new(&resp);
+        let mut last_err = None;
+        for &aid in &ids[..pending] {
+            match frames.next() {
+                Some(Ok(f)) if f.header.request_id == aid => match decode_response(&f) {
+                    Ok(Outcome::Ok(_)) => {}
+                    Ok(Outcome::Native(c)) => self.set_sticky(CallError::Native(c)),
+                    Ok(Outcome::Protocol(e)) => self.set_sticky(CallError::Protocol(e)),
+                    Err(_) => self.set_sticky(CallError::Protocol(ProtocolError::Malformed)),
+                },
+                Some(Ok(f)) => {
+                    // The daemon answered out of step (e.g. it rejected the
+                    // whole chain with one response): report its error.
+                    let e = match decode_response(&f) {
+                        Ok(o @ (Outcome::Native(_) | Outcome::Protocol(_))) => {
+                            outcome_to_result(o).err()
+                        }
+                        _ => None,
+                    };
+                    last_err = Some(e.unwrap_or(CallError::Protocol(ProtocolError::Malformed)));
+                    break;
+                }
+                _ => {
+                    last_err = Some(CallError::Protocol(ProtocolError::Malformed));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = last_err {
+            self.set_sticky(e);
+            // The synchronous frame's answer is lost with the batch's.
+            return Err(CallError::Protocol(ProtocolError::Malformed));
+        }
+        let Some((_, id, _)) = sync else {
+            return Ok(Outcome::Ok(Response::Ping(Empty {})));
+        };
+        match frames.next() {
+            Some(Ok(f)) if f.header.request_id == id => {
+                decode_response(&f).map_err(|_| CallError::Protocol(ProtocolError::Malformed))
+            }
+            Some(Ok(f)) => match decode_response(&f) {
+                Ok(o @ (Outcome::Native(_) | Outcome::Protocol(_))) => Ok(o),
+                _ => Err(CallError::Protocol(ProtocolError::Malformed)),
+            },
+            _ => Err(CallError::Protocol(ProtocolError::Malformed)),
+        }
     }
 }

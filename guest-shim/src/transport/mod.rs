@@ -9,7 +9,21 @@
 //! |---|---|
 //! | `vhost_user.rs` | direct mode: the shim is the vhost-user frontend |
 //! | `ring.rs` | the driver side of a split virtqueue |
-//! | `arena.rs` | the shared-memory (memfd) arena and its allocator |
+//! | `arena.rs` | the shared-memory (memfd) arena and its layout |
+//!
+//! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
+//! `vhost-user:/path/to/socket` selects direct mode.
+
+use std::path::PathBuf;
+
+use protocol::QueueClass;
+
+pub mod arena;
+pub mod ring;
+pub mod vhost_user;
+
+/// Environment variable naming the daemon endpoint.
+pub const ENDPOINT_ENV: &str = "VCOMPUTE_ENDPOINT";
 
 /// Errors moving bytes to or from the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +51,49 @@ pub enum TransportError {
     TooLarge(String),
 }
 
+/// Where the daemon listens, parsed from [`ENDPOINT_ENV`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Direct mode: connect to a vhost-user socket and be its frontend.
+    VhostUser(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses `scheme:rest`. Unknown schemes and empty paths are rejected
+    /// with [`TransportError::BadEndpoint`].
+    pub fn parse(s: &str) -> Result<Self, TransportError> {
+        let bad = || TransportError::BadEndpoint(s.to_owned());
+        let (scheme, rest) = s.trim().split_once(':').ok_or_else(bad)?;
+        match scheme {
+            "vhost-user" if !rest.is_empty() => Ok(Endpoint::VhostUser(PathBuf::from(rest))),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Reads and parses [`ENDPOINT_ENV`].
+    pub fn from_env() -> Result<Self, TransportError> {
+        match std::env::var(ENDPOINT_ENV) {
+            Ok(v) => Self::parse(&v),
+            Err(std::env::VarError::NotPresent) => Err(TransportError::BadEndpoint(format!(
+                "{ENDPOINT_ENV} is not set"
+            ))),
+            Err(std::env::VarError::NotUnicode(v)) => Err(TransportError::BadEndpoint(
+                v.to_string_lossy().into_owned(),
+            )),
+        }
+    }
+
+    /// Connects the transport this endpoint names.
+    pub fn connect(&self) -> Result<Box<dyn Transport>, TransportError> {
+        match self {
+            Endpoint::VhostUser(path) => Ok(Box::new(vhost_user::VhostUserTransport::connect(
+                path,
+                &vhost_user::Options::from_env(),
+            )?)),
+        }
+    }
+}
+
 /// One chain's worth of work for a transport.
 #[derive(Debug)]
 pub struct Chain<'a> {
@@ -48,9 +105,53 @@ pub struct Chain<'a> {
     pub bulk_out: &'a mut [&'a mut [u8]],
 }
 
+/// What one chain may carry on a transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request area (concatenated frames) in bytes.
+    pub max_frames_len: usize,
+    /// Most bulk segments (in and out together) in one chain.
+    pub max_segments: usize,
+    /// Most bulk bytes (in and out together) in one chain.
+    pub max_bulk: usize,
+}
+
 /// Moves chains to the daemon and back.
 pub trait Transport: Send {
-    /// Sends one chain and waits for its completion. Returns the response
-    /// area bytes the daemon wrote (concatenated response frames).
-    fn submit(&mut self, chain: Chain<'_>) -> Result<Vec<u8>, TransportError>;
+    /// Sends one chain on a queue of the given class and waits for its
+    /// completion. Returns the response area bytes the daemon wrote
+    /// (concatenated response frames).
+    fn submit_on(&mut self, queue: QueueClass, chain: Chain<'_>)
+        -> Result<Vec<u8>, TransportError>;
+
+    /// Sends one chain on the request queue and waits for its completion.
+    fn submit(&mut self, chain: Chain<'_>) -> Result<Vec<u8>, TransportError> {
+        self.submit_on(QueueClass::Request, chain)
+    }
+
+    /// What one chain may carry.
+    fn limits(&self) -> Limits;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_parses_vhost_user() {
+        assert_eq!(
+            Endpoint::parse("vhost-user:/run/vc.sock").ok(),
+            Some(Endpoint::VhostUser(PathBuf::from("/run/vc.sock")))
+        );
+    }
+
+    #[test]
+    fn endpoint_rejects_garbage() {
+        for s in ["", "vhost-user:", "/run/vc.sock", "vsock:3:1234", "tcp:x"] {
+            assert!(
+                matches!(Endpoint::parse(s), Err(TransportError::BadEndpoint(_))),
+                "{s:?} should be rejected"
+            );
+        }
+    }
 }

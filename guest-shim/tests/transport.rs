@@ -1,0 +1,719 @@
+//! Direct-mode transport and client pipeline against a minimal in-process
+//! vhost-user backend built on `vhost-user-backend` (the real daemon has
+//! its own tests; this one proves the driver side of the rings).
+//!
+//! The test backend answers on both queues: `SessionOpen`, `SessionClose`,
+//! `Ping`; `ClEnqueueWriteBuffer`/`ClEnqueueReadBuffer` store and return
+//! bytes per buffer handle (in-bulk in, out-bulk out); `ClRelease` of an
+//! unknown handle fails with `CL_INVALID_MEM_OBJECT`; `ClFinish` never
+//! completes (to test a daemon that dies mid-wait).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use protocol::opencl::{
+    Empty, EnqueueCommon, EnqueueReadBuffer, EnqueueWriteBuffer, ObjectKind, QueueOp, Release,
+};
+use protocol::session::{SessionOpened, FEATURE_BATCH, FEATURE_OPENCL};
+use protocol::{
+    decode_request, encode_response, FrameIter, Outcome, ProtocolError, Request, Response,
+    FLAG_ASYNC, PROTOCOL_VERSION,
+};
+use vcompute_shim::client::{CallError, Client};
+use vcompute_shim::transport::vhost_user::{Options, VhostUserTransport};
+use vcompute_shim::transport::TransportError;
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{ShutdownHandle, VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
+use virtio_queue::{DescriptorChain, QueueT};
+use vm_memory::{Bytes, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+
+const CL_INVALID_MEM_OBJECT: i32 = -38;
+const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
+
+type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// One chain as the backend saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SeenChain {
+    queue: u16,
+    frames: usize,
+    async_frames: usize,
+}
+
+#[derive(Default)]
+struct State {
+    mem: Mutex<Option<Mem>>,
+    buffers: Mutex<HashMap<u64, Vec<u8>>>,
+    chains: Mutex<Vec<SeenChain>>,
+    kicks: [AtomicUsize; 2],
+    closes: AtomicUsize,
+    refuse_version: AtomicBool,
+    shutdown: Mutex<Option<ShutdownHandle>>,
+}
+
+#[derive(Clone, Default)]
+struct TestBackend(Arc<State>);
+
+impl TestBackend {
+    /// Executes one frame; `None` means "never answer".
+    fn execute(&self, req: Request, ins: &[Vec<u8>], outs: &mut [Vec<u8>]) -> Option<Outcome> {
+        let st = &self.0;
+        let ok = Outcome::Ok;
+        Some(match req {
+            Request::SessionOpen(o) => {
+                if st.refuse_version.load(Ordering::Relaxed) {
+                    Outcome::Protocol(ProtocolError::VersionMismatch)
+                } else {
+                    ok(Response::SessionOpen(SessionOpened {
+                        version: PROTOCOL_VERSION,
+                        features: o.features & (FEATURE_OPENCL | FEATURE_BATCH),
+                        max_body_len: protocol::limits::MAX_BODY_LEN as u32,
+                        max_transfer_len: protocol::limits::MAX_TRANSFER_LEN,
+                        max_frames_per_chain: protocol::limits::MAX_FRAMES_PER_CHAIN as u32,
+                    }))
+                }
+            }
+            Request::SessionClose(_) => {
+                st.closes.fetch_add(1, Ordering::Relaxed);
+                ok(Response::SessionClose(Empty {}))
+            }
+            Request::Ping(_) => ok(Response::Ping(Empty {})),
+            Request::ClEnqueueWriteBuffer(w) => {
+                let Some(data) = ins.first() else {
+                    return Some(Outcome::Protocol(ProtocolError::BadDescriptor));
+                };
+                let mut bufs = st.buffers.lock().unwrap();
+                let b = bufs.entry(w.buffer).or_default();
+                let end = w.offset as usize + data.len();
+                if b.len() < end {
+                    b.resize(end, 0);
+                }
+                b[w.offset as usize..end].copy_from_slice(data);
+                ok(Response::ClEnqueueWriteBuffer(Empty {}))
+            }
+            Request::ClEnqueueReadBuffer(r) => {
+                let bufs = st.buffers.lock().unwrap();
+                let (Some(b), Some(out)) = (bufs.get(&r.buffer), outs.first_mut()) else {
+                    return Some(Outcome::Native(CL_INVALID_MEM_OBJECT));
+                };
+                let start = r.offset as usize;
+                let n = out.len();
+                out.copy_from_slice(&b[start..start + n]);
+                ok(Response::ClEnqueueReadBuffer(Empty {}))
+            }
+            Request::ClRelease(r) => match st.buffers.lock().unwrap().remove(&r.object) {
+                Some(_) => ok(Response::ClRelease(Empty {})),
+                None => Outcome::Native(CL_INVALID_MEM_OBJECT),
+            },
+            Request::ClFinish(_) => return None,
+            _ => Outcome::Protocol(ProtocolError::UnsupportedOpcode),
+        })
+    }
+
+    /// Walks one chain per the protocol layout; returns the used length, or
+    /// `None` to leave the chain unanswered.
+    fn process(
+        &self,
+        queue: u16,
+        chain: DescriptorChain<&GuestMemoryMmap>,
+        mem: &GuestMemoryMmap,
+    ) -> Option<u32> {
+        let descs: Vec<_> = chain.collect();
+        let nr = descs.iter().take_while(|d| !d.is_write_only()).count();
+        let (readable, writable) = descs.split_at(nr);
+        let (req_d, in_d) = readable.split_first().expect("request area");
+        let (resp_d, out_d) = writable.split_first().expect("response area");
+        assert!(writable.iter().all(|d| d.is_write_only()), "R after W");
+        let mut area = vec![0u8; req_d.len() as usize];
+        mem.read_slice(&mut area, req_d.addr())
+            .expect("read request area");
+
+        let (mut in_i, mut out_i) = (0, 0);
+        let mut resp = Vec::new();
+        let mut seen = SeenChain {
+            queue,
+            frames: 0,
+            async_frames: 0,
+        };
+        for f in FrameIter::new(&area) {
+            let f = f.expect("well-formed frame");
+            seen.frames += 1;
+            if f.header.flags & FLAG_ASYNC != 0 {
+                seen.async_frames += 1;
+            }
+            let ins: Vec<Vec<u8>> = in_d[in_i..in_i + f.header.in_bulk as usize]
+                .iter()
+                .map(|d| {
+                    let mut v = vec![0u8; d.len() as usize];
+                    mem.read_slice(&mut v, d.addr()).expect("read in-bulk");
+                    v
+                })
+                .collect();
+            in_i += f.header.in_bulk as usize;
+            let out_ds = &out_d[out_i..out_i + f.header.out_bulk as usize];
+            out_i += f.header.out_bulk as usize;
+            let mut outs: Vec<Vec<u8>> =
+                out_ds.iter().map(|d| vec![0u8; d.len() as usize]).collect();
+            let outcome = match decode_request(&f, PROTOCOL_VERSION) {
+                Ok(req) => self.execute(req, &ins, &mut outs)?,
+                Err((e, _)) => Outcome::Protocol(e),
+            };
+            for (d, v) in out_ds.iter().zip(&outs) {
+                mem.write_slice(v, d.addr()).expect("write out-bulk");
+            }
+            encode_response(&mut resp, f.header.request_id, f.header.opcode, &outcome);
+        }
+        assert_eq!(
+            (in_i, out_i),
+            (in_d.len(), out_d.len()),
+            "bulk count mismatch"
+        );
+        assert!(resp.len() <= resp_d.len() as usize);
+        mem.write_slice(&resp, resp_d.addr())
+            .expect("write response");
+        self.0.chains.lock().unwrap().push(seen);
+        Some(resp.len() as u32)
+    }
+}
+
+impl VhostUserBackend for TestBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        protocol::NUM_QUEUES
+    }
+    fn max_queue_size(&self) -> usize {
+        protocol::QUEUE_SIZE as usize
+    }
+    fn features(&self) -> u64 {
+        VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | VHOST_USER_F_PROTOCOL_FEATURES
+    }
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK
+    }
+    fn set_event_idx(&self, _enabled: bool) {}
+    fn update_memory(&self, mem: Mem) -> std::io::Result<()> {
+        *self.0.mem.lock().unwrap() = Some(mem);
+        Ok(())
+    }
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
+    }
+    fn handle_event(
+        &self,
+        device_event: u16,
+        _evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> std::io::Result<()> {
+        let Some(vring) = vrings.get(device_event as usize) else {
+            return Ok(());
+        };
+        self.0.kicks[device_event as usize].fetch_add(1, Ordering::Relaxed);
+        let mem = self.0.mem.lock().unwrap().clone().expect("memory table");
+        let mem = mem.memory();
+        let mut state = vring.get_mut();
+        loop {
+            state
+                .get_queue_mut()
+                .disable_notification(&*mem)
+                .map_err(std::io::Error::other)?;
+            while let Some(chain) = state.get_queue_mut().pop_descriptor_chain(&*mem) {
+                let head = chain.head_index();
+                if let Some(len) = self.process(device_event, chain, &mem) {
+                    state
+                        .get_queue_mut()
+                        .add_used(&*mem, head, len)
+                        .map_err(std::io::Error::other)?;
+                }
+            }
+            if !state
+                .get_queue_mut()
+                .enable_notification(&*mem)
+                .map_err(std::io::Error::other)?
+            {
+                break;
+            }
+        }
+        if state
+            .get_queue_mut()
+            .needs_notification(&*mem)
+            .map_err(std::io::Error::other)?
+        {
+            state.signal_used_queue()?;
+        }
+        Ok(())
+    }
+}
+
+/// A test backend serving one connection on a fresh socket.
+struct Server {
+    path: PathBuf,
+    backend: TestBackend,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+
+fn socket_path() -> PathBuf {
+    let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("vcompute-shim-{}-{n}.sock", std::process::id()))
+}
+
+impl Server {
+    fn start() -> Server {
+        Self::start_with(TestBackend::default())
+    }
+
+    fn start_with(backend: TestBackend) -> Server {
+        let path = socket_path();
+        let mut listener = Listener::new(&path, true).expect("listen");
+        let b = backend.clone();
+        let thread = thread::spawn(move || {
+            let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+            let mut daemon =
+                VhostUserDaemon::new("test-backend".into(), b.clone(), mem).expect("daemon");
+            daemon.start(&mut listener).expect("accept");
+            *b.0.shutdown.lock().unwrap() = daemon.shutdown_handle();
+            let _ = daemon.wait();
+        });
+        Server {
+            path,
+            backend,
+            thread: Some(thread),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("vhost-user:{}", self.path.display())
+    }
+
+    fn state(&self) -> &State {
+        &self.backend.0
+    }
+
+    /// Closes the backend's end of the connection, as a crashed daemon would.
+    fn kill(&self) {
+        if let Some(h) = self.state().shutdown.lock().unwrap().as_ref() {
+            h.shutdown();
+        }
+    }
+
+    fn chains(&self) -> Vec<SeenChain> {
+        self.state().chains.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn release(object: u64) -> Request {
+    Request::ClRelease(Release {
+        kind: ObjectKind::MemObject,
+        object,
+    })
+}
+
+fn write(buffer: u64, offset: u64, size: usize) -> Request {
+    Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
+        common: EnqueueCommon::default(),
+        buffer,
+        offset,
+        size: size as u64,
+    })
+}
+
+fn read(buffer: u64, offset: u64, size: usize) -> Request {
+    Request::ClEnqueueReadBuffer(EnqueueReadBuffer {
+        common: EnqueueCommon::default(),
+        buffer,
+        offset,
+        size: size as u64,
+    })
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
+}
+
+#[test]
+fn session_open_negotiates_and_drop_closes() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    assert_eq!(client.session().version, PROTOCOL_VERSION);
+    assert_eq!(client.session().features, FEATURE_OPENCL | FEATURE_BATCH);
+    let first = server.chains();
+    assert_eq!(
+        first,
+        vec![SeenChain {
+            queue: 0,
+            frames: 1,
+            async_frames: 0
+        }],
+        "SessionOpen on queue 0"
+    );
+    drop(client);
+    assert_eq!(
+        server.state().closes.load(Ordering::Relaxed),
+        1,
+        "drop sends SessionClose"
+    );
+    assert_eq!(server.chains().last().map(|c| c.queue), Some(0));
+}
+
+#[test]
+fn version_refusal_is_reported() {
+    let backend = TestBackend::default();
+    backend.0.refuse_version.store(true, Ordering::Relaxed);
+    let server = Server::start_with(backend);
+    let err = Client::connect(&server.endpoint()).expect_err("must refuse");
+    assert!(
+        matches!(err, CallError::Protocol(ProtocolError::VersionMismatch)),
+        "got {err:?}"
+    );
+    assert!(err.to_string().contains("version mismatch"), "{err}");
+}
+
+#[test]
+fn ping_round_trips_on_request_queue() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    for _ in 0..1000 {
+        client.ping().expect("ping");
+    }
+    let chains = server.chains();
+    assert_eq!(chains.iter().filter(|c| c.queue == 1).count(), 1000);
+    assert!(chains
+        .iter()
+        .filter(|c| c.queue == 1)
+        .all(|c| c.frames == 1));
+}
+
+#[test]
+fn handles_are_nonzero_and_increasing() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let a = client.new_handle();
+    let b = client.new_handle();
+    assert!(a != 0 && b > a);
+}
+
+#[test]
+fn posted_frames_travel_in_one_chain_with_one_kick() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    client.ping().expect("ping");
+    let kicks = server.state().kicks[1].load(Ordering::Relaxed);
+    let before = server.chains().len();
+    const N: u64 = 100;
+    for i in 0..N {
+        let data = pattern(64, i as u8);
+        client
+            .post(write(1000 + i, 0, data.len()), &[&data])
+            .expect("post");
+    }
+    assert_eq!(
+        server.chains().len(),
+        before,
+        "posts must not be sent before a sync point"
+    );
+    client.ping().expect("ping after batch");
+    let chains = server.chains();
+    assert_eq!(chains.len(), before + 1, "one chain for the whole batch");
+    assert_eq!(
+        chains.last(),
+        Some(&SeenChain {
+            queue: 1,
+            frames: N as usize + 1,
+            async_frames: N as usize
+        })
+    );
+    assert_eq!(
+        server.state().kicks[1].load(Ordering::Relaxed) - kicks,
+        1,
+        "one kick"
+    );
+    let bufs = server.state().buffers.lock().unwrap();
+    for i in 0..N {
+        assert_eq!(bufs.get(&(1000 + i)), Some(&pattern(64, i as u8)));
+    }
+}
+
+#[test]
+fn batch_flushes_itself_at_threshold() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let before = server.chains().len();
+    for _ in 0..vcompute_shim::client::BATCH_MAX_FRAMES {
+        client.post(Request::Ping(Empty {}), &[]).expect("post");
+    }
+    let chains = server.chains();
+    assert_eq!(
+        chains.len(),
+        before + 1,
+        "a full batch is sent without a sync call"
+    );
+    assert_eq!(
+        chains.last().map(|c| c.async_frames),
+        Some(vcompute_shim::client::BATCH_MAX_FRAMES)
+    );
+    client.flush().expect("nothing pending, no error");
+    assert_eq!(
+        server.chains().len(),
+        before + 1,
+        "empty flush sends nothing"
+    );
+}
+
+#[test]
+fn batch_splits_before_running_out_of_descriptors() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let before = server.chains().len();
+    for i in 0..600u64 {
+        let d = [i as u8, (i >> 8) as u8];
+        client.post(write(i + 1, 0, 2), &[&d]).expect("post");
+    }
+    client.flush().expect("flush");
+    let chains = server.chains();
+    let sent = &chains[before..];
+    assert!(
+        sent.len() >= 3,
+        "600 bulk segments need at least three chains of 256 descriptors"
+    );
+    assert_eq!(sent.iter().map(|c| c.async_frames).sum::<usize>(), 600);
+    let bufs = server.state().buffers.lock().unwrap();
+    assert!((0..600u64).all(|i| bufs.get(&(i + 1)) == Some(&vec![i as u8, (i >> 8) as u8])));
+}
+
+#[test]
+fn async_failure_is_sticky_until_next_sync_call() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    client
+        .post(release(424242), &[])
+        .expect("post never fails at once");
+    client.post(Request::Ping(Empty {}), &[]).expect("post");
+    let err = client.ping().expect_err("sticky error first");
+    assert!(
+        matches!(err, CallError::Native(CL_INVALID_MEM_OBJECT)),
+        "got {err:?}"
+    );
+    client
+        .ping()
+        .expect("sticky error is cleared once returned");
+
+    client.post(release(7), &[]).expect("post");
+    let err = client.flush().expect_err("flush returns the sticky error");
+    assert!(
+        matches!(err, CallError::Native(CL_INVALID_MEM_OBJECT)),
+        "got {err:?}"
+    );
+    client.flush().expect("and clears it");
+}
+
+#[test]
+fn sync_failure_maps_to_native_and_protocol_errors() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let err = client
+        .call(release(99), &[], &mut [])
+        .expect_err("unknown handle");
+    assert!(
+        matches!(err, CallError::Native(CL_INVALID_MEM_OBJECT)),
+        "got {err:?}"
+    );
+    let err = client
+        .call(Request::ClGetPlatformIds(Empty {}), &[], &mut [])
+        .expect_err("unsupported by the test backend");
+    assert!(
+        matches!(err, CallError::Protocol(ProtocolError::UnsupportedOpcode)),
+        "got {err:?}"
+    );
+}
+
+#[test]
+fn large_bulk_in_and_out_arrive_intact() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let len = 8 << 20;
+    let data = pattern(len, 3);
+    client
+        .call(write(5, 0, len), &[&data], &mut [])
+        .expect("write");
+    let mut back = vec![0u8; len];
+    client
+        .call(read(5, 0, len), &[], &mut [&mut back])
+        .expect("read");
+    assert!(back == data, "8 MiB round trip differs");
+
+    // Posted bulk is copied at post time: the caller may reuse its buffer.
+    let mut scratch = pattern(len, 9);
+    client.post(write(6, 0, len), &[&scratch]).expect("post");
+    scratch.fill(0);
+    let mut half = vec![0u8; len / 2];
+    client
+        .call(read(6, len as u64 / 2, len / 2), &[], &mut [&mut half])
+        .expect("read");
+    assert!(
+        half[..] == pattern(len, 9)[len / 2..],
+        "posted bulk differs"
+    );
+}
+
+#[test]
+fn oversized_bulk_is_too_large_and_chunking_works() {
+    let server = Server::start();
+    let path = server.path.clone();
+    let opts = Options {
+        arena_len: 32 << 20,
+        ..Options::default()
+    };
+    let transport = VhostUserTransport::connect(&path, &opts).expect("transport");
+    let client = Client::with_transport(Box::new(transport)).expect("session");
+    let chunk = client.max_chunk();
+    assert!(
+        chunk > 0 && chunk < 16 << 20,
+        "32 MiB arena leaves less than 16 MiB staging: {chunk}"
+    );
+    let data = pattern(16 << 20, 1);
+    let err = client
+        .call(write(8, 0, data.len()), &[&data], &mut [])
+        .expect_err("too large");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::TooLarge(_))),
+        "got {err:?}"
+    );
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        client
+            .call(write(8, (i * chunk) as u64, piece.len()), &[piece], &mut [])
+            .expect("chunk");
+    }
+    assert!(server.state().buffers.lock().unwrap().get(&8) == Some(&data));
+}
+
+#[test]
+fn client_is_shared_across_threads() {
+    let server = Server::start();
+    let client = Arc::new(Client::connect(&server.endpoint()).expect("connect"));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let c = client.clone();
+            thread::spawn(move || {
+                for i in 0..200u64 {
+                    let d = [t as u8, i as u8];
+                    c.post(write(10_000 + t * 1000 + i, 0, 2), &[&d])
+                        .expect("post");
+                    if i % 10 == 0 {
+                        c.ping().expect("ping");
+                    }
+                }
+                c.flush().expect("flush");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    assert_eq!(server.state().buffers.lock().unwrap().len(), 800);
+}
+
+#[test]
+fn missing_socket_fails_fast() {
+    let start = Instant::now();
+    let err =
+        Client::connect(&format!("vhost-user:{}", socket_path().display())).expect_err("no daemon");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::Connect { .. })),
+        "got {err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn bad_endpoint_is_rejected() {
+    for ep in ["", "vhost-user:", "tcp:1.2.3.4:5", "/tmp/x.sock"] {
+        let err = Client::connect(ep).expect_err("bad endpoint");
+        assert!(
+            matches!(err, CallError::Transport(TransportError::BadEndpoint(_))),
+            "{ep}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn daemon_dying_mid_wait_gives_disconnected() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    client.ping().expect("ping");
+    let start = Instant::now();
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(200));
+            server.kill();
+        });
+        let err = client
+            .call(Request::ClFinish(QueueOp { queue: 1 }), &[], &mut [])
+            .expect_err("daemon died");
+        assert!(
+            matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+            "got {err:?}"
+        );
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    let err = client.ping().expect_err("still disconnected");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        "got {err:?}"
+    );
+}
+
+#[test]
+fn stuck_daemon_times_out() {
+    let server = Server::start();
+    let opts = Options {
+        timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let transport = VhostUserTransport::connect(&server.path, &opts).expect("transport");
+    let client = Client::with_transport(Box::new(transport)).expect("session");
+    let start = Instant::now();
+    let err = client
+        .call(Request::ClFinish(QueueOp { queue: 1 }), &[], &mut [])
+        .expect_err("no answer");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        "got {err:?}"
+    );
+    let t = start.elapsed();
+    assert!(
+        t >= Duration::from_millis(300) && t < Duration::from_secs(3),
+        "took {t:?}"
+    );
+}
