@@ -69,6 +69,7 @@ struct Inner {
     next_id: u64,
     batch: Batch,
     sticky: Option<CallError>,
+    closed: bool,
 }
 
 /// A connected session with the daemon.
@@ -131,6 +132,7 @@ impl Client {
             next_id: 1,
             batch: Batch::default(),
             sticky: None,
+            closed: false,
         };
         let open = Request::SessionOpen(SessionOpen {
             min_version: PROTOCOL_VERSION,
@@ -212,11 +214,7 @@ impl Client {
     /// Flushes pending calls and closes the session. Dropping the client
     /// does the same on a best-effort basis.
     pub fn close(self) -> Result<(), CallError> {
-        let mut inner = self.lock();
-        let r = inner.close();
-        drop(inner);
-        std::mem::forget(self);
-        r
+        self.lock().close()
     }
 }
 
@@ -235,6 +233,9 @@ impl Inner {
     }
 
     fn close(&mut self) -> Result<(), CallError> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
         let sticky = {
             self.flush_batch();
             self.sticky.take()

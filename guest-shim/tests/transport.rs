@@ -60,6 +60,12 @@ struct State {
     kicks: [AtomicUsize; 2],
     closes: AtomicUsize,
     refuse_version: AtomicBool,
+    /// Discard written bulk data unread (bandwidth benchmark).
+    sink: AtomicBool,
+    /// Serve the request queue from a busy-polling thread, no kicks.
+    poll: AtomicBool,
+    poller_started: AtomicBool,
+    stop: Arc<AtomicBool>,
     shutdown: Mutex<Option<ShutdownHandle>>,
 }
 
@@ -90,6 +96,9 @@ impl TestBackend {
                 ok(Response::SessionClose(Empty {}))
             }
             Request::Ping(_) => ok(Response::Ping(Empty {})),
+            Request::ClEnqueueWriteBuffer(_) if st.sink.load(Ordering::Relaxed) => {
+                ok(Response::ClEnqueueWriteBuffer(Empty {}))
+            }
             Request::ClEnqueueWriteBuffer(w) => {
                 let Some(data) = ins.first() else {
                     return Some(Outcome::Protocol(ProtocolError::BadDescriptor));
@@ -153,8 +162,10 @@ impl TestBackend {
             if f.header.flags & FLAG_ASYNC != 0 {
                 seen.async_frames += 1;
             }
+            let sink = self.0.sink.load(Ordering::Relaxed);
             let ins: Vec<Vec<u8>> = in_d[in_i..in_i + f.header.in_bulk as usize]
                 .iter()
+                .filter(|_| !sink)
                 .map(|d| {
                     let mut v = vec![0u8; d.len() as usize];
                     mem.read_slice(&mut v, d.addr()).expect("read in-bulk");
@@ -185,6 +196,34 @@ impl TestBackend {
             .expect("write response");
         self.0.chains.lock().unwrap().push(seen);
         Some(resp.len() as u32)
+    }
+}
+
+impl TestBackend {
+    /// Serves `vring` by busy-polling with notifications disabled, as a
+    /// polling daemon does; stops when the server is dropped.
+    fn spawn_poller(&self, vring: VringRwLock, atomic: Mem) {
+        let this = self.clone();
+        let stop = self.0.stop.clone();
+        thread::spawn(move || {
+            let mem = atomic.memory();
+            while !stop.load(Ordering::Relaxed) {
+                let mut state = vring.get_mut();
+                let q = state.get_queue_mut();
+                if q.disable_notification(&*mem).is_err() {
+                    break;
+                }
+                if let Some(chain) = q.pop_descriptor_chain(&*mem) {
+                    let head = chain.head_index();
+                    if let Some(len) = this.process(1, chain, &mem) {
+                        let _ = q.add_used(&*mem, head, len);
+                        let _ = state.signal_used_queue();
+                    }
+                }
+                drop(state);
+                std::hint::spin_loop();
+            }
+        });
     }
 }
 
@@ -223,8 +262,14 @@ impl VhostUserBackend for TestBackend {
             return Ok(());
         };
         self.0.kicks[device_event as usize].fetch_add(1, Ordering::Relaxed);
-        let mem = self.0.mem.lock().unwrap().clone().expect("memory table");
-        let mem = mem.memory();
+        let atomic = self.0.mem.lock().unwrap().clone().expect("memory table");
+        if device_event == 1
+            && self.0.poll.load(Ordering::Relaxed)
+            && !self.0.poller_started.swap(true, Ordering::Relaxed)
+        {
+            self.spawn_poller(vring.clone(), atomic.clone());
+        }
+        let mem = atomic.memory();
         let mut state = vring.get_mut();
         loop {
             state
@@ -319,6 +364,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.state().stop.store(true, Ordering::Relaxed);
         self.kill();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -716,4 +762,63 @@ fn stuck_daemon_times_out() {
         t >= Duration::from_millis(300) && t < Duration::from_secs(3),
         "took {t:?}"
     );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Round-trip latency and write bandwidth; numbers are printed. Run with
+/// `cargo test --release -p vcompute-shim --test transport -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark; run explicitly in release mode"]
+fn bench_round_trip_and_bandwidth() {
+    let backend = TestBackend::default();
+    backend.0.poll.store(true, Ordering::Relaxed);
+    backend.0.sink.store(true, Ordering::Relaxed);
+    let server = Server::start_with(backend);
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    for _ in 0..2000 {
+        client.ping().expect("warm-up ping");
+    }
+    let mut lat: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let t = Instant::now();
+            client.ping().expect("ping");
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    println!("ping round trip (polling backend): p50 {p50:?} p99 {p99:?}");
+    assert!(p50 < Duration::from_millis(1), "p50 {p50:?}");
+
+    let len = 64 << 20;
+    let data = pattern(len, 5);
+    let mut dst = vec![0u8; len];
+    let reps = 10;
+    for _ in 0..2 {
+        client
+            .call(write(1, 0, len), &[&data], &mut [])
+            .expect("warm-up write");
+        dst.copy_from_slice(&data);
+    }
+    let t = Instant::now();
+    for _ in 0..reps {
+        client
+            .call(write(1, 0, len), &[&data], &mut [])
+            .expect("write");
+    }
+    let shim = (reps * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let t = Instant::now();
+    for i in 0..reps {
+        dst.copy_from_slice(&data);
+        std::hint::black_box(&mut dst[i]);
+    }
+    let native = (reps * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    println!(
+        "64 MiB writes: {shim:.2} GB/s through the shim, {native:.2} GB/s native memcpy, ratio {:.2}",
+        shim / native
+    );
+    assert!(shim > 0.0 && native > 0.0);
 }

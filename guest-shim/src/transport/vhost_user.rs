@@ -92,6 +92,8 @@ pub struct VhostUserTransport {
     arena: Arena,
     layout: Layout,
     policy: WaitPolicy,
+    /// Descriptor scratch space, reused by every chain.
+    descs: Vec<Desc>,
     /// Set once a chain could not complete; the arena may still be in use
     /// by the device, so no further chain is sent.
     broken: Option<String>,
@@ -236,6 +238,7 @@ impl VhostUserTransport {
                 spin: opts.poll,
                 timeout: opts.timeout,
             },
+            descs: Vec::with_capacity(protocol::QUEUE_SIZE as usize),
             broken: None,
         })
     }
@@ -299,7 +302,8 @@ impl Transport for VhostUserTransport {
             )));
         }
 
-        let mut descs = Vec::with_capacity(segments + 2);
+        let mut descs = std::mem::take(&mut self.descs);
+        descs.clear();
         self.arena.write(self.layout.request.start, chain.frames);
         descs.push(Desc {
             addr: self.arena.gpa(self.layout.request.start),
@@ -336,7 +340,9 @@ impl Transport for VhostUserTransport {
             QueueClass::Request => REQUEST_QUEUE,
         };
         let q = &mut self.queues[qi];
-        if q.ring.publish(&descs) {
+        let published = q.ring.publish(&descs);
+        self.descs = descs;
+        if published {
             if let Err(e) = q.kick.write(1) {
                 let e = TransportError::Disconnected(format!("kick: {e}"));
                 return Err(self.fail(e));
