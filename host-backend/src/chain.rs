@@ -1,0 +1,341 @@
+//! Walking one descriptor chain: split it into its areas, decode the request
+//! frames, run each through the session, and write the responses back.
+//!
+//! The layout (see [`protocol::frame`]):
+//!
+//! ```text
+//! [R] request area      exactly one descriptor, <= MAX_REQUEST_AREA_LEN, copied out
+//! [R] in-bulk segments  lent to the executor in place, never copied
+//! [W] response area     exactly one descriptor
+//! [W] out-bulk segments lent to the executor in place
+//! ```
+//!
+//! Outcomes, from worst to best:
+//! - The chain is *unusable* (no request or response area, areas outside
+//!   guest memory, oversized request area, too many descriptors): nothing is
+//!   executed and the chain completes with used length 0.
+//! - The chain is *rejected* (a frame header does not decode, the bulk
+//!   counts do not add up, a bulk segment lies outside guest memory): nothing
+//!   is executed and the response area holds one protocol-error response,
+//!   carrying the first frame's request id when its header decoded.
+//! - Otherwise frames run in order, one response each. The first frame that
+//!   fails with a protocol error ends the chain: its error response is the
+//!   last one written, and later frames are neither executed nor answered.
+//!   A native error (the runtime's own code) does not stop the chain.
+//!
+//! The used length is the number of bytes written to the response area.
+
+use std::ops::Deref;
+
+use protocol::limits::{MAX_DESCRIPTORS_PER_CHAIN, MAX_REQUEST_AREA_LEN, MAX_TRANSFER_LEN};
+use protocol::{
+    encode_response, FrameIter, Header, Outcome, ProtocolError, QueueClass, CONTROL_QUEUE,
+    HEADER_LEN,
+};
+use tracing::debug;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::DescriptorChain;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::executor::{Bulk, GuestBuf};
+use crate::limited_warn;
+use crate::session::Session;
+
+/// Why a chain could not be used at all (completed with used length 0).
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum ChainError {
+    /// The chain has more than `MAX_DESCRIPTORS_PER_CHAIN` descriptors.
+    #[error("chain has more than {MAX_DESCRIPTORS_PER_CHAIN} descriptors")]
+    TooManyDescriptors,
+    /// The chain is empty or starts with a writable descriptor.
+    #[error("chain has no readable request area")]
+    NoRequestArea,
+    /// The request area exceeds `MAX_REQUEST_AREA_LEN`.
+    #[error("request area of {0} bytes exceeds the limit")]
+    RequestAreaTooLong(u32),
+    /// The request area does not lie in guest memory.
+    #[error("request area lies outside guest memory")]
+    RequestAreaOutside,
+    /// The chain has no writable descriptor for responses.
+    #[error("chain has no writable response area")]
+    NoResponseArea,
+    /// The response area does not lie in guest memory.
+    #[error("response area lies outside guest memory")]
+    ResponseAreaOutside,
+    /// A readable descriptor follows a writable one.
+    #[error("readable descriptor after a writable one")]
+    ReadableAfterWritable,
+}
+
+/// Buffers reused from chain to chain so that the hot path does not allocate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    request: Vec<u8>,
+    response: Vec<u8>,
+    in_desc: Vec<Descriptor>,
+    out_desc: Vec<Descriptor>,
+}
+
+/// Capacity a scratch buffer may keep between chains; a rare large request
+/// must not pin its memory for the rest of the session.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+impl Scratch {
+    fn trim(&mut self) {
+        for v in [&mut self.request, &mut self.response] {
+            if v.capacity() > SCRATCH_KEEP {
+                v.clear();
+                v.shrink_to(SCRATCH_KEEP);
+            }
+        }
+    }
+}
+
+/// The queue class a queue index accepts.
+pub fn queue_class(queue_index: usize) -> QueueClass {
+    if queue_index == CONTROL_QUEUE {
+        QueueClass::Control
+    } else {
+        QueueClass::Request
+    }
+}
+
+struct Areas {
+    request: Descriptor,
+    response: Descriptor,
+}
+
+/// Splits the chain into its areas; the bulk descriptors land in `scratch`.
+fn split<I: Iterator<Item = Descriptor>>(
+    descs: I,
+    scratch: &mut Scratch,
+) -> Result<Areas, ChainError> {
+    scratch.in_desc.clear();
+    scratch.out_desc.clear();
+    let mut request = None;
+    let mut response = None;
+    for (i, d) in descs.enumerate() {
+        if i >= MAX_DESCRIPTORS_PER_CHAIN {
+            return Err(ChainError::TooManyDescriptors);
+        }
+        match (d.is_write_only(), request.is_some(), response.is_some()) {
+            (false, false, _) => request = Some(d),
+            (true, false, _) => return Err(ChainError::NoRequestArea),
+            (false, true, false) => scratch.in_desc.push(d),
+            (false, true, true) => return Err(ChainError::ReadableAfterWritable),
+            (true, true, false) => response = Some(d),
+            (true, true, true) => scratch.out_desc.push(d),
+        }
+    }
+    Ok(Areas {
+        request: request.ok_or(ChainError::NoRequestArea)?,
+        response: response.ok_or(ChainError::NoResponseArea)?,
+    })
+}
+
+/// Wraps each bulk descriptor as a [`GuestBuf`] into `mem`, or fails if one
+/// lies outside guest memory, spans regions, or exceeds `MAX_TRANSFER_LEN`.
+fn lend(mem: &GuestMemoryMmap, descs: &[Descriptor]) -> Result<Vec<GuestBuf>, ProtocolError> {
+    let mut out = Vec::with_capacity(descs.len());
+    for d in descs {
+        if u64::from(d.len()) > MAX_TRANSFER_LEN {
+            return Err(ProtocolError::BadDescriptor);
+        }
+        let slice = mem
+            .get_slice(d.addr(), d.len() as usize)
+            .map_err(|_| ProtocolError::BadDescriptor)?;
+        let ptr = slice.ptr_guard_mut().as_ptr();
+        // SAFETY: `get_slice` checked that `ptr..ptr+len` lies inside one
+        // mapped region of `mem`. The caller holds `mem` borrowed for as long
+        // as the returned buffers live (they are dropped before
+        // `process_chain` returns), so the mapping outlives them. Guest
+        // memory is mapped read-write by the vhost-user backend.
+        out.push(unsafe { GuestBuf::new(ptr, d.len() as usize) });
+    }
+    Ok(out)
+}
+
+fn in_memory(mem: &GuestMemoryMmap, d: &Descriptor) -> bool {
+    GuestMemoryBackend::check_range(mem, d.addr(), d.len() as usize)
+}
+
+/// Writes response frames into the response area, never past its end.
+struct ResponseWriter<'m> {
+    mem: &'m GuestMemoryMmap,
+    addr: GuestAddress,
+    cap: usize,
+    written: usize,
+}
+
+impl ResponseWriter<'_> {
+    fn room(&self) -> usize {
+        self.cap - self.written
+    }
+
+    /// Writes one response; if it does not fit, writes a header-only
+    /// `BadDescriptor` error instead. Returns false when nothing fit.
+    fn put(&mut self, buf: &mut Vec<u8>, request_id: u64, opcode: u16, outcome: &Outcome) -> bool {
+        buf.clear();
+        encode_response(buf, request_id, opcode, outcome);
+        if buf.len() > self.room() {
+            buf.clear();
+            let err = Outcome::Protocol(ProtocolError::BadDescriptor);
+            encode_response(buf, request_id, opcode, &err);
+            if buf.len() > self.room() {
+                return false;
+            }
+        }
+        let Some(at) = self.addr.0.checked_add(self.written as u64) else {
+            return false;
+        };
+        if self.mem.write_slice(buf, GuestAddress(at)).is_err() {
+            return false;
+        }
+        self.written += buf.len();
+        true
+    }
+}
+
+/// Processes one chain popped from queue `queue_index`; returns the used
+/// length (bytes written to the response area).
+pub fn process_chain<M>(
+    chain: DescriptorChain<M>,
+    queue_index: usize,
+    session: &mut Session,
+    scratch: &mut Scratch,
+) -> u32
+where
+    M: Deref<Target = GuestMemoryMmap> + Clone,
+{
+    session.counters_mut().chains += 1;
+    let mem: &GuestMemoryMmap = chain.memory();
+    // `chain` is cloned for iteration so that `mem` stays borrowed from it.
+    let areas = match split(chain.clone(), scratch) {
+        Ok(a) => a,
+        Err(e) => return unusable(session, queue_index, e),
+    };
+    let used = run(mem, &areas, queue_class(queue_index), session, scratch);
+    scratch.trim();
+    match used {
+        Ok(n) => n,
+        Err(e) => unusable(session, queue_index, e),
+    }
+}
+
+fn unusable(session: &mut Session, queue_index: usize, e: ChainError) -> u32 {
+    session.counters_mut().protocol_errors += 1;
+    limited_warn!(session.warn_limiter(), queue = queue_index, error = %e, "dropping unusable chain");
+    0
+}
+
+fn run(
+    mem: &GuestMemoryMmap,
+    areas: &Areas,
+    class: QueueClass,
+    session: &mut Session,
+    scratch: &mut Scratch,
+) -> Result<u32, ChainError> {
+    let req = &areas.request;
+    if req.len() as usize > MAX_REQUEST_AREA_LEN {
+        return Err(ChainError::RequestAreaTooLong(req.len()));
+    }
+    if !in_memory(mem, &areas.response) {
+        return Err(ChainError::ResponseAreaOutside);
+    }
+    scratch.request.clear();
+    scratch.request.resize(req.len() as usize, 0);
+    mem.read_slice(&mut scratch.request, req.addr())
+        .map_err(|_| ChainError::RequestAreaOutside)?;
+
+    let mut out = ResponseWriter {
+        mem,
+        addr: areas.response.addr(),
+        cap: areas.response.len() as usize,
+        written: 0,
+    };
+    let Scratch {
+        request,
+        response: buf,
+        in_desc,
+        out_desc,
+    } = scratch;
+
+    // Pass 1: every header must decode and the bulk counts must add up before
+    // anything runs.
+    let mut first: Option<Header> = None;
+    let (mut frames, mut in_sum, mut out_sum) = (0usize, 0usize, 0usize);
+    let mut reject = None;
+    for f in FrameIter::new(request) {
+        match f {
+            Ok(f) => {
+                first.get_or_insert(f.header);
+                frames += 1;
+                in_sum += usize::from(f.header.in_bulk);
+                out_sum += usize::from(f.header.out_bulk);
+            }
+            Err(e) => {
+                debug!(frame = frames, cause = %e, "frame header did not decode");
+                reject = Some(ProtocolError::Malformed);
+            }
+        }
+    }
+    if frames == 0 && reject.is_none() {
+        return Ok(0);
+    }
+    if reject.is_none() && (in_sum != in_desc.len() || out_sum != out_desc.len()) {
+        debug!(
+            in_sum,
+            out_sum,
+            in_desc = in_desc.len(),
+            out_desc = out_desc.len(),
+            "bulk counts do not match the chain"
+        );
+        reject = Some(ProtocolError::BadDescriptor);
+    }
+    let bufs = match reject {
+        Some(e) => Err(e),
+        None => lend(mem, in_desc).and_then(|i| Ok((i, lend(mem, out_desc)?))),
+    };
+    let (in_bufs, out_bufs) = match bufs {
+        Ok(b) => b,
+        Err(e) => {
+            let (id, op) = first.map_or((0, 0), |h| (h.request_id, h.opcode));
+            limited_warn!(session.warn_limiter(), error = %e, request_id = id, "rejecting chain");
+            session.counters_mut().protocol_errors += 1;
+            out.put(buf, id, op, &Outcome::Protocol(e));
+            return Ok(out.written as u32);
+        }
+    };
+
+    // Pass 2: run the frames in order.
+    let (mut in_off, mut out_off) = (0usize, 0usize);
+    for frame in FrameIter::new(request).map_while(Result::ok) {
+        if out.room() < HEADER_LEN {
+            debug!("response area full; remaining frames not executed");
+            break;
+        }
+        let h = frame.header;
+        let (ni, no) = (usize::from(h.in_bulk), usize::from(h.out_bulk));
+        let bulk = Bulk {
+            input: in_bufs.get(in_off..in_off + ni).unwrap_or_default(),
+            output: out_bufs.get(out_off..out_off + no).unwrap_or_default(),
+        };
+        in_off += ni;
+        out_off += no;
+        let outcome = session.handle_frame(class, &frame, &bulk);
+        session.counters_mut().frames += 1;
+        if !out.put(buf, h.request_id, h.opcode, &outcome) {
+            break;
+        }
+        if let Outcome::Protocol(e) = outcome {
+            session.counters_mut().protocol_errors += 1;
+            limited_warn!(session.warn_limiter(), opcode = h.opcode, request_id = h.request_id, error = %e, "request failed; rest of chain skipped");
+            break;
+        }
+    }
+    Ok(out.written as u32)
+}
+
+#[cfg(test)]
+#[path = "chain_tests.rs"]
+mod tests;

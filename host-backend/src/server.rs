@@ -1,0 +1,374 @@
+//! The accept loop: one listening socket, many concurrent guest connections.
+//!
+//! For each connection the loop builds a fresh [`VhuCompute`] and
+//! `VhostUserDaemon`, lets the daemon accept exactly one connection, and hands
+//! it to a waiter thread that `wait()`s for the guest to go away and then
+//! drops it (which stops the daemon's worker threads and frees the session).
+//! Connections beyond `max_sessions` are accepted and closed at once.
+//!
+//! A [`StopHandle`] (wired to SIGINT/SIGTERM by [`run`]) ends the loop: no
+//! more connections are accepted, live ones are shut down and waited for, and
+//! the socket file is removed.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use tracing::{debug, error, info};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::args::Config;
+use crate::executor::{self, ExecutorError, ExecutorFactory, SessionLimits};
+use crate::limited_warn;
+use crate::limits::WarnLimiter;
+use crate::vhu_compute::VhuCompute;
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The executor runtime could not be set up.
+    #[error("cannot set up the executor")]
+    Executor(#[from] ExecutorError),
+    /// The socket could not be created.
+    #[error("cannot listen on {path}")]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: vhost::vhost_user::Error,
+    },
+    /// The stop channel or signal handlers could not be set up.
+    #[error("cannot set up shutdown handling")]
+    Signals(#[source] io::Error),
+    /// Waiting for the listener failed.
+    #[error("polling the listening socket failed")]
+    Poll(#[source] io::Error),
+}
+
+/// What the server needs beyond the executor factory.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Socket path; an existing file there is replaced.
+    pub socket: PathBuf,
+    /// Most concurrent connections.
+    pub max_sessions: usize,
+    /// Bounds handed to each session's executor.
+    pub limits: SessionLimits,
+    /// Adaptive polling window after a queue drains.
+    pub poll: Duration,
+}
+
+/// Ends a running [`Server`]; cheap to clone, callable from any thread.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<UnixStream>);
+
+impl StopHandle {
+    /// Asks the server to stop. Idempotent.
+    pub fn stop(&self) {
+        let _ = (&*self.0).write(&[1]);
+    }
+}
+
+/// Live numbers, readable while the server runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    live: AtomicUsize,
+    accepted: AtomicUsize,
+    rejected: AtomicUsize,
+}
+
+impl Stats {
+    /// Connections being served now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+    /// Connections accepted and served so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+    /// Connections closed at once because `max_sessions` was reached.
+    pub fn rejected(&self) -> usize {
+        self.rejected.load(Ordering::SeqCst)
+    }
+}
+
+struct Live {
+    shutdown: Option<ShutdownHandle>,
+    waiter: Option<JoinHandle<()>>,
+}
+
+/// A bound listening socket and the connections it serves.
+pub struct Server {
+    config: ServerConfig,
+    factory: Arc<dyn ExecutorFactory>,
+    listener: Listener,
+    stop_rx: UnixStream,
+    stop_tx: StopHandle,
+    stats: Arc<Stats>,
+    live: Arc<Mutex<HashMap<u64, Live>>>,
+    next_id: u64,
+    warn: WarnLimiter,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("factory", &self.factory.name())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the socket (replacing a stale one).
+    pub fn bind(
+        config: ServerConfig,
+        factory: Arc<dyn ExecutorFactory>,
+    ) -> Result<Self, ServerError> {
+        let listener =
+            Listener::new(&config.socket, true).map_err(|source| ServerError::Listen {
+                path: config.socket.clone(),
+                source,
+            })?;
+        let (stop_rx, stop_tx) = UnixStream::pair().map_err(ServerError::Signals)?;
+        stop_rx
+            .set_nonblocking(true)
+            .map_err(ServerError::Signals)?;
+        stop_tx
+            .set_nonblocking(true)
+            .map_err(ServerError::Signals)?;
+        Ok(Server {
+            config,
+            factory,
+            listener,
+            stop_rx,
+            stop_tx: StopHandle(Arc::new(stop_tx)),
+            stats: Arc::new(Stats::default()),
+            live: Arc::new(Mutex::new(HashMap::new())),
+            next_id: 0,
+            warn: WarnLimiter::new(),
+        })
+    }
+
+    /// A handle that ends [`Server::run`].
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop_tx.clone()
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.config.socket
+    }
+
+    /// Serves connections until stopped, then shuts every live one down.
+    /// The socket file is removed when this returns.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        info!(
+            socket = %self.config.socket.display(),
+            executor = self.factory.name(),
+            max_sessions = self.config.max_sessions,
+            "listening"
+        );
+        let result = self.accept_loop();
+        self.shutdown_all();
+        info!("stopped");
+        result
+    }
+
+    fn accept_loop(&mut self) -> Result<(), ServerError> {
+        loop {
+            let (listener_ready, stop) = wait_readable(&self.listener, &self.stop_rx)?;
+            if stop {
+                let mut buf = [0u8; 16];
+                let _ = (&self.stop_rx).read(&mut buf);
+                return Ok(());
+            }
+            if listener_ready {
+                self.accept_one();
+            }
+        }
+    }
+
+    fn accept_one(&mut self) {
+        if self.stats.live() >= self.config.max_sessions {
+            // Accept and close, so the peer sees a prompt hang-up rather than
+            // a connection that never answers.
+            match self.listener.accept() {
+                Ok(Some(stream)) => {
+                    drop(stream);
+                    self.stats.rejected.fetch_add(1, Ordering::SeqCst);
+                    limited_warn!(
+                        self.warn,
+                        max_sessions = self.config.max_sessions,
+                        "session limit reached; closing new connection"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => limited_warn!(self.warn, error = %e, "accept failed"),
+            }
+            return;
+        }
+        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        let backend = Arc::new(VhuCompute::new(
+            self.factory.clone(),
+            self.config.limits,
+            self.config.poll,
+            mem.clone(),
+        ));
+        let mut daemon = match VhostUserDaemon::new("vcompute-conn".into(), backend, mem) {
+            Ok(d) => d,
+            Err(e) => {
+                error!(error = %e, "cannot create a vhost-user daemon for a new connection");
+                // Back off so a persistent failure (fd or thread exhaustion)
+                // does not spin.
+                thread::sleep(Duration::from_millis(100));
+                return;
+            }
+        };
+        if let Err(e) = daemon.start(&mut self.listener) {
+            limited_warn!(self.warn, error = %e, "cannot start serving a new connection");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.live.fetch_add(1, Ordering::SeqCst);
+        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        info!(connection = id, live = self.stats.live(), "guest connected");
+        let shutdown = daemon.shutdown_handle();
+        // Registered before the waiter starts so the waiter's removal cannot
+        // run first.
+        let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = self.live.clone();
+        let stats = self.stats.clone();
+        let waiter = thread::Builder::new()
+            .name(format!("vcompute-wait-{id}"))
+            .spawn(move || {
+                if let Err(e) = daemon.wait() {
+                    debug!(connection = id, error = %e, "connection ended with an error");
+                }
+                // Stops the worker threads and drops the session with it.
+                drop(daemon);
+                live.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                stats.live.fetch_sub(1, Ordering::SeqCst);
+                info!(connection = id, "guest disconnected");
+            });
+        match waiter {
+            Ok(waiter) => {
+                table.insert(
+                    id,
+                    Live {
+                        shutdown,
+                        waiter: Some(waiter),
+                    },
+                );
+            }
+            Err(e) => {
+                // The daemon was moved into the closure that failed to start,
+                // and is dropped with it: the connection closes.
+                error!(error = %e, "cannot start a connection thread");
+                self.stats.live.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn shutdown_all(&mut self) {
+        let live: Vec<Live> = {
+            let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            table.drain().map(|(_, l)| l).collect()
+        };
+        if !live.is_empty() {
+            info!(connections = live.len(), "shutting down live connections");
+        }
+        for l in &live {
+            if let Some(s) = &l.shutdown {
+                s.shutdown();
+            }
+        }
+        for mut l in live {
+            if let Some(w) = l.waiter.take() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+/// Blocks until the listener or the stop channel is readable.
+fn wait_readable(listener: &Listener, stop: &UnixStream) -> Result<(bool, bool), ServerError> {
+    let mut fds = [
+        libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two initialised pollfd structs
+        // that outlives the call, and its length is passed alongside it.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n >= 0 {
+            let ready =
+                |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
+            return Ok((ready(&fds[0]), ready(&fds[1])));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(ServerError::Poll(e));
+        }
+    }
+}
+
+/// Routes SIGINT and SIGTERM to `stop` until dropped.
+#[derive(Debug)]
+pub struct SignalGuard(Vec<signal_hook::SigId>);
+
+impl SignalGuard {
+    /// Registers the handlers.
+    pub fn install(stop: &StopHandle) -> Result<Self, ServerError> {
+        let mut ids = Vec::new();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let tx = stop.0.try_clone().map_err(ServerError::Signals)?;
+            ids.push(
+                signal_hook::low_level::pipe::register(sig, tx).map_err(ServerError::Signals)?,
+            );
+        }
+        Ok(SignalGuard(ids))
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for id in self.0.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// Runs the daemon described by `config` until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let factory: Arc<dyn ExecutorFactory> = Arc::from(executor::factory(config.executor)?);
+    let server = Server::bind(config.server, factory)?;
+    let _signals = SignalGuard::install(&server.stop_handle())?;
+    server.run()
+}

@@ -1,0 +1,284 @@
+//! The `VhostUserBackend` implementation of the virtio-compute device: one
+//! instance per guest connection, owning that connection's [`Session`].
+//!
+//! Queue 0 is the control queue, queue 1 the request queue; one worker
+//! thread serves both, so the session lock is never contended in practice.
+//! After draining a queue the worker keeps polling its avail ring for
+//! `poll` before re-enabling notifications (adaptive polling): a guest that
+//! sends its next call within that window gets it served without a kick.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use protocol::{NUM_QUEUES, QUEUE_SIZE};
+use tracing::{debug, info};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+
+use crate::chain::{process_chain, Scratch};
+use crate::executor::{ExecutorFactory, SessionLimits};
+use crate::session::{Counters, Session};
+
+/// Guest memory as the vhost-user crates hand it over.
+pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// Errors surfaced to the vhost-user layer (as `io::Error`).
+#[derive(Debug, thiserror::Error)]
+pub enum VhuError {
+    /// An event other than a plain readable kick.
+    #[error("unexpected event set {0:#x}")]
+    UnexpectedEvent(u32),
+    /// A kick for a queue the device does not have.
+    #[error("event for unknown queue {0}")]
+    UnknownQueue(u16),
+    /// The used ring could not be updated.
+    #[error("cannot update the used ring")]
+    UsedRing(#[source] virtio_queue::Error),
+    /// The guest could not be signalled.
+    #[error("cannot signal the guest")]
+    Signal(#[source] io::Error),
+}
+
+impl From<VhuError> for io::Error {
+    fn from(e: VhuError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+struct Conn {
+    session: Session,
+    scratch: Scratch,
+}
+
+/// The device backend for one connection.
+pub struct VhuCompute {
+    conn: Mutex<Conn>,
+    mem: RwLock<GuestMem>,
+    event_idx: AtomicBool,
+    poll: Duration,
+    /// Raw fds of exit-event consumers handed to the vhost-user crate, which
+    /// registers them with its epoll and never closes them; closed on drop.
+    exit_consumers: Mutex<Vec<RawFd>>,
+}
+
+impl std::fmt::Debug for VhuCompute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VhuCompute")
+            .field("poll", &self.poll)
+            .field("event_idx", &self.event_idx.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl VhuCompute {
+    /// A backend for one new connection.
+    pub fn new(
+        factory: Arc<dyn ExecutorFactory>,
+        limits: SessionLimits,
+        poll: Duration,
+        mem: GuestMem,
+    ) -> Self {
+        VhuCompute {
+            conn: Mutex::new(Conn {
+                session: Session::new(factory, limits),
+                scratch: Scratch::default(),
+            }),
+            mem: RwLock::new(mem),
+            event_idx: AtomicBool::new(false),
+            poll,
+            exit_consumers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// This connection's session counters.
+    pub fn counters(&self) -> Counters {
+        self.lock_conn().session.counters()
+    }
+
+    fn lock_conn(&self) -> std::sync::MutexGuard<'_, Conn> {
+        // A panic while holding the lock leaves the session as consistent as
+        // any half-run request would; keep serving rather than poison forever.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn memory(&self) -> GuestMem {
+        self.mem
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Pops and completes every available chain on `vring`.
+    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<(), VhuError> {
+        let atomic = self.memory();
+        let mem = atomic.memory();
+        loop {
+            let chain = vring
+                .get_mut()
+                .get_queue_mut()
+                .pop_descriptor_chain(mem.clone());
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            let used = {
+                let mut conn = self.lock_conn();
+                let Conn { session, scratch } = &mut *conn;
+                process_chain(chain, index, session, scratch)
+            };
+            vring.add_used(head, used).map_err(VhuError::UsedRing)?;
+            if vring.needs_notification().map_err(VhuError::UsedRing)? {
+                vring.signal_used_queue().map_err(VhuError::Signal)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Spins for up to `self.poll` waiting for the guest to make a chain
+    /// available; true if one arrived.
+    fn poll_avail(&self, vring: &VringRwLock) -> bool {
+        if self.poll.is_zero() {
+            return false;
+        }
+        let atomic = self.memory();
+        let mem = atomic.memory();
+        let start = Instant::now();
+        loop {
+            {
+                let state = vring.get_ref();
+                let q = state.get_queue();
+                match q.avail_idx(&*mem, Ordering::Acquire) {
+                    Ok(idx) if idx.0 != q.next_avail() => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+            if start.elapsed() >= self.poll {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn handle_queue(&self, index: usize, vring: &VringRwLock) -> Result<(), VhuError> {
+        if !self.event_idx.load(Ordering::Relaxed) {
+            self.drain(index, vring)?;
+            while self.poll_avail(vring) {
+                self.drain(index, vring)?;
+            }
+            return Ok(());
+        }
+        loop {
+            vring.disable_notification().map_err(VhuError::UsedRing)?;
+            self.drain(index, vring)?;
+            if self.poll_avail(vring) {
+                continue;
+            }
+            if !vring.enable_notification().map_err(VhuError::UsedRing)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for VhuCompute {
+    fn drop(&mut self) {
+        let fds = std::mem::take(
+            self.exit_consumers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for fd in fds {
+            // SAFETY: `fd` is the consumer end created in `exit_event` and
+            // given to vhost-user-backend 0.24, which turns it into a raw fd
+            // for its epoll set and never closes it. This backend is dropped
+            // only after every worker holding a clone of it (and that epoll)
+            // has exited, so nothing uses `fd` any more and nobody else owns
+            // it: closing it here is the one close it gets.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+impl VhostUserBackend for VhuCompute {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        usize::from(QUEUE_SIZE)
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::RESET_DEVICE
+    }
+
+    fn reset_device(&self) {
+        info!("device reset; dropping the session");
+        self.lock_conn().session.reset();
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Relaxed);
+    }
+
+    fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
+        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = mem;
+        Ok(())
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let (consumer, notifier) =
+            match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create the worker exit event");
+                    return None;
+                }
+            };
+        self.exit_consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(consumer.as_raw_fd());
+        Some((consumer, notifier))
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            return Err(VhuError::UnexpectedEvent(evset.bits()).into());
+        }
+        let index = usize::from(device_event);
+        let vring = vrings
+            .get(index)
+            .ok_or(VhuError::UnknownQueue(device_event))?;
+        debug!(queue = index, "kick");
+        self.handle_queue(index, vring)?;
+        Ok(())
+    }
+}

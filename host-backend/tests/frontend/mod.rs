@@ -1,0 +1,296 @@
+//! A minimal vhost-user frontend and guest driver for driving the daemon in
+//! tests: a file-backed memory region shared through `SET_MEM_TABLE`, two
+//! split virtqueues laid out in it, and a synchronous submit-and-poll loop.
+//! Also a fake executor factory that counts live executors.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::opencl::{Empty, HandleList};
+use protocol::session::{FEATURE_BATCH, FEATURE_OPENCL, PROTOCOL_VERSION};
+use protocol::{encode_request, FrameIter, Outcome, Request, Response, SessionOpen};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::{Frontend, VhostUserFrontend};
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vhost_device_compute::executor::{
+    Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
+};
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Size of the shared guest memory.
+pub const MEM_SIZE: u64 = 4 << 20;
+/// Queue size the driver uses.
+pub const QSIZE: u16 = 256;
+/// Where request and response areas live.
+pub const REQ_AREA: u64 = 0x10_0000;
+pub const RESP_AREA: u64 = 0x20_0000;
+pub const RESP_LEN: u32 = 0x10_0000;
+
+fn ring_base(q: usize) -> u64 {
+    q as u64 * 0x1_0000
+}
+
+/// A fake executor factory; counts executors opened and still alive.
+#[derive(Default)]
+pub struct FakeFactory {
+    pub opened: AtomicUsize,
+    pub live: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+struct FakeExecutor {
+    live: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Drop for FakeExecutor {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Executor for FakeExecutor {
+    fn execute(&mut self, req: Request, _bulk: &Bulk<'_>) -> Result<Response, ExecError> {
+        self.requests.lock().unwrap().push(req.clone());
+        match req {
+            Request::ClGetPlatformIds(_) => {
+                Ok(Response::ClGetPlatformIds(HandleList { handles: vec![7] }))
+            }
+            Request::ClFinish(_) => Err(ExecError::Native(-36)),
+            _ => Err(ExecError::Native(-30)),
+        }
+    }
+}
+
+impl ExecutorFactory for FakeFactory {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn features(&self) -> u64 {
+        FEATURE_OPENCL
+    }
+    fn open(&self, _limits: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(FakeExecutor {
+            live: self.live.clone(),
+            requests: self.requests.clone(),
+        }))
+    }
+}
+
+/// One guest: a vhost-user frontend plus the driver side of both queues.
+pub struct TestGuest {
+    pub frontend: Frontend,
+    pub mem: GuestMemoryMmap,
+    kicks: Vec<EventFd>,
+    calls: Vec<EventFd>,
+    avail_idx: [u16; 2],
+    used_seen: [u16; 2],
+    next_id: u64,
+}
+
+impl TestGuest {
+    /// Connects and runs the vhost-user setup for both queues.
+    pub fn connect(path: &Path) -> std::io::Result<Self> {
+        let mut frontend =
+            Frontend::connect(path, 2).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Self::setup(&mut frontend).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let file = tempfile::tempfile()?;
+        file.set_len(MEM_SIZE)?;
+        let mem = GuestMemoryMmap::<()>::from_ranges_with_files(&[(
+            GuestAddress(0),
+            MEM_SIZE as usize,
+            Some(FileOffset::new(file, 0)),
+        )])
+        .unwrap();
+        let region = mem.find_region(GuestAddress(0)).unwrap();
+        let info = VhostUserMemoryRegionInfo::from_guest_region(region).unwrap();
+        frontend
+            .set_mem_table(&[info])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut guest = TestGuest {
+            frontend,
+            mem,
+            kicks: Vec::new(),
+            calls: Vec::new(),
+            avail_idx: [0; 2],
+            used_seen: [0; 2],
+            next_id: 1,
+        };
+        for q in 0..2 {
+            guest
+                .setup_queue(q)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        Ok(guest)
+    }
+
+    fn setup(fe: &mut Frontend) -> vhost::Result<()> {
+        fe.set_owner()?;
+        let features = fe.get_features()?;
+        let want = (1u64 << 32) | (1 << 29) | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        assert_eq!(features & want, want, "daemon lacks a required feature");
+        fe.set_features(want)?;
+        let proto = fe.get_protocol_features()?;
+        assert!(
+            proto.contains(VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK)
+        );
+        fe.set_protocol_features(proto)?;
+        assert_eq!(fe.get_queue_num()?, 2);
+        Ok(())
+    }
+
+    fn host(&self, gpa: u64) -> u64 {
+        self.mem.get_host_address(GuestAddress(gpa)).unwrap() as u64
+    }
+
+    fn setup_queue(&mut self, q: usize) -> vhost::Result<()> {
+        let base = ring_base(q);
+        self.frontend.set_vring_num(q, QSIZE)?;
+        let cfg = VringConfigData {
+            queue_max_size: QSIZE,
+            queue_size: QSIZE,
+            flags: 0,
+            desc_table_addr: self.host(base),
+            used_ring_addr: self.host(base + 0x2000),
+            avail_ring_addr: self.host(base + 0x1000),
+            log_addr: None,
+        };
+        self.frontend.set_vring_addr(q, &cfg)?;
+        self.frontend.set_vring_base(q, 0)?;
+        let call = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        self.frontend.set_vring_call(q, &call)?;
+        self.frontend.set_vring_kick(q, &kick)?;
+        self.frontend.set_vring_enable(q, true)?;
+        self.calls.push(call);
+        self.kicks.push(kick);
+        Ok(())
+    }
+
+    /// Puts one chain of `(gpa, len, writable)` descriptors on queue `q`,
+    /// kicks, and waits for it to be used; returns the used length.
+    pub fn submit(&mut self, q: usize, descs: &[(u64, u32, bool)]) -> Option<u32> {
+        let base = ring_base(q);
+        for (i, &(addr, len, write)) in descs.iter().enumerate() {
+            let last = i + 1 == descs.len();
+            let flags: u16 = (if last { 0 } else { 1 }) | (if write { 2 } else { 0 });
+            let d = base + 16 * i as u64;
+            self.mem.write_obj(addr, GuestAddress(d)).unwrap();
+            self.mem.write_obj(len, GuestAddress(d + 8)).unwrap();
+            self.mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+            self.mem
+                .write_obj(if last { 0u16 } else { i as u16 + 1 }, GuestAddress(d + 14))
+                .unwrap();
+        }
+        let avail = base + 0x1000;
+        let idx = self.avail_idx[q];
+        self.mem
+            .write_obj(0u16, GuestAddress(avail + 4 + 2 * u64::from(idx % QSIZE)))
+            .unwrap();
+        fence(Ordering::SeqCst);
+        self.avail_idx[q] = idx.wrapping_add(1);
+        self.mem
+            .write_obj(self.avail_idx[q], GuestAddress(avail + 2))
+            .unwrap();
+        fence(Ordering::SeqCst);
+        self.kicks[q].write(1).unwrap();
+        let used = base + 0x2000;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let used_idx: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
+            if used_idx != self.used_seen[q] {
+                fence(Ordering::SeqCst);
+                let slot = u64::from(self.used_seen[q] % QSIZE);
+                let len: u32 = self
+                    .mem
+                    .read_obj(GuestAddress(used + 4 + 8 * slot + 4))
+                    .unwrap();
+                self.used_seen[q] = self.used_seen[q].wrapping_add(1);
+                return Some(len);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Sends `reqs` as one chain with no bulk; returns the decoded outcomes.
+    pub fn call(&mut self, q: usize, reqs: &[Request]) -> Option<Vec<(u64, Outcome)>> {
+        let mut area = Vec::new();
+        for r in reqs {
+            let id = self.next_id;
+            self.next_id += 1;
+            encode_request(&mut area, id, 0, r, 0, 0).unwrap();
+        }
+        self.mem.write_slice(&area, GuestAddress(REQ_AREA)).unwrap();
+        let used = self.submit(
+            q,
+            &[
+                (REQ_AREA, area.len() as u32, false),
+                (RESP_AREA, RESP_LEN, true),
+            ],
+        )?;
+        let mut resp = vec![0u8; used as usize];
+        self.mem
+            .read_slice(&mut resp, GuestAddress(RESP_AREA))
+            .unwrap();
+        Some(
+            FrameIter::new(&resp)
+                .map(|f| {
+                    let f = f.unwrap();
+                    (f.header.request_id, protocol::decode_response(&f).unwrap())
+                })
+                .collect(),
+        )
+    }
+
+    /// Opens a session and checks the reply.
+    pub fn open_session(&mut self) {
+        let out = self
+            .call(
+                0,
+                &[Request::SessionOpen(SessionOpen {
+                    min_version: 1,
+                    max_version: PROTOCOL_VERSION,
+                    features: FEATURE_OPENCL | FEATURE_BATCH,
+                    client: "test".into(),
+                })],
+            )
+            .expect("no answer to SessionOpen");
+        match &out[..] {
+            [(_, Outcome::Ok(Response::SessionOpen(o)))] => {
+                assert_eq!(o.version, PROTOCOL_VERSION);
+                assert_eq!(o.features, FEATURE_OPENCL | FEATURE_BATCH);
+            }
+            other => panic!("unexpected SessionOpen reply {other:?}"),
+        }
+    }
+
+    /// A Ping round trip.
+    pub fn ping(&mut self) -> Outcome {
+        let out = self
+            .call(1, &[Request::Ping(Empty {})])
+            .expect("no answer to Ping");
+        assert_eq!(out.len(), 1);
+        out.into_iter().next().unwrap().1
+    }
+}
+
+/// Polls `f` until it is true or 5 s pass.
+pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
