@@ -1,3 +1,10 @@
 //! The virtio-compute guest shim.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`client`] | the client pipeline: session, handles, batching, sticky errors |
+//! | [`transport`] | how frames reach the daemon (vhost-user direct mode) |
+//! | `ffi` | the C ABI: the OpenCL ICD entry points; all `unsafe` lives here |
 pub mod client;
+mod ffi;
 pub mod transport;

@@ -1,0 +1,140 @@
+//! The C ABI edge of the shim: every `extern "C"` entry point and every
+//! `unsafe` block of the crate lives below this module.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`opencl`] | the OpenCL ICD (`clIcdGetPlatformIDsKHR` and the `cl*` API) |
+//!
+//! The helpers here are the only ways entry points touch caller memory:
+//! they null-check, bound every length, and never panic on caller data.
+
+pub(crate) mod opencl;
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs an entry point body, turning a panic into `on_panic` and a log line,
+/// so that no unwind ever crosses the C ABI.
+pub(crate) fn guard<R>(entry: &'static str, on_panic: R, body: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(_) => {
+            eprintln!("vcompute: internal error in {entry}; the call failed");
+            on_panic
+        }
+    }
+}
+
+/// Writes `value` through `out` when `out` is not NULL.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of one `T`.
+pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: non-null, and the caller guarantees it is writable.
+        unsafe { out.write_unaligned(value) };
+    }
+}
+
+/// Borrows `n` elements at `p`; an empty list may be NULL.
+/// Returns `None` for a NULL pointer with `n > 0`.
+///
+/// # Safety
+/// When non-null, `p` points to `n` readable, initialised elements that
+/// stay alive and unmodified for `'a`.
+pub(crate) unsafe fn slice_in<'a, T>(p: *const T, n: usize) -> Option<&'a [T]> {
+    if n == 0 {
+        return Some(&[]);
+    }
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null with `n` elements, guaranteed by the caller.
+    Some(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// Borrows `n` writable bytes at `p` (NULL or `n == 0` gives `None`).
+///
+/// # Safety
+/// When non-null, `p` points to `n` writable bytes not aliased for `'a`.
+pub(crate) unsafe fn bytes_out<'a>(p: *mut u8, n: usize) -> Option<&'a mut [u8]> {
+    if p.is_null() || n == 0 {
+        return None;
+    }
+    // SAFETY: non-null with `n` writable bytes, guaranteed by the caller.
+    Some(unsafe { std::slice::from_raw_parts_mut(p, n) })
+}
+
+/// Reads a NUL-terminated string (lossily as UTF-8); NULL gives `None`.
+///
+/// # Safety
+/// When non-null, `p` points to a NUL-terminated string.
+pub(crate) unsafe fn c_string(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and NUL-terminated, guaranteed by the caller.
+    let s = unsafe { CStr::from_ptr(p) };
+    Some(s.to_string_lossy().into_owned())
+}
+
+/// Reads a zero-terminated property list of at most `max` pairs; NULL gives
+/// an empty list. Returns `None` when no terminator appears in time.
+///
+/// # Safety
+/// When non-null, `p` points to a zero-terminated list of `T`.
+pub(crate) unsafe fn property_list<T: Copy + Default + PartialEq>(
+    p: *const T,
+    max: usize,
+) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    if p.is_null() {
+        return Some(out);
+    }
+    for i in 0..(2 * max + 1) {
+        // SAFETY: the list is zero-terminated and we stop at the terminator
+        // (or at a name position), so every read is within the list.
+        let v = unsafe { p.add(i).read_unaligned() };
+        out.push(v);
+        if i % 2 == 0 && v == T::default() {
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_a_panic_into_the_fallback() {
+        let r = guard("test", -5, || -> i32 { panic!("boom") });
+        assert_eq!(r, -5);
+        assert_eq!(guard("test", -5, || 7), 7);
+    }
+
+    #[test]
+    fn property_lists_stop_at_the_terminator_or_fail() {
+        let l: [u64; 5] = [0x1084, 9, 0x1085, 1, 0];
+        // SAFETY: `l` is a live zero-terminated list.
+        let got = unsafe { property_list(l.as_ptr(), 8) };
+        assert_eq!(got.as_deref(), Some(&l[..]));
+        let unterminated: [u64; 4] = [1, 2, 3, 4];
+        // SAFETY: with max 1 at most 3 elements are read.
+        assert_eq!(unsafe { property_list(unterminated.as_ptr(), 1) }, None);
+        // SAFETY: NULL is allowed.
+        let empty = unsafe { property_list::<u64>(std::ptr::null(), 1) };
+        assert_eq!(empty, Some(vec![]));
+    }
+
+    #[test]
+    fn null_lists_are_rejected_unless_empty() {
+        // SAFETY: NULL pointers are allowed by the helper.
+        unsafe {
+            assert!(slice_in::<u8>(std::ptr::null(), 0).is_some());
+            assert!(slice_in::<u8>(std::ptr::null(), 3).is_none());
+            assert!(c_string(std::ptr::null()).is_none());
+        }
+    }
+}
