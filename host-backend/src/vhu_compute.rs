@@ -119,10 +119,12 @@ impl VhuCompute {
             .clone()
     }
 
-    /// Pops and completes every available chain on `vring`.
-    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<(), VhuError> {
+    /// Pops and completes every available chain on `vring`; returns how
+    /// many there were.
+    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<usize, VhuError> {
         let atomic = self.memory();
         let mem = atomic.memory();
+        let mut n = 0;
         loop {
             let chain = vring
                 .get_mut()
@@ -139,8 +141,9 @@ impl VhuCompute {
             if vring.needs_notification().map_err(VhuError::UsedRing)? {
                 vring.signal_used_queue().map_err(VhuError::Signal)?;
             }
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Spins for up to `self.poll` waiting for the guest to make a chain
@@ -156,6 +159,9 @@ impl VhuCompute {
             {
                 let state = vring.get_ref();
                 let q = state.get_queue();
+                if !q.ready() {
+                    return false;
+                }
                 match q.avail_idx(&*mem, Ordering::Acquire) {
                     Ok(idx) if idx.0 != q.next_avail() => return true,
                     Ok(_) => {}
@@ -169,21 +175,41 @@ impl VhuCompute {
         }
     }
 
+    /// Drains the queue, then polls it for up to `self.poll`, then (with
+    /// EVENT_IDX) re-enables notifications and goes round again if work
+    /// slipped in meanwhile.
+    ///
+    /// A guest can publish an avail index that claims chains the queue will
+    /// not pop (`pop_descriptor_chain` refuses an index more than a queue
+    /// size ahead). Two drains in a row that pop nothing end the loop, so
+    /// such a ring cannot keep the worker spinning.
     fn handle_queue(&self, index: usize, vring: &VringRwLock) -> Result<(), VhuError> {
-        if !self.event_idx.load(Ordering::Relaxed) {
-            self.drain(index, vring)?;
-            while self.poll_avail(vring) {
-                self.drain(index, vring)?;
-            }
-            return Ok(());
-        }
+        let event_idx = self.event_idx.load(Ordering::Relaxed);
+        let mut empty_rounds = 0;
         loop {
-            vring.disable_notification().map_err(VhuError::UsedRing)?;
-            self.drain(index, vring)?;
-            if self.poll_avail(vring) {
+            if event_idx {
+                vring.disable_notification().map_err(VhuError::UsedRing)?;
+            }
+            if self.drain(index, vring)? == 0 {
+                empty_rounds += 1;
+            } else {
+                empty_rounds = 0;
+            }
+            let stuck = empty_rounds >= 2;
+            if !stuck && self.poll_avail(vring) {
                 continue;
             }
+            if !event_idx {
+                return Ok(());
+            }
             if !vring.enable_notification().map_err(VhuError::UsedRing)? {
+                return Ok(());
+            }
+            if stuck {
+                debug!(
+                    queue = index,
+                    "avail index ahead of what the queue will pop"
+                );
                 return Ok(());
             }
         }
@@ -280,5 +306,117 @@ impl VhostUserBackend for VhuCompute {
         debug!(queue = index, "kick");
         self.handle_queue(index, vring)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Instant;
+
+    use protocol::opencl::Empty;
+    use protocol::{encode_request, Request};
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::split::Descriptor as SplitDescriptor;
+    use virtio_queue::desc::RawDescriptor;
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Address, Bytes, GuestAddress};
+
+    use super::*;
+    use crate::executor::{Executor, ExecutorError};
+
+    struct NoExecutors;
+    impl ExecutorFactory for NoExecutors {
+        fn name(&self) -> &'static str {
+            "none"
+        }
+        fn features(&self) -> u64 {
+            0
+        }
+        fn open(&self, _: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
+            Err(ExecutorError::NoOpenClPlatform)
+        }
+    }
+
+    /// A backend and one request vring laid out by a mock driver.
+    fn rig(mem: &GuestMemoryMmap, event_idx: bool) -> (VhuCompute, Vec<VringRwLock>) {
+        let atomic = GuestMemoryAtomic::new(mem.clone());
+        let be = VhuCompute::new(
+            Arc::new(NoExecutors),
+            crate::limits::session_limits(1, 0),
+            Duration::from_micros(50),
+            atomic.clone(),
+        );
+        be.set_event_idx(event_idx);
+        let vq = MockSplitQueue::new(mem, 16);
+        let vrings: Vec<VringRwLock> = (0..2)
+            .map(|_| VringRwLock::new(atomic.clone(), 16).unwrap())
+            .collect();
+        let v = &vrings[1];
+        v.set_queue_size(16);
+        v.set_queue_info(vq.desc_table_addr().0, vq.avail_addr().0, vq.used_addr().0)
+            .unwrap();
+        v.set_queue_event_idx(event_idx);
+        v.set_queue_ready(true);
+        v.set_enabled(true);
+        (be, vrings)
+    }
+
+    /// The used ring's index. Reads memory directly: building another
+    /// `MockSplitQueue` would reset the rings.
+    fn used_idx(mem: &GuestMemoryMmap, used: GuestAddress) -> u16 {
+        mem.read_obj(used.unchecked_add(2)).unwrap()
+    }
+
+    #[test]
+    fn kick_completes_chains_with_and_without_event_idx() {
+        for event_idx in [false, true] {
+            let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+            let (be, vrings) = rig(&mem, event_idx);
+            let mut area = Vec::new();
+            encode_request(&mut area, 1, 0, &Request::Ping(Empty {}), 0, 0).unwrap();
+            mem.write_slice(&area, GuestAddress(0x1_0000)).unwrap();
+            let flags = VRING_DESC_F_NEXT as u16;
+            let descs = [
+                RawDescriptor::from(SplitDescriptor::new(0x1_0000, area.len() as u32, flags, 1)),
+                RawDescriptor::from(SplitDescriptor::new(
+                    0x2_0000,
+                    4096,
+                    VRING_DESC_F_WRITE as u16,
+                    0,
+                )),
+            ];
+            let vq = MockSplitQueue::new(&mem, 16);
+            vq.add_desc_chains(&descs, 0).unwrap();
+            be.handle_event(1, EventSet::IN, &vrings, 0).unwrap();
+            assert_eq!(used_idx(&mem, vq.used_addr()), 1);
+            // Before SessionOpen the ping gets a NoSession answer.
+            assert_eq!(be.counters().frames, 1);
+            assert_eq!(be.counters().protocol_errors, 1);
+        }
+    }
+
+    #[test]
+    fn bogus_avail_index_does_not_spin_the_worker() {
+        for event_idx in [false, true] {
+            let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+            let (be, vrings) = rig(&mem, event_idx);
+            let vq = MockSplitQueue::new(&mem, 16);
+            // Claims 1000 chains on a 16-entry queue.
+            mem.write_obj(1000u16, vq.avail_addr().unchecked_add(2))
+                .unwrap();
+            let start = Instant::now();
+            be.handle_event(1, EventSet::IN, &vrings, 0).unwrap();
+            assert!(start.elapsed() < Duration::from_secs(1));
+            assert_eq!(used_idx(&mem, vq.used_addr()), 0);
+        }
+    }
+
+    #[test]
+    fn unexpected_events_are_errors() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let (be, vrings) = rig(&mem, true);
+        assert!(be.handle_event(1, EventSet::OUT, &vrings, 0).is_err());
+        assert!(be.handle_event(7, EventSet::IN, &vrings, 0).is_err());
     }
 }
