@@ -2,23 +2,14 @@
 //! promptly, and says why on stderr.
 #![allow(clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-fn clinfo_installed() -> bool {
-    Command::new("clinfo")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 #[test]
 fn clinfo_lists_no_platform_without_a_daemon() {
-    if !clinfo_installed() {
+    if !common::installed("clinfo", "--version") {
         println!("SKIPPED: clinfo not installed");
         return;
     }

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test uses a subset).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,10 +12,24 @@ pub fn build_shim() -> PathBuf {
         .status()
         .expect("cargo build runs");
     assert!(status.success(), "cargo build -p vcompute-shim failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let lib = target.join("debug/libvcompute_shim.so");
+    let lib = target_dir().join("debug/libvcompute_shim.so");
     assert!(lib.exists(), "{} was not built", lib.display());
     lib
+}
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Whether `prog` can be started.
+pub fn installed(prog: &str, arg: &str) -> bool {
+    Command::new(prog)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
 }

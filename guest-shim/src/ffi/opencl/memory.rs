@@ -11,12 +11,15 @@ use opencl_sys::{
     CL_MEM_ALLOC_HOST_PTR, CL_MEM_COPY_HOST_PTR, CL_MEM_USE_HOST_PTR,
 };
 use protocol::limits::MAX_TRANSFER_LEN;
-use protocol::opencl::{CreateBuffer, CreateSubBuffer, InfoKind, ObjectKind};
+use protocol::opencl::{
+    CreateBuffer, CreateCommandQueue, CreateSubBuffer, EnqueueCommon, EnqueueWriteBuffer, Handle,
+    InfoKind, ObjectKind, Release,
+};
 use protocol::{Request, Response};
 
 use super::info::object_info;
 use super::objects::{self, Data, Record};
-use super::{call, client, creating, release_entry, retain_entry, unexpected};
+use super::{call, chunk_size, client, creating, post, release_entry, retain_entry, unexpected};
 use crate::ffi::slice_in;
 
 /// Flags that say where a buffer's host memory comes from; a sub-buffer
@@ -58,6 +61,49 @@ pub(crate) fn check_host_ptr(flags: u64, host_ptr_is_null: bool) -> Result<bool,
     Ok(wants_data)
 }
 
+/// Posts the `ClRelease` of an object the program never saw.
+fn send_releases_of(kind: ObjectKind, object: Handle) {
+    // A failure here leaves the object to the session's cleanup.
+    let _ = post(Request::ClRelease(Release { kind, object }), &[]);
+}
+
+/// Writes a new buffer's initial contents through a private queue on the
+/// context's first device, one chunk per call.
+fn upload(ctx: &Record, buffer: Handle, data: &[u8]) -> Result<(), cl_int> {
+    let Data::Context { devices, .. } = &ctx.data else {
+        return Err(CL_INVALID_CONTEXT);
+    };
+    let dev = devices.first().ok_or(CL_INVALID_CONTEXT)?;
+    let queue = client()?.new_handle();
+    let req = Request::ClCreateCommandQueue(CreateCommandQueue {
+        id: queue,
+        context: ctx.handle,
+        device: dev.handle,
+        properties: vec![],
+    });
+    call(req, &[], &mut [])?;
+    let chunk = chunk_size();
+    let mut result = Ok(());
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        let req = Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
+            common: EnqueueCommon {
+                queue,
+                wait: vec![],
+                event: None,
+            },
+            buffer,
+            offset: (i * chunk) as u64,
+            size: piece.len() as u64,
+        });
+        if let Err(e) = call(req, &[piece], &mut []) {
+            result = Err(e);
+            break;
+        }
+    }
+    send_releases_of(ObjectKind::CommandQueue, queue);
+    result
+}
+
 /// # Safety
 /// When `flags` has `CL_MEM_COPY_HOST_PTR` or `CL_MEM_USE_HOST_PTR`,
 /// `host_ptr` holds `size` readable bytes; `errcode_ret` is NULL or
@@ -83,17 +129,31 @@ pub unsafe extern "C" fn clCreateBuffer(
         } else {
             &[]
         };
+        // Initial data larger than one call can carry is uploaded after
+        // creation instead.
+        let inline = with_data && size <= chunk_size();
+        let wire_flags = if with_data && !inline {
+            flags & !(CL_MEM_COPY_HOST_PTR | CL_MEM_USE_HOST_PTR)
+        } else {
+            flags
+        };
         let id = client()?.new_handle();
         let req = Request::ClCreateBuffer(CreateBuffer {
             id,
             context: ctx.handle,
-            flags,
+            flags: wire_flags,
             size: size as u64,
         });
-        let bulk: &[&[u8]] = if with_data { &[data] } else { &[] };
+        let bulk: &[&[u8]] = if inline { &[data] } else { &[] };
         match call(req, bulk, &mut [])? {
             Response::ClCreateBuffer(_) => {}
             other => return Err(unexpected(&other)),
+        }
+        if with_data && !inline {
+            if let Err(e) = upload(&ctx, id, data) {
+                send_releases_of(ObjectKind::MemObject, id);
+                return Err(e);
+            }
         }
         let host_ptr = if flags & CL_MEM_USE_HOST_PTR != 0 {
             host_ptr as usize
