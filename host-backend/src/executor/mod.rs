@@ -8,7 +8,7 @@
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` | the trait, guest buffers, errors, selection |
-//! | `opencl.rs` | the OpenCL executor over `opencl3` |
+//! | `opencl/` | the OpenCL executor over `opencl3` |
 
 use std::fmt;
 

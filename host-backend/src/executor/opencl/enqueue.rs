@@ -1,0 +1,403 @@
+//! Buffers, transfers, launches and synchronization.
+//!
+//! Ranges are checked against the buffer's size before the runtime sees
+//! them. Transfers run blocking: a guest segment is only valid while
+//! `execute` runs, so the runtime must be done with it before we return.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use cl3::error_codes::{
+    CL_INVALID_EVENT, CL_INVALID_EVENT_WAIT_LIST, CL_INVALID_VALUE,
+    CL_MEM_OBJECT_ALLOCATION_FAILURE,
+};
+use cl3::memory::{
+    CL_BUFFER_CREATE_TYPE_REGION, CL_MEM_ALLOC_HOST_PTR, CL_MEM_COPY_HOST_PTR, CL_MEM_USE_HOST_PTR,
+};
+use cl3::types::{cl_buffer_region, cl_command_queue, cl_event, cl_int, cl_uint, CL_TRUE};
+use opencl3::event::Event;
+use opencl3::memory::Buffer;
+use protocol::opencl::{
+    CreateBuffer, CreateSubBuffer, CreateUserEvent, Empty, EnqueueCommon, EnqueueCopyBuffer,
+    EnqueueFillBuffer, EnqueueMarker, EnqueueNdRange, EnqueueReadBuffer, EnqueueWriteBuffer,
+    QueueOp, SetUserEventStatus, WaitForEvents,
+};
+use protocol::ProtocolError;
+
+use super::handles::{native, Charge, EventObj, MemObj, Object};
+use super::OpenClExecutor;
+use crate::executor::{Bulk, ExecError, GuestBuf};
+
+fn bad_descriptor() -> ExecError {
+    ExecError::Protocol(ProtocolError::BadDescriptor)
+}
+
+/// Converts a guest size or offset for the runtime.
+fn usize_of(v: u64) -> Result<usize, ExecError> {
+    usize::try_from(v).map_err(|_| native(CL_INVALID_VALUE))
+}
+
+/// Checks `offset..offset+size` against a buffer of `len` bytes.
+fn check_range(offset: u64, size: u64, len: u64) -> Result<(usize, usize), ExecError> {
+    match offset.checked_add(size) {
+        Some(end) if end <= len => Ok((usize_of(offset)?, usize_of(size)?)),
+        _ => Err(native(CL_INVALID_VALUE)),
+    }
+}
+
+/// The single segment of `segs`, of exactly `size` bytes.
+fn single(segs: &[GuestBuf], size: u64) -> Result<&GuestBuf, ExecError> {
+    match segs {
+        [buf] if buf.len() as u64 == size => Ok(buf),
+        _ => Err(bad_descriptor()),
+    }
+}
+
+/// A command's runtime inputs, gathered before the call.
+struct Prepared {
+    queue: cl_command_queue,
+    wait: Vec<cl_event>,
+}
+
+impl Prepared {
+    fn wait_len(&self) -> cl_uint {
+        self.wait.len() as cl_uint
+    }
+
+    fn wait_ptr(&self) -> *const cl_event {
+        if self.wait.is_empty() {
+            std::ptr::null()
+        } else {
+            self.wait.as_ptr()
+        }
+    }
+}
+
+impl OpenClExecutor {
+    /// Checks an enqueue's queue, wait list and event handle.
+    fn prepare(&self, common: &EnqueueCommon) -> Result<Prepared, ExecError> {
+        let queue = self.table.queue(common.queue)?.get();
+        if let Some(id) = common.event {
+            self.check_new(id)?;
+        }
+        let wait = self
+            .table
+            .events(&common.wait, CL_INVALID_EVENT_WAIT_LIST)?;
+        Ok(Prepared { queue, wait })
+    }
+
+    /// Keeps the command's event if the guest asked for it; otherwise the
+    /// event is released here.
+    fn finish_enqueue(
+        &mut self,
+        common: &EnqueueCommon,
+        event: cl_event,
+    ) -> Result<Empty, ExecError> {
+        let event = Event::new(event);
+        if let Some(id) = common.event {
+            self.table
+                .insert(id, Object::Event(EventObj { event, user: false }));
+        }
+        Ok(Empty {})
+    }
+
+    pub(super) fn create_buffer(
+        &mut self,
+        req: CreateBuffer,
+        bulk: &Bulk<'_>,
+    ) -> Result<Empty, ExecError> {
+        let host_flags = CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR;
+        let init = if req.flags & host_flags != 0 {
+            if !bulk.output.is_empty() {
+                return Err(bad_descriptor());
+            }
+            Some(single(bulk.input, req.size)?)
+        } else if bulk.input.is_empty() && bulk.output.is_empty() {
+            None
+        } else {
+            return Err(bad_descriptor());
+        };
+        self.check_new(req.id)?;
+        let ctx = self.table.context(req.context)?.get();
+        // The guest's memory cannot back a runtime buffer: USE_HOST_PTR
+        // becomes a copy. Combinations native refuses stay refused.
+        let mut flags = req.flags;
+        if flags & CL_MEM_USE_HOST_PTR != 0 {
+            if flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR) != 0 {
+                return Err(native(CL_INVALID_VALUE));
+            }
+            flags = (flags & !CL_MEM_USE_HOST_PTR) | CL_MEM_COPY_HOST_PTR;
+        }
+        let size = usize::try_from(req.size)
+            .map_err(|_| native(cl3::error_codes::CL_INVALID_BUFFER_SIZE))?;
+        let max = self.limits.max_device_memory;
+        let used = self.memory.load(Ordering::Relaxed);
+        if max != 0 && used.checked_add(req.size).is_none_or(|total| total > max) {
+            return Err(native(CL_MEM_OBJECT_ALLOCATION_FAILURE));
+        }
+        let host = init.map_or(std::ptr::null_mut(), |b| b.as_mut_ptr().cast());
+        // SAFETY: `ctx` is a live context of this session. `host` is NULL or a
+        // guest segment of exactly `size` bytes that stays mapped for this
+        // call; with COPY_HOST_PTR the runtime copies it before returning and
+        // keeps no reference to it.
+        let mem = unsafe { cl3::memory::create_buffer(ctx, flags, size, host) }.map_err(native)?;
+        let obj = MemObj::buffer(
+            Buffer::new(mem),
+            req.size,
+            Charge::new(&self.memory, req.size),
+        );
+        self.table.insert(req.id, Object::Mem(Arc::new(obj)));
+        Ok(Empty {})
+    }
+
+    pub(super) fn create_sub_buffer(&mut self, req: CreateSubBuffer) -> Result<Empty, ExecError> {
+        self.check_new(req.id)?;
+        let parent = Arc::clone(self.table.mem(req.buffer)?);
+        let (origin, size) = check_range(req.origin, req.size, parent.size)?;
+        let region = cl_buffer_region { origin, size };
+        // SAFETY: `parent` is a live buffer of this session; `region` is a
+        // valid `cl_buffer_region` that outlives the call, as
+        // CL_BUFFER_CREATE_TYPE_REGION requires.
+        let mem = unsafe {
+            cl3::memory::create_sub_buffer(
+                parent.raw(),
+                req.flags,
+                CL_BUFFER_CREATE_TYPE_REGION,
+                (&raw const region).cast(),
+            )
+        }
+        .map_err(native)?;
+        let obj = MemObj::sub_buffer(Buffer::new(mem), req.size, parent);
+        self.table.insert(req.id, Object::Mem(Arc::new(obj)));
+        Ok(Empty {})
+    }
+
+    pub(super) fn write_buffer(
+        &mut self,
+        req: EnqueueWriteBuffer,
+        bulk: &Bulk<'_>,
+    ) -> Result<Empty, ExecError> {
+        if !bulk.output.is_empty() {
+            return Err(bad_descriptor());
+        }
+        let src = single(bulk.input, req.size)?;
+        let p = self.prepare(&req.common)?;
+        let mem = self.table.mem(req.buffer)?;
+        let (offset, size) = check_range(req.offset, req.size, mem.size)?;
+        if size == 0 {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        // SAFETY: queue, buffer and wait-list events are live objects of this
+        // session; `offset..offset+size` lies inside the buffer; `src` holds
+        // exactly `size` readable bytes for the whole (blocking) call.
+        let ev = unsafe {
+            cl3::command_queue::enqueue_write_buffer(
+                p.queue,
+                mem.raw(),
+                CL_TRUE,
+                offset,
+                size,
+                src.as_ptr().cast(),
+                p.wait_len(),
+                p.wait_ptr(),
+            )
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn read_buffer(
+        &mut self,
+        req: EnqueueReadBuffer,
+        bulk: &Bulk<'_>,
+    ) -> Result<Empty, ExecError> {
+        if !bulk.input.is_empty() {
+            return Err(bad_descriptor());
+        }
+        let dst = single(bulk.output, req.size)?;
+        let p = self.prepare(&req.common)?;
+        let mem = self.table.mem(req.buffer)?;
+        let (offset, size) = check_range(req.offset, req.size, mem.size)?;
+        if size == 0 {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        // SAFETY: as for writes; `dst` holds exactly `size` writable bytes and
+        // the read is blocking, so the runtime is done with it on return.
+        let ev = unsafe {
+            cl3::command_queue::enqueue_read_buffer(
+                p.queue,
+                mem.raw(),
+                CL_TRUE,
+                offset,
+                size,
+                dst.as_mut_ptr().cast(),
+                p.wait_len(),
+                p.wait_ptr(),
+            )
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn copy_buffer(&mut self, req: EnqueueCopyBuffer) -> Result<Empty, ExecError> {
+        let p = self.prepare(&req.common)?;
+        let src = self.table.mem(req.src)?;
+        let dst = self.table.mem(req.dst)?;
+        let (src_offset, size) = check_range(req.src_offset, req.size, src.size)?;
+        let (dst_offset, _) = check_range(req.dst_offset, req.size, dst.size)?;
+        // SAFETY: queue, buffers and events are live objects of this session
+        // and both ranges lie inside their buffers.
+        let ev = unsafe {
+            cl3::command_queue::enqueue_copy_buffer(
+                p.queue,
+                src.raw(),
+                dst.raw(),
+                src_offset,
+                dst_offset,
+                size,
+                p.wait_len(),
+                p.wait_ptr(),
+            )
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn fill_buffer(&mut self, req: EnqueueFillBuffer) -> Result<Empty, ExecError> {
+        let p = self.prepare(&req.common)?;
+        let mem = self.table.mem(req.buffer)?;
+        let (offset, size) = check_range(req.offset, req.size, mem.size)?;
+        if req.pattern.is_empty() {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        // SAFETY: queue, buffer and events are live objects of this session;
+        // the range lies inside the buffer; the runtime copies the pattern
+        // (`pattern.len()` readable bytes) before the call returns.
+        let ev = unsafe {
+            cl3::command_queue::enqueue_fill_buffer(
+                p.queue,
+                mem.raw(),
+                req.pattern.as_ptr().cast(),
+                req.pattern.len(),
+                offset,
+                size,
+                p.wait_len(),
+                p.wait_ptr(),
+            )
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn nd_range(&mut self, req: EnqueueNdRange) -> Result<Empty, ExecError> {
+        let p = self.prepare(&req.common)?;
+        let kernel = self.table.kernel(req.kernel)?.kernel.get();
+        let sizes = |v: &[u64]| {
+            v.iter()
+                .map(|&x| usize_of(x))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let global = sizes(&req.global)?;
+        let offset = sizes(&req.offset)?;
+        let local = sizes(&req.local)?;
+        let dim = global.len();
+        if dim == 0
+            || (!offset.is_empty() && offset.len() != dim)
+            || (!local.is_empty() && local.len() != dim)
+        {
+            return Err(native(cl3::error_codes::CL_INVALID_WORK_DIMENSION));
+        }
+        let ptr_or_null = |v: &[usize]| {
+            if v.is_empty() {
+                std::ptr::null()
+            } else {
+                v.as_ptr()
+            }
+        };
+        // SAFETY: queue, kernel and events are live objects of this session;
+        // each size array is NULL or holds `dim` entries and outlives the
+        // call. Memory arguments are kept alive by the kernel's pins.
+        let ev = unsafe {
+            cl3::command_queue::enqueue_nd_range_kernel(
+                p.queue,
+                kernel,
+                dim as cl_uint,
+                ptr_or_null(&offset),
+                global.as_ptr(),
+                ptr_or_null(&local),
+                p.wait_len(),
+                p.wait_ptr(),
+            )
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn marker(&mut self, req: EnqueueMarker) -> Result<Empty, ExecError> {
+        let p = self.prepare(&req.common)?;
+        // SAFETY: the queue and events are live objects of this session; the
+        // wait list is NULL or `wait_len()` events that outlive the call.
+        let ev = unsafe {
+            if req.barrier {
+                cl3::command_queue::enqueue_barrier_with_wait_list(
+                    p.queue,
+                    p.wait_len(),
+                    p.wait_ptr(),
+                )
+            } else {
+                cl3::command_queue::enqueue_marker_with_wait_list(
+                    p.queue,
+                    p.wait_len(),
+                    p.wait_ptr(),
+                )
+            }
+        }
+        .map_err(native)?;
+        self.finish_enqueue(&req.common, ev)
+    }
+
+    pub(super) fn finish(&mut self, req: QueueOp) -> Result<Empty, ExecError> {
+        let q = self.table.queue(req.queue)?.get();
+        cl3::command_queue::finish(q).map_err(native)?;
+        Ok(Empty {})
+    }
+
+    pub(super) fn flush(&mut self, req: QueueOp) -> Result<Empty, ExecError> {
+        let q = self.table.queue(req.queue)?.get();
+        cl3::command_queue::flush(q).map_err(native)?;
+        Ok(Empty {})
+    }
+
+    pub(super) fn wait_for_events(&mut self, req: WaitForEvents) -> Result<Empty, ExecError> {
+        if req.events.is_empty() {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        let events = self.table.events(&req.events, CL_INVALID_EVENT)?;
+        cl3::event::wait_for_events(&events).map_err(native)?;
+        Ok(Empty {})
+    }
+
+    pub(super) fn create_user_event(&mut self, req: CreateUserEvent) -> Result<Empty, ExecError> {
+        self.check_new(req.id)?;
+        let ctx = self.table.context(req.context)?.get();
+        let ev = cl3::event::create_user_event(ctx).map_err(native)?;
+        self.table.insert(
+            req.id,
+            Object::Event(EventObj {
+                event: Event::new(ev),
+                user: true,
+            }),
+        );
+        Ok(Empty {})
+    }
+
+    pub(super) fn set_user_event_status(
+        &mut self,
+        req: SetUserEventStatus,
+    ) -> Result<Empty, ExecError> {
+        let ev = self.table.event(req.event)?.event.get();
+        let status: cl_int = req.status;
+        cl3::event::set_user_event_status(ev, status).map_err(native)?;
+        Ok(Empty {})
+    }
+}

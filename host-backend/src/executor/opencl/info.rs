@@ -1,0 +1,126 @@
+//! `clGet*Info` queries and supported image formats.
+//!
+//! Values come back as the runtime's raw bytes, with native size semantics:
+//! a size of 0 asks for the size only, a smaller buffer than the value is
+//! `CL_INVALID_VALUE`. Parameters whose values are host pointers or object
+//! handles are never answered here; the shim answers them from its records.
+
+use cl3::error_codes::{CL_INVALID_ARG_INDEX, CL_INVALID_VALUE, CL_OUT_OF_RESOURCES};
+use cl3::program::CL_PROGRAM_BUILD_LOG;
+use protocol::limits::{MAX_INFO_LEN, MAX_LIST_LEN};
+use protocol::opencl::{
+    is_handle_valued, GetImageFormats, GetInfo, ImageFormats, InfoKind, InfoValue,
+};
+
+use super::handles::native;
+use super::OpenClExecutor;
+use crate::executor::ExecError;
+
+/// Applies native size semantics to a value of the runtime.
+fn answer(mut value: Vec<u8>, asked: u64, truncatable: bool) -> Result<InfoValue, ExecError> {
+    if value.len() as u64 > MAX_INFO_LEN {
+        if !truncatable {
+            return Err(native(CL_OUT_OF_RESOURCES));
+        }
+        // A build log longer than a reply can hold keeps its start.
+        value.truncate(MAX_INFO_LEN as usize - 1);
+        value.push(0);
+    }
+    let size = value.len() as u64;
+    if asked == 0 {
+        return Ok(InfoValue {
+            size,
+            value: Vec::new(),
+        });
+    }
+    if asked < size {
+        return Err(native(CL_INVALID_VALUE));
+    }
+    Ok(InfoValue { size, value })
+}
+
+impl OpenClExecutor {
+    pub(super) fn get_info(&mut self, req: GetInfo) -> Result<InfoValue, ExecError> {
+        let t = &self.table;
+        let p = req.param;
+        // Resolve the object first, as the native call would.
+        let query = match req.kind {
+            InfoKind::Platform => {
+                let o = t.platform(req.object)?;
+                Box::new(move || cl3::platform::get_platform_data(o, p)) as Box<dyn Fn() -> _>
+            }
+            InfoKind::Device => {
+                let o = t.device(req.object)?;
+                Box::new(move || cl3::device::get_device_data(o, p))
+            }
+            InfoKind::Context => {
+                let o = t.context(req.object)?.get();
+                Box::new(move || cl3::context::get_context_data(o, p))
+            }
+            InfoKind::CommandQueue => {
+                let o = t.queue(req.object)?.get();
+                Box::new(move || cl3::command_queue::get_command_queue_data(o, p))
+            }
+            InfoKind::MemObject => {
+                let o = t.mem(req.object)?.raw();
+                Box::new(move || cl3::memory::get_mem_object_data(o, p))
+            }
+            InfoKind::Program => {
+                let o = t.program(req.object)?.get();
+                Box::new(move || cl3::program::get_program_data(o, p))
+            }
+            InfoKind::ProgramBuild => {
+                let o = t.program(req.object)?.get();
+                let d = t.device(req.extra)?;
+                Box::new(move || cl3::program::get_program_build_data(o, d, p))
+            }
+            InfoKind::Kernel => {
+                let o = t.kernel(req.object)?.kernel.get();
+                Box::new(move || cl3::kernel::get_kernel_data(o, p))
+            }
+            InfoKind::KernelWorkGroup => {
+                let o = t.kernel(req.object)?.kernel.get();
+                let d = match req.extra {
+                    0 => std::ptr::null_mut(),
+                    h => t.device(h)?,
+                };
+                Box::new(move || cl3::kernel::get_kernel_work_group_data(o, d, p))
+            }
+            InfoKind::KernelArg => {
+                let o = t.kernel(req.object)?.kernel.get();
+                let i = u32::try_from(req.extra).map_err(|_| native(CL_INVALID_ARG_INDEX))?;
+                Box::new(move || cl3::kernel::get_kernel_arg_data(o, i, p))
+            }
+            InfoKind::Event => {
+                let o = t.event(req.object)?.event.get();
+                Box::new(move || cl3::event::get_event_data(o, p))
+            }
+            InfoKind::EventProfiling => {
+                let o = t.event(req.object)?.event.get();
+                Box::new(move || cl3::event::get_event_profiling_data(o, p))
+            }
+        };
+        if is_handle_valued(req.kind, p) {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        let value = query().map_err(native)?;
+        let truncatable = req.kind == InfoKind::ProgramBuild && p == CL_PROGRAM_BUILD_LOG;
+        answer(value, req.size, truncatable)
+    }
+
+    pub(super) fn image_formats(
+        &mut self,
+        req: GetImageFormats,
+    ) -> Result<ImageFormats, ExecError> {
+        let ctx = self.table.context(req.context)?.get();
+        let formats = cl3::memory::get_supported_image_formats(ctx, req.flags, req.image_type)
+            .map_err(native)?;
+        Ok(ImageFormats {
+            formats: formats
+                .into_iter()
+                .take(MAX_LIST_LEN)
+                .map(|f| (f.image_channel_order, f.image_channel_data_type))
+                .collect(),
+        })
+    }
+}
