@@ -324,9 +324,11 @@ impl OpenClExecutor {
                 Some(CL_INVALID_ARG_VALUE)
             }
             (KernelArg::Mem(_) | KernelArg::NullMem, ArgClass::Sampler) => Some(CL_INVALID_SAMPLER),
-            (KernelArg::Mem(_) | KernelArg::NullMem, ArgClass::Local | ArgClass::Value) => {
-                Some(CL_INVALID_ARG_VALUE)
-            }
+            (KernelArg::Mem(_) | KernelArg::NullMem, ArgClass::Local) => Some(CL_INVALID_ARG_VALUE),
+            // A runtime pointer by value could be written back to the guest.
+            // A NULL one is just zero bytes, which the runtime judges as
+            // native would (e.g. CL_INVALID_ARG_SIZE for a 4-byte argument).
+            (KernelArg::Mem(_), ArgClass::Value) => Some(CL_INVALID_ARG_VALUE),
             _ => None,
         };
         if let Some(code) = refused {

@@ -363,6 +363,9 @@ fn vector_add_end_to_end() {
     for (i, m) in [10, 11, 12].into_iter().enumerate() {
         set_arg(&mut ex, 21, i as u32, KernelArg::Mem(m)).unwrap();
     }
+    // Eight zero bytes on a `uint`: the native size error, as native gives.
+    let r = set_arg(&mut ex, 21, 3, KernelArg::NullMem);
+    assert_eq!(native_err(r), CL_INVALID_ARG_SIZE);
     set_arg(
         &mut ex,
         21,
@@ -784,6 +787,8 @@ fn kernel_arguments_cannot_carry_pointers() {
         native_err(set_arg(&mut ex, 21, 0, KernelArg::Mem(11))),
         CL_INVALID_MEM_OBJECT
     );
+    // A NULL memory object by value is zero bytes: native rules apply.
+    set_arg(&mut ex, 21, 1, KernelArg::NullMem).unwrap();
     // The legitimate forms work, and the kernel runs with them.
     set_arg(&mut ex, 21, 0, KernelArg::Mem(10)).unwrap();
     set_arg(
