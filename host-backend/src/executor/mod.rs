@@ -158,8 +158,6 @@ pub enum ExecutorError {
 pub fn factory(kind: ExecutorKind) -> Result<Box<dyn ExecutorFactory>, ExecutorError> {
     match kind {
         ExecutorKind::Cuda => Err(ExecutorError::CudaUnavailable),
-        ExecutorKind::Auto | ExecutorKind::OpenCl => {
-            Ok(Box::new(opencl::OpenClFactory::new()?))
-        }
+        ExecutorKind::Auto | ExecutorKind::OpenCl => Ok(Box::new(opencl::OpenClFactory::new()?)),
     }
 }

@@ -8,6 +8,7 @@
 //! | `info.rs` | `clGet*Info` queries and image formats |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
+//! | `tests/` | tests against the system's runtime (POCL in CI) |
 //!
 //! The guest is untrusted: every handle is looked up with the kind it must
 //! have, every range is checked before the runtime sees it, no host pointer
