@@ -78,6 +78,18 @@ impl StopHandle {
     }
 }
 
+/// The receiving end of a stop channel; see [`stop_channel`].
+#[derive(Debug)]
+pub struct StopReceiver(UnixStream);
+
+/// Creates a stop channel for [`Server::bind_with_stop`].
+pub fn stop_channel() -> Result<(StopHandle, StopReceiver), ServerError> {
+    let (rx, tx) = UnixStream::pair().map_err(ServerError::Signals)?;
+    rx.set_nonblocking(true).map_err(ServerError::Signals)?;
+    tx.set_nonblocking(true).map_err(ServerError::Signals)?;
+    Ok((StopHandle(Arc::new(tx)), StopReceiver(rx)))
+}
+
 /// Live numbers, readable while the server runs.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -135,24 +147,28 @@ impl Server {
         config: ServerConfig,
         factory: Arc<dyn ExecutorFactory>,
     ) -> Result<Self, ServerError> {
+        Self::bind_with_stop(config, factory, stop_channel()?)
+    }
+
+    /// Binds the socket with a stop channel made beforehand, so that signal
+    /// handlers can be in place before the socket becomes visible.
+    pub fn bind_with_stop(
+        config: ServerConfig,
+        factory: Arc<dyn ExecutorFactory>,
+        (stop_tx, stop_rx): (StopHandle, StopReceiver),
+    ) -> Result<Self, ServerError> {
         let listener =
             Listener::new(&config.socket, true).map_err(|source| ServerError::Listen {
                 path: config.socket.clone(),
                 source,
             })?;
-        let (stop_rx, stop_tx) = UnixStream::pair().map_err(ServerError::Signals)?;
-        stop_rx
-            .set_nonblocking(true)
-            .map_err(ServerError::Signals)?;
-        stop_tx
-            .set_nonblocking(true)
-            .map_err(ServerError::Signals)?;
+        let stop_rx = stop_rx.0;
         Ok(Server {
             config,
             factory,
             listener,
             stop_rx,
-            stop_tx: StopHandle(Arc::new(stop_tx)),
+            stop_tx,
             stats: Arc::new(Stats::default()),
             live: Arc::new(Mutex::new(HashMap::new())),
             next_id: 0,
@@ -348,6 +364,15 @@ impl SignalGuard {
     pub fn install(stop: &StopHandle) -> Result<Self, ServerError> {
         let mut ids = Vec::new();
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Runtimes loaded by the executor (LLVM inside POCL) install
+            // handlers that reset the signal to its default and re-raise it.
+            // signal-hook chains to whatever was there before, so that would
+            // kill the daemon before it could shut down: start from default.
+            // SAFETY: setting a standard signal's disposition to SIG_DFL is
+            // always valid; no handler of ours is replaced.
+            if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+                return Err(ServerError::Signals(std::io::Error::last_os_error()));
+            }
             let tx = stop.0.try_clone().map_err(ServerError::Signals)?;
             ids.push(
                 signal_hook::low_level::pipe::register(sig, tx).map_err(ServerError::Signals)?,
@@ -368,7 +393,10 @@ impl Drop for SignalGuard {
 /// Runs the daemon described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), ServerError> {
     let factory: Arc<dyn ExecutorFactory> = Arc::from(executor::factory(config.executor)?);
-    let server = Server::bind(config.server, factory)?;
-    let _signals = SignalGuard::install(&server.stop_handle())?;
+    // Handlers go in before the socket exists: a client (or a supervisor)
+    // that sees the socket may signal at once.
+    let (stop, rx) = stop_channel()?;
+    let _signals = SignalGuard::install(&stop)?;
+    let server = Server::bind_with_stop(config.server, factory, (stop, rx))?;
     server.run()
 }
