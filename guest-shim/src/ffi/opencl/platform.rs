@@ -97,8 +97,12 @@ pub unsafe extern "C" fn clGetPlatformInfo(
         let (size, value, ret) = (param_value_size, param_value, param_value_size_ret);
         match param_name {
             CL_PLATFORM_ICD_SUFFIX_KHR => {
+                // The runtime's own suffix, so the platform reads as it does
+                // natively; ours only if the runtime has none.
+                let raw = cached_value(cache, InfoKind::Platform, rec.handle, 0, param_name)
+                    .unwrap_or_else(|_| ICD_SUFFIX.to_vec());
                 // SAFETY: the caller's contract on the out-pointers.
-                unsafe { answer(ICD_SUFFIX, size, value, ret) }
+                unsafe { answer(&raw, size, value, ret) }
             }
             CL_PLATFORM_EXTENSIONS => {
                 let raw = cached_value(cache, InfoKind::Platform, rec.handle, 0, param_name)?;
