@@ -1,0 +1,148 @@
+//! The daemon outlives its clients: guests killed mid-request leave nothing
+//! behind, and one session's garbage never disturbs another.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Child entry point: builds a session with live objects, then runs
+/// requests forever until it is killed.
+#[test]
+fn child_busy_loop() {
+    if std::env::var(CHILD_ENV).as_deref() != Ok("busy") {
+        return;
+    }
+    use opencl3::command_queue::CommandQueue;
+    use opencl3::context::Context;
+    use opencl3::device::{Device, CL_DEVICE_TYPE_ALL};
+    use opencl3::kernel::{ExecuteKernel, Kernel};
+    use opencl3::memory::{Buffer, CL_MEM_READ_WRITE};
+    use opencl3::platform::get_platforms;
+    use opencl3::program::Program;
+    use opencl3::types::CL_NON_BLOCKING;
+
+    let platform = get_platforms().expect("platforms")[0];
+    let device = Device::new(platform.get_devices(CL_DEVICE_TYPE_ALL).expect("devices")[0]);
+    let ctx = Context::from_device(&device).expect("context");
+    let queue = CommandQueue::create_default_with_properties(&ctx, 0, 0).expect("queue");
+    let src = "__kernel void inc(__global uint *x) { x[get_global_id(0)] += 1; }";
+    let program = Program::create_and_build_from_source(&ctx, src, "").expect("build");
+    let kernel = Kernel::create(&program, "inc").expect("kernel");
+    let n = 1 << 18;
+    // SAFETY: no host pointer.
+    let mut buf = unsafe {
+        Buffer::<u32>::create(&ctx, CL_MEM_READ_WRITE, n, std::ptr::null_mut()).expect("buffer")
+    };
+    let data = vec![1u32; n];
+    let mut first = true;
+    loop {
+        // SAFETY: `data` outlives the queue's use of it (finish below).
+        unsafe {
+            queue
+                .enqueue_write_buffer(&mut buf, CL_NON_BLOCKING, 0, &data, &[])
+                .expect("write");
+            ExecuteKernel::new(&kernel)
+                .set_arg(&buf)
+                .set_global_work_size(n)
+                .enqueue_nd_range(&queue)
+                .expect("launch");
+        }
+        queue.finish().expect("finish");
+        if first {
+            println!("T|ready");
+            first = false;
+        }
+    }
+}
+
+fn crash_one(daemon: &Daemon, delay: Duration) {
+    let mut cmd = child_command("child_busy_loop", "busy", &Target::Shim(daemon));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.any(|l| l.is_ok_and(|l| transcript_line(&l) == Some("ready")));
+    assert!(ready, "child never became ready");
+    std::thread::sleep(delay);
+    // SIGKILL: no destructors, no session close; the daemon must notice.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
+fn settle(daemon: &Daemon, baseline_fds: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fds = daemon.fd_count();
+        if fds <= baseline_fds || Instant::now() > deadline {
+            return fds;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn killed_clients_leak_nothing() {
+    if !have_native_opencl() {
+        return;
+    }
+    let cycles: usize = std::env::var("VCOMPUTE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut daemon = Daemon::start(&[]);
+    // Warm up: the runtime's own caches (compiler, thread pools) fill once.
+    for i in 0..10 {
+        crash_one(&daemon, Duration::from_millis(i % 4));
+    }
+    let fds0 = settle(&daemon, 0);
+    let threads0 = daemon.thread_count();
+    let rss0 = daemon.rss_kib();
+    for i in 0..cycles {
+        crash_one(&daemon, Duration::from_millis((i % 7) as u64));
+        daemon.assert_alive();
+    }
+    let fds = settle(&daemon, fds0);
+    let threads = daemon.thread_count();
+    let rss = daemon.rss_kib();
+    eprintln!(
+        "after {cycles} kills: fds {fds0} -> {fds}, threads {threads0} -> {threads}, rss {rss0} KiB -> {rss} KiB"
+    );
+    assert_eq!(fds, fds0, "file descriptors leaked");
+    assert!(
+        threads <= threads0,
+        "threads leaked: {threads0} -> {threads}"
+    );
+    // Allocator noise is fine; a per-session leak of even one 1 MiB buffer
+    // would show as 200 MiB.
+    assert!(
+        rss < rss0 + 32 * 1024,
+        "memory grew: {rss0} KiB -> {rss} KiB"
+    );
+
+    // And it still serves a fresh client correctly.
+    let out = run_child(
+        child_command("child_busy_loop_then_exit", "ok", &Target::Shim(&daemon)),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(transcript(&out).contains(&"ok".to_string()), "{out:?}");
+}
+
+/// Child entry point: one short correct session.
+#[test]
+fn child_busy_loop_then_exit() {
+    if std::env::var(CHILD_ENV).as_deref() != Ok("ok") {
+        return;
+    }
+    let lines = conformance::run().expect("conformance run");
+    assert!(lines.iter().any(|l| l.contains("exact=true")), "{lines:?}");
+    println!("T|ok");
+}
