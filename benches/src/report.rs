@@ -85,7 +85,10 @@ mod tests {
             virt: summarize(&[2e9]),
         };
         let md = markdown(&[row]);
-        assert!(md.contains("| write | 1.00 GiB/s | 1.00 GiB/s | 0.50 GiB/s"), "{md}");
+        assert!(
+            md.contains("| write | 1.00 GiB/s | 1.00 GiB/s | 0.50 GiB/s"),
+            "{md}"
+        );
         assert!(md.contains("0.50× bandwidth"), "{md}");
     }
 }

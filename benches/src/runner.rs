@@ -39,13 +39,21 @@ fn run_worker(
     into: &mut Samples,
 ) -> Result<(), String> {
     let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-    cmd.args(["worker", "--reps", &reps.to_string(), "--size", &size.to_string()]);
+    cmd.args([
+        "worker",
+        "--reps",
+        &reps.to_string(),
+        "--size",
+        &size.to_string(),
+    ]);
     match side {
         Side::Native => {
-            cmd.env_remove("OCL_ICD_VENDORS").env_remove("VCOMPUTE_ENDPOINT");
+            cmd.env_remove("OCL_ICD_VENDORS")
+                .env_remove("VCOMPUTE_ENDPOINT");
         }
         Side::Virtual => {
-            cmd.env("OCL_ICD_VENDORS", shim).env("VCOMPUTE_ENDPOINT", endpoint);
+            cmd.env("OCL_ICD_VENDORS", shim)
+                .env("VCOMPUTE_ENDPOINT", endpoint);
         }
     }
     let _ = opts;
@@ -68,18 +76,24 @@ fn run_worker(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{side:?} worker timed out after {WORKER_TIMEOUT:?}"));
+            return Err(format!(
+                "{side:?} worker timed out after {WORKER_TIMEOUT:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let out = reader.join().map_err(|_| "worker output reader panicked")?;
     if !status.success() {
-        return Err(format!("{side:?} worker failed ({status}); no numbers reported"));
+        return Err(format!(
+            "{side:?} worker failed ({status}); no numbers reported"
+        ));
     }
     for line in out.lines() {
         let mut it = line.split_whitespace();
         if let (Some("sample"), Some(name), Some(ns)) = (it.next(), it.next(), it.next()) {
-            let ns: f64 = ns.parse().map_err(|_| format!("bad sample line {line:?}"))?;
+            let ns: f64 = ns
+                .parse()
+                .map_err(|_| format!("bad sample line {line:?}"))?;
             into.entry(name.to_string()).or_default().push(ns);
         }
     }
@@ -118,7 +132,15 @@ pub fn run_micro(opts: &MicroOpts) -> Result<String, String> {
     let mut virt = Samples::new();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: native", round + 1);
-        run_worker(Side::Native, opts, size, reps, &shim, &endpoint, &mut native)?;
+        run_worker(
+            Side::Native,
+            opts,
+            size,
+            reps,
+            &shim,
+            &endpoint,
+            &mut native,
+        )?;
         eprintln!("round {}/{rounds}: virtio-compute", round + 1);
         run_worker(Side::Virtual, opts, size, reps, &shim, &endpoint, &mut virt)?;
         if let Some(d) = daemon.as_mut() {

@@ -62,9 +62,8 @@ pub fn run(opts: &WorkerOpts) -> Result<(), WorkerError> {
     // Bandwidth: blocking write then blocking read of `size` bytes.
     let size = opts.size;
     // SAFETY: no host pointer is passed; the buffer is sized in bytes.
-    let mut buf = unsafe {
-        Buffer::<cl_uchar>::create(&context, CL_MEM_READ_WRITE, size, ptr::null_mut())?
-    };
+    let mut buf =
+        unsafe { Buffer::<cl_uchar>::create(&context, CL_MEM_READ_WRITE, size, ptr::null_mut())? };
     let src: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
     let mut dst = vec![0u8; size];
     let reps = (opts.reps / 100).clamp(3, 20);

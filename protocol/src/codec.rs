@@ -34,8 +34,8 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() > MAX_BODY_LEN {
         return Err(DecodeError::BodyTooLong(bytes.len() as u32));
     }
-    let (value, used) = bincode::decode_from_slice(bytes, CONFIG)
-        .map_err(|e| DecodeError::Body(e.to_string()))?;
+    let (value, used) =
+        bincode::decode_from_slice(bytes, CONFIG).map_err(|e| DecodeError::Body(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::Body(format!(
             "{} trailing bytes",

@@ -79,12 +79,7 @@ pub enum Outcome {
 }
 
 /// Builds a response frame for `request`.
-pub fn encode_response(
-    out: &mut Vec<u8>,
-    request_id: u64,
-    opcode: u16,
-    outcome: &Outcome,
-) {
+pub fn encode_response(out: &mut Vec<u8>, request_id: u64, opcode: u16, outcome: &Outcome) {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     let (flags, status) = match outcome {
@@ -167,7 +162,10 @@ impl<'a> FrameIter<'a> {
         let end = HEADER_LEN
             .checked_add(header.body_len as usize)
             .ok_or(DecodeError::Truncated)?;
-        let body = self.rest.get(HEADER_LEN..end).ok_or(DecodeError::Truncated)?;
+        let body = self
+            .rest
+            .get(HEADER_LEN..end)
+            .ok_or(DecodeError::Truncated)?;
         self.rest = self.rest.get(end..).unwrap_or_default();
         self.count += 1;
         Ok(Frame { header, body })
@@ -175,16 +173,28 @@ impl<'a> FrameIter<'a> {
 }
 
 /// Decodes a request frame's body, checking version and opcode.
-pub fn decode_request(frame: &Frame<'_>, version: u16) -> Result<Request, (ProtocolError, DecodeError)> {
+pub fn decode_request(
+    frame: &Frame<'_>,
+    version: u16,
+) -> Result<Request, (ProtocolError, DecodeError)> {
     let h = &frame.header;
     if h.is_response() {
-        return Err((ProtocolError::Malformed, DecodeError::OutOfRange("response flag on a request")));
+        return Err((
+            ProtocolError::Malformed,
+            DecodeError::OutOfRange("response flag on a request"),
+        ));
     }
     if h.version != version {
-        return Err((ProtocolError::VersionMismatch, DecodeError::OutOfRange("version")));
+        return Err((
+            ProtocolError::VersionMismatch,
+            DecodeError::OutOfRange("version"),
+        ));
     }
     if Opcode::from_u16(h.opcode).is_none() {
-        return Err((ProtocolError::UnsupportedOpcode, DecodeError::UnknownOpcode(h.opcode)));
+        return Err((
+            ProtocolError::UnsupportedOpcode,
+            DecodeError::UnknownOpcode(h.opcode),
+        ));
     }
     Request::decode(h.opcode, frame.body).map_err(|e| (ProtocolError::Malformed, e))
 }

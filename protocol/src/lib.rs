@@ -26,7 +26,9 @@ pub mod opencl;
 pub mod session;
 
 pub use error::{DecodeError, ProtocolError};
-pub use frame::{decode_request, decode_response, encode_request, encode_response, Frame, FrameIter, Outcome};
+pub use frame::{
+    decode_request, decode_response, encode_request, encode_response, Frame, FrameIter, Outcome,
+};
 pub use header::{Header, FLAG_ASYNC, FLAG_PROTOCOL_ERROR, FLAG_RESPONSE, HEADER_LEN, MAGIC};
 pub use message::{Opcode, QueueClass, Request, Response};
 pub use session::{SessionOpen, SessionOpened, PROTOCOL_VERSION};

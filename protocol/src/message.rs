@@ -3,8 +3,8 @@
 
 use crate::codec;
 use crate::error::DecodeError;
-use crate::opencl::*;
 use crate::opencl::Validate;
+use crate::opencl::*;
 use crate::session::{SessionOpen, SessionOpened};
 
 /// Which queue an opcode belongs on.

@@ -1,5 +1,6 @@
 //! Property tests: every message survives encode → frame → decode, and no
 //! byte sequence makes a decoder panic or over-allocate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use vcompute_protocol::opencl::*;
@@ -69,7 +70,13 @@ fn request() -> impl Strategy<Value = Request> {
                 device_type,
             })
         }),
-        (info_kind(), any::<u64>(), any::<u64>(), any::<u32>(), 0..=limits::MAX_INFO_LEN)
+        (
+            info_kind(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            0..=limits::MAX_INFO_LEN
+        )
             .prop_map(|(kind, object, extra, param, size)| {
                 Request::ClGetInfo(GetInfo {
                     kind,
@@ -146,20 +153,21 @@ fn request() -> impl Strategy<Value = Request> {
                     devices,
                 })
             }),
-        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..4), ".{0,64}").prop_map(
-            |(program, devices, options)| {
+        (
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..4),
+            ".{0,64}"
+        )
+            .prop_map(|(program, devices, options)| {
                 Request::ClBuildProgram(BuildProgram {
                     program,
                     devices,
                     options,
                 })
-            }
-        ),
-        (common(), any::<bool>())
-            .prop_map(|(common, barrier)| Request::ClEnqueueMarker(EnqueueMarker {
-                common,
-                barrier
-            })),
+            }),
+        (common(), any::<bool>()).prop_map(|(common, barrier)| Request::ClEnqueueMarker(
+            EnqueueMarker { common, barrier }
+        )),
         prop::collection::vec(any::<u64>(), 0..16)
             .prop_map(|events| Request::ClWaitForEvents(WaitForEvents { events })),
     ]
@@ -283,13 +291,22 @@ fn header_rejections() {
     assert_eq!(Header::decode(&b), Err(DecodeError::ReservedNonZero));
     let mut b = good.encode();
     b[7] = 0x80;
-    assert!(matches!(Header::decode(&b), Err(DecodeError::UnknownFlags(_))));
+    assert!(matches!(
+        Header::decode(&b),
+        Err(DecodeError::UnknownFlags(_))
+    ));
     let h = Header {
         body_len: limits::MAX_BODY_LEN as u32 + 1,
         ..good
     };
-    assert!(matches!(Header::decode(&h.encode()), Err(DecodeError::BodyTooLong(_))));
-    let h = Header { in_bulk: 17, ..good };
+    assert!(matches!(
+        Header::decode(&h.encode()),
+        Err(DecodeError::BodyTooLong(_))
+    ));
+    let h = Header {
+        in_bulk: 17,
+        ..good
+    };
     assert_eq!(Header::decode(&h.encode()), Err(DecodeError::TooManyBulk));
 }
 
@@ -326,7 +343,10 @@ fn semantic_limits_are_enforced() {
         let mut body = Vec::new();
         req.encode_body(&mut body);
         assert!(
-            matches!(Request::decode(req.opcode() as u16, &body), Err(DecodeError::OutOfRange(_))),
+            matches!(
+                Request::decode(req.opcode() as u16, &body),
+                Err(DecodeError::OutOfRange(_))
+            ),
             "{req:?} accepted"
         );
     }
