@@ -1,0 +1,288 @@
+//! A hostile guest on the real daemon: malformed frames, descriptors outside
+//! its memory, oversized lengths and forged handles each get an error, the
+//! daemon stays up, and a second session running real OpenCL work at the
+//! same time gets exactly the native results.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod frontend;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use frontend::{TestGuest, REQ_AREA, RESP_AREA, RESP_LEN};
+use protocol::limits::MAX_INFO_LEN;
+use protocol::opencl::*;
+use protocol::{encode_request, FrameIter, Outcome, ProtocolError, Request, Response};
+use vm_memory::{Bytes, GuestAddress};
+
+const CL_INVALID_DEVICE: i32 = -33;
+const CL_INVALID_COMMAND_QUEUE: i32 = -36;
+const CL_INVALID_MEM_OBJECT: i32 = -38;
+const CL_INVALID_PROGRAM: i32 = -44;
+
+/// The first response frame in the response area, if any was written.
+fn first_outcome(g: &TestGuest, used: u32) -> Option<Outcome> {
+    let mut resp = vec![0u8; used as usize];
+    g.mem
+        .read_slice(&mut resp, GuestAddress(RESP_AREA))
+        .unwrap();
+    let frame = FrameIter::new(&resp).next()?.ok()?;
+    protocol::decode_response(&frame).ok()
+}
+
+/// A raw chain must complete (never hang) with either no response or a
+/// protocol error.
+fn expect_rejected(g: &mut TestGuest, what: &str, descs: &[(u64, u32, bool)]) {
+    let used = g
+        .submit(1, descs)
+        .unwrap_or_else(|| panic!("{what}: the daemon never completed the chain"));
+    if used > 0 {
+        match first_outcome(g, used) {
+            Some(Outcome::Protocol(_)) => {}
+            other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+    }
+}
+
+fn one(g: &mut TestGuest, req: Request) -> Outcome {
+    let mut out = g.call(1, &[req]).expect("no answer");
+    assert_eq!(out.len(), 1);
+    out.remove(0).1
+}
+
+fn native(code: i32) -> Outcome {
+    Outcome::Native(code)
+}
+
+fn attack_once(g: &mut TestGuest) {
+    // Garbage instead of frames.
+    let junk: Vec<u8> = (0..256u32).map(|i| (i * 37 + 11) as u8).collect();
+    g.mem.write_slice(&junk, GuestAddress(REQ_AREA)).unwrap();
+    expect_rejected(
+        g,
+        "garbage frames",
+        &[(REQ_AREA, 256, false), (RESP_AREA, RESP_LEN, true)],
+    );
+    // A valid frame whose header claims more body than the area holds.
+    let mut area = Vec::new();
+    encode_request(&mut area, 1, 0, &Request::Ping(Empty {}), 0, 0).unwrap();
+    area[24..28].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    g.mem.write_slice(&area, GuestAddress(REQ_AREA)).unwrap();
+    expect_rejected(
+        g,
+        "body past the area",
+        &[
+            (REQ_AREA, area.len() as u32, false),
+            (RESP_AREA, RESP_LEN, true),
+        ],
+    );
+    // Request area outside guest memory, and absurdly long.
+    expect_rejected(
+        g,
+        "request area outside memory",
+        &[(1 << 40, 64, false), (RESP_AREA, RESP_LEN, true)],
+    );
+    expect_rejected(
+        g,
+        "request area of 4 GiB",
+        &[(REQ_AREA, u32::MAX, false), (RESP_AREA, RESP_LEN, true)],
+    );
+    // A frame that names a bulk segment the chain does not carry.
+    let mut area = Vec::new();
+    let write = Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
+        common: EnqueueCommon {
+            queue: 1,
+            wait: vec![],
+            event: None,
+        },
+        buffer: 2,
+        offset: 0,
+        size: 64,
+    });
+    encode_request(&mut area, 2, 0, &write, 1, 0).unwrap();
+    g.mem.write_slice(&area, GuestAddress(REQ_AREA)).unwrap();
+    expect_rejected(
+        g,
+        "missing bulk segment",
+        &[
+            (REQ_AREA, area.len() as u32, false),
+            (RESP_AREA, RESP_LEN, true),
+        ],
+    );
+    // A bulk segment outside guest memory.
+    expect_rejected(
+        g,
+        "bulk outside memory",
+        &[
+            (REQ_AREA, area.len() as u32, false),
+            ((1 << 40) - 8, 64, false),
+            (RESP_AREA, RESP_LEN, true),
+        ],
+    );
+    // No writable descriptor at all: nothing can be answered, but the chain
+    // must still be completed.
+    let mut area = Vec::new();
+    encode_request(&mut area, 3, 0, &Request::Ping(Empty {}), 0, 0).unwrap();
+    g.mem.write_slice(&area, GuestAddress(REQ_AREA)).unwrap();
+    assert_eq!(
+        g.submit(1, &[(REQ_AREA, area.len() as u32, false)]),
+        Some(0)
+    );
+
+    // Forged handles: numbers the other session uses, numbers nobody uses.
+    for h in [1u64, 2, 3, 0xdead_beef, u64::MAX] {
+        assert_eq!(
+            one(g, Request::ClFinish(QueueOp { queue: h })),
+            native(CL_INVALID_COMMAND_QUEUE)
+        );
+        assert_eq!(
+            one(
+                g,
+                Request::ClRelease(Release {
+                    kind: ObjectKind::MemObject,
+                    object: h
+                })
+            ),
+            native(CL_INVALID_MEM_OBJECT)
+        );
+        assert_eq!(
+            one(
+                g,
+                Request::ClCreateKernel(CreateKernel {
+                    id: 900,
+                    program: h,
+                    name: "vadd".into()
+                })
+            ),
+            native(CL_INVALID_PROGRAM)
+        );
+    }
+    assert_eq!(
+        one(
+            g,
+            Request::ClGetInfo(GetInfo {
+                kind: InfoKind::Device,
+                object: 777,
+                extra: 0,
+                param: 0x102B,
+                size: 64
+            })
+        ),
+        native(CL_INVALID_DEVICE)
+    );
+    // Oversized lengths.
+    assert_eq!(
+        one(
+            g,
+            Request::ClGetInfo(GetInfo {
+                kind: InfoKind::Platform,
+                object: 1,
+                extra: 0,
+                param: 0x0902,
+                size: MAX_INFO_LEN + 1
+            })
+        ),
+        Outcome::Protocol(ProtocolError::Malformed)
+    );
+}
+
+#[test]
+fn hostile_guest_gets_errors_and_a_concurrent_session_is_unaffected() {
+    if !have_native_opencl() {
+        return;
+    }
+    let mut daemon = Daemon::start(&[]);
+    let native_run = run_child(
+        child_command("child_conformance", "conformance", &Target::Native),
+        Duration::from_secs(120),
+    );
+    let expected = transcript(&native_run);
+    assert!(expected.len() > 20, "native run incomplete: {expected:?}");
+
+    // The attacker keeps going for as long as the honest session runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let socket = daemon.socket().to_path_buf();
+    let attacker = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut g = TestGuest::connect(&socket).expect("attacker connects");
+            g.open_session();
+            // Its own real objects, to show a huge allocation is refused
+            // with the runtime's code and nothing else breaks.
+            let platforms = match one(&mut g, Request::ClGetPlatformIds(Empty {})) {
+                Outcome::Ok(Response::ClGetPlatformIds(HandleList { handles })) => handles,
+                other => panic!("platforms: {other:?}"),
+            };
+            let devices = match one(
+                &mut g,
+                Request::ClGetDeviceIds(GetDeviceIds {
+                    platform: platforms[0],
+                    device_type: u64::from(u32::MAX),
+                }),
+            ) {
+                Outcome::Ok(Response::ClGetDeviceIds(HandleList { handles })) => handles,
+                other => panic!("devices: {other:?}"),
+            };
+            assert_eq!(
+                one(
+                    &mut g,
+                    Request::ClCreateContext(CreateContext {
+                        id: 5000,
+                        properties: vec![],
+                        devices: vec![devices[0]],
+                    })
+                ),
+                Outcome::Ok(Response::ClCreateContext(Empty {}))
+            );
+            match one(
+                &mut g,
+                Request::ClCreateBuffer(CreateBuffer {
+                    id: 5001,
+                    context: 5000,
+                    flags: 1,
+                    size: 1 << 62,
+                }),
+            ) {
+                Outcome::Native(code) => assert!(code < 0),
+                other => panic!("a 4 EiB buffer was not refused: {other:?}"),
+            }
+            let mut rounds = 0;
+            while !done.load(Ordering::SeqCst) || rounds == 0 {
+                attack_once(&mut g);
+                rounds += 1;
+            }
+            assert_eq!(g.ping(), Outcome::Ok(Response::Ping(Empty {})));
+            rounds
+        })
+    };
+
+    let honest = run_child(
+        child_command("child_conformance", "conformance", &Target::Shim(&daemon)),
+        Duration::from_secs(120),
+    );
+    done.store(true, Ordering::SeqCst);
+    let rounds = attacker.join().expect("attacker thread");
+    eprintln!("attacker ran {rounds} rounds while the honest session ran");
+    assert_eq!(
+        transcript(&honest),
+        expected,
+        "honest session disturbed; stderr:\n{}",
+        String::from_utf8_lossy(&honest.stderr)
+    );
+    daemon.assert_alive();
+}
+
+/// Child entry point for the honest session.
+#[test]
+fn child_conformance() {
+    if std::env::var(CHILD_ENV).as_deref() != Ok("conformance") {
+        return;
+    }
+    match conformance::run() {
+        Ok(lines) => lines.iter().for_each(|l| println!("T|{l}")),
+        Err(code) => println!("T|failed with {code}"),
+    }
+}
