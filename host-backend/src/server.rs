@@ -363,16 +363,25 @@ impl SignalGuard {
     /// Registers the handlers.
     pub fn install(stop: &StopHandle) -> Result<Self, ServerError> {
         let mut ids = Vec::new();
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // Runtimes loaded by the executor (LLVM inside POCL) install
-            // handlers that reset the signal to its default and re-raise it.
-            // signal-hook chains to whatever was there before, so that would
-            // kill the daemon before it could shut down: start from default.
-            // SAFETY: setting a standard signal's disposition to SIG_DFL is
-            // always valid; no handler of ours is replaced.
-            if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
-                return Err(ServerError::Signals(std::io::Error::last_os_error()));
+        // Runtimes loaded by the executor (LLVM inside POCL) install handlers
+        // that reset the signal to its default and re-raise it. signal-hook
+        // chains to whatever was there before its first registration, so that
+        // would kill the daemon before it could shut down: start from the
+        // default, once, before signal-hook takes the signals over (a second
+        // reset would remove signal-hook's own handler).
+        static RESET: std::sync::Once = std::sync::Once::new();
+        let mut reset = Ok(());
+        RESET.call_once(|| {
+            for sig in SIGNALS {
+                // SAFETY: setting a standard signal's disposition to SIG_DFL
+                // is always valid; no handler of ours is installed yet.
+                if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+                    reset = Err(ServerError::Signals(std::io::Error::last_os_error()));
+                }
             }
+        });
+        reset?;
+        for sig in SIGNALS {
             let tx = stop.0.try_clone().map_err(ServerError::Signals)?;
             ids.push(
                 signal_hook::low_level::pipe::register(sig, tx).map_err(ServerError::Signals)?,
@@ -389,6 +398,9 @@ impl Drop for SignalGuard {
         }
     }
 }
+
+/// The signals that stop the daemon.
+const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
 
 /// Runs the daemon described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), ServerError> {
