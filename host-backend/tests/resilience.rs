@@ -77,12 +77,15 @@ fn crash_one(daemon: &Daemon, delay: Duration) {
     child.wait().expect("wait");
 }
 
-fn settle(daemon: &Daemon, baseline_fds: usize) -> usize {
+/// Waits (bounded) until the daemon's fds and threads are back down to the
+/// given counts: session teardown runs on the daemon's own threads and may
+/// finish a moment after the client is gone.
+fn settle(daemon: &Daemon, fds: usize, threads: usize) -> (usize, usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let fds = daemon.fd_count();
-        if fds <= baseline_fds || Instant::now() > deadline {
-            return fds;
+        let now = (daemon.fd_count(), daemon.thread_count());
+        if (now.0 <= fds && now.1 <= threads) || Instant::now() > deadline {
+            return now;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -102,15 +105,16 @@ fn killed_clients_leak_nothing() {
     for i in 0..10 {
         crash_one(&daemon, Duration::from_millis(i % 4));
     }
-    let fds0 = settle(&daemon, 0);
-    let threads0 = daemon.thread_count();
+    // Idle: only the accept loop and the runtime's own threads remain once
+    // the last killed session has been torn down.
+    std::thread::sleep(Duration::from_millis(500));
+    let (fds0, threads0) = (daemon.fd_count(), daemon.thread_count());
     let rss0 = daemon.rss_kib();
     for i in 0..cycles {
         crash_one(&daemon, Duration::from_millis((i % 7) as u64));
         daemon.assert_alive();
     }
-    let fds = settle(&daemon, fds0);
-    let threads = daemon.thread_count();
+    let (fds, threads) = settle(&daemon, fds0, threads0);
     let rss = daemon.rss_kib();
     eprintln!(
         "after {cycles} kills: fds {fds0} -> {fds}, threads {threads0} -> {threads}, rss {rss0} KiB -> {rss} KiB"
