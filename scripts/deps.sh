@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing virtio-compute needs on Debian 12:
 # the OpenCL loader and headers, POCL (a CPU OpenCL runtime), clinfo, and
-# the Rust toolchain pinned in rust-toolchain.toml. Idempotent.
+# CLBlast's tuners (a third-party OpenCL program the tests run through the
+# shim), and the Rust toolchain pinned in rust-toolchain.toml. Idempotent.
 set -euo pipefail
 
-pkgs=(pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo build-essential pkg-config ${EXTRA_PKGS:-})
+pkgs=(pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo clblast-utils build-essential pkg-config ${EXTRA_PKGS:-})
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
