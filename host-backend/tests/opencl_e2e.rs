@@ -61,15 +61,7 @@ fn conformance_transcript_matches_native() {
 
 fn clinfo(target: &Target<'_>) -> String {
     let mut cmd = Command::new("clinfo");
-    match target {
-        Target::Native => {
-            cmd.env_remove("OCL_ICD_VENDORS");
-        }
-        Target::Shim(d) => {
-            cmd.env("OCL_ICD_VENDORS", shim_lib())
-                .env("VCOMPUTE_ENDPOINT", d.endpoint());
-        }
-    }
+    aim(&mut cmd, target);
     let out = run_child(cmd, Duration::from_secs(60));
     assert!(out.status.success(), "clinfo failed: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()

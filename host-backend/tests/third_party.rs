@@ -18,15 +18,7 @@ const TUNER: &str = "clblast_tuner_xdot";
 fn verdicts(target: &Target<'_>) -> Vec<String> {
     let mut cmd = Command::new(TUNER);
     cmd.args(["-precision", "32", "-n", "65536", "-runs", "1"]);
-    match target {
-        Target::Native => {
-            cmd.env_remove("OCL_ICD_VENDORS");
-        }
-        Target::Shim(d) => {
-            cmd.env("OCL_ICD_VENDORS", shim_lib())
-                .env("VCOMPUTE_ENDPOINT", d.endpoint());
-        }
-    }
+    aim(&mut cmd, target);
     let out = run_child(cmd, Duration::from_secs(300));
     assert!(out.status.success(), "{TUNER} failed: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -160,6 +160,12 @@ pub fn child_command(test_name: &str, mode: &str, target: &Target<'_>) -> Comman
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, mode);
+    aim(&mut cmd, target);
+    cmd
+}
+
+/// Points an OpenCL program's loader at `target`.
+pub fn aim(cmd: &mut Command, target: &Target<'_>) {
     match target {
         Target::Native => {
             cmd.env_remove("OCL_ICD_VENDORS")
@@ -170,7 +176,6 @@ pub fn child_command(test_name: &str, mode: &str, target: &Target<'_>) -> Comman
                 .env("VCOMPUTE_ENDPOINT", d.endpoint());
         }
     }
-    cmd
 }
 
 /// Runs `cmd` to completion, killing it after `timeout`.
