@@ -94,5 +94,11 @@ fn opencl_programs_run_through_the_shim() {
         out.contains("at clSetKernelArg 0, at clFinish -49"),
         "{out}"
     );
+    // Large enough that the blocking read is split into pipelined pieces,
+    // the last one short (4 MB is not a multiple of the 1 MiB chunk); the
+    // program checks every element. (The kernel's local size is 64.)
+    let (st, out, err) = run(Command::new("timeout").arg("120").arg(&exe).arg("1000000"));
+    assert!(st.success(), "large vadd failed: {st:?}\n{out}\n{err}");
+    assert!(out.contains("ALL OK"), "{out}\n{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

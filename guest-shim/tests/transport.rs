@@ -24,8 +24,8 @@ use protocol::{
     decode_request, encode_response, FrameIter, Outcome, ProtocolError, Request, Response,
     FLAG_ASYNC, PROTOCOL_VERSION,
 };
-use vcompute_shim::client::{CallError, Client};
-use vcompute_shim::transport::vhost_user::{Options, VhostUserTransport};
+use vcompute_shim::client::{CallError, Client, Piece};
+use vcompute_shim::transport::vhost_user::{Options, VhostUserTransport, PIPELINE_DEPTH};
 use vcompute_shim::transport::TransportError;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::Listener;
@@ -761,6 +761,228 @@ fn stuck_daemon_times_out() {
     assert!(
         t >= Duration::from_millis(300) && t < Duration::from_secs(3),
         "took {t:?}"
+    );
+}
+
+/// Splits `len` bytes at `offset` into pieces of `chunk` bytes: (offset, len).
+fn spans(len: usize, chunk: usize) -> Vec<(usize, usize)> {
+    (0..len)
+        .step_by(chunk)
+        .map(|at| (at, chunk.min(len - at)))
+        .collect()
+}
+
+#[test]
+fn pipelined_transfer_round_trips_bit_exact() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let chunk = client.pipeline_chunk().expect("direct mode pipelines");
+    assert!(chunk >= 64 << 10, "pipeline chunk {chunk}");
+    // Not a multiple of anything: odd total, odd piece size.
+    let len = (40 << 20) + 12_345;
+    let piece = chunk - 4097;
+    let data = pattern(len, 11);
+    let before = server.chains().len();
+    let writes = spans(len, piece).into_iter().map(|(at, n)| Piece {
+        req: write(21, at as u64, n),
+        bulk_in: Some(&data[at..at + n]),
+        bulk_out: None,
+    });
+    client.call_pipelined(writes).expect("pipelined write");
+    let pieces = len.div_ceil(piece);
+    let chains = server.chains();
+    assert_eq!(chains.len() - before, pieces, "one chain per piece");
+    assert!(chains[before..]
+        .iter()
+        .all(|c| c.queue == 1 && c.frames == 1 && c.async_frames == 0));
+    assert!(
+        server.state().buffers.lock().unwrap().get(&21) == Some(&data),
+        "written bytes differ"
+    );
+
+    let mut back = vec![0u8; len];
+    let reads = back.chunks_mut(piece).enumerate().map(|(i, out)| Piece {
+        req: read(21, (i * piece) as u64, out.len()),
+        bulk_in: None,
+        bulk_out: Some(out),
+    });
+    client.call_pipelined(reads).expect("pipelined read");
+    assert!(back == data, "read back bytes differ");
+    client.ping().expect("a lone call after a pipeline");
+}
+
+#[test]
+fn pipelined_pieces_execute_in_order_after_pending_posts() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    // A posted write must reach the daemon before the pipeline reads it.
+    let posted = pattern(4096, 1);
+    client.post(write(31, 0, 4096), &[&posted]).expect("post");
+    // Every piece overwrites the same bytes: only the last may survive.
+    let versions: Vec<Vec<u8>> = (0..3 * PIPELINE_DEPTH as u8)
+        .map(|v| pattern(300_001, v))
+        .collect();
+    let mut first = vec![0u8; 4096];
+    let mut pieces = vec![Piece {
+        req: read(31, 0, 4096),
+        bulk_in: None,
+        bulk_out: Some(&mut first),
+    }];
+    pieces.extend(versions.iter().map(|v| Piece {
+        req: write(32, 0, v.len()),
+        bulk_in: Some(v),
+        bulk_out: None,
+    }));
+    client.call_pipelined(pieces).expect("pipeline");
+    assert!(first == posted, "posted write not flushed first");
+    assert!(
+        server.state().buffers.lock().unwrap().get(&32) == versions.last(),
+        "pieces ran out of order"
+    );
+}
+
+#[test]
+fn pipelined_pieces_too_large_for_a_slot_go_as_plain_calls() {
+    let server = Server::start();
+    let opts = Options {
+        arena_len: 32 << 20,
+        ..Options::default()
+    };
+    let transport = VhostUserTransport::connect(&server.path, &opts).expect("transport");
+    let client = Client::with_transport(Box::new(transport)).expect("session");
+    let chunk = client.pipeline_chunk().expect("pipelines");
+    let big = client.max_chunk().min(6 << 20);
+    assert!(big > 2 * chunk, "slot {chunk}, lone chain {big}");
+    let sizes = [chunk, big, chunk / 3, big, 1, chunk];
+    let total: usize = sizes.iter().sum();
+    let data = pattern(total, 4);
+    let mut at = 0;
+    let pieces: Vec<Piece> = sizes
+        .iter()
+        .map(|&n| {
+            let p = Piece {
+                req: write(41, at as u64, n),
+                bulk_in: Some(&data[at..at + n]),
+                bulk_out: None,
+            };
+            at += n;
+            p
+        })
+        .collect();
+    client.call_pipelined(pieces).expect("mixed pipeline");
+    assert!(server.state().buffers.lock().unwrap().get(&41) == Some(&data));
+}
+
+#[test]
+fn pipelined_error_in_a_middle_piece_is_reported() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let piece = 64 << 10;
+    let n = 6 * PIPELINE_DEPTH;
+    let bad = 2;
+    let data = pattern(n * piece, 7);
+    client
+        .call(write(51, 0, data.len()), &[&data], &mut [])
+        .expect("fill");
+    let before = server.chains().len();
+    let mut back = vec![0u8; data.len()];
+    let reads = back.chunks_mut(piece).enumerate().map(|(i, out)| Piece {
+        // Buffer 52 does not exist: that read fails natively.
+        req: read(if i == bad { 52 } else { 51 }, (i * piece) as u64, piece),
+        bulk_in: None,
+        bulk_out: Some(out),
+    });
+    let err = client.call_pipelined(reads).expect_err("piece 2 fails");
+    assert!(
+        matches!(err, CallError::Native(CL_INVALID_MEM_OBJECT)),
+        "got {err:?}"
+    );
+    let sent = server.chains().len() - before;
+    assert!(
+        sent > bad && sent <= bad + PIPELINE_DEPTH,
+        "sending stops at the failure: {sent} of {n} pieces sent"
+    );
+    assert!(
+        back[..bad * piece] == data[..bad * piece],
+        "pieces before the failure were delivered"
+    );
+    client.ping().expect("the session survives a failed piece");
+
+    // A sticky error from posted calls takes precedence, and the pipeline
+    // still runs.
+    client.post(release(424_242), &[]).expect("post");
+    let again = pattern(piece, 8);
+    let err = client
+        .call_pipelined([Piece {
+            req: write(53, 0, piece),
+            bulk_in: Some(&again),
+            bulk_out: None,
+        }])
+        .expect_err("sticky error");
+    assert!(
+        matches!(err, CallError::Native(CL_INVALID_MEM_OBJECT)),
+        "got {err:?}"
+    );
+    assert!(server.state().buffers.lock().unwrap().get(&53) == Some(&again));
+    client.ping().expect("sticky error cleared");
+}
+
+#[test]
+fn daemon_dying_mid_pipeline_gives_disconnected() {
+    let server = Server::start();
+    let client = Client::connect(&server.endpoint()).expect("connect");
+    let piece = 256 << 10;
+    let data = pattern(8 * piece, 9);
+    let pieces: Vec<Piece> = data
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, d)| match i {
+            // The test backend never answers ClFinish: the pipeline stalls
+            // with chains in flight until the daemon dies.
+            3 => Piece {
+                req: Request::ClFinish(QueueOp { queue: 1 }),
+                bulk_in: None,
+                bulk_out: None,
+            },
+            _ => Piece {
+                req: write(61, (i * piece) as u64, d.len()),
+                bulk_in: Some(d),
+                bulk_out: None,
+            },
+        })
+        .collect();
+    let start = Instant::now();
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(200));
+            server.kill();
+        });
+        let err = client.call_pipelined(pieces).expect_err("daemon died");
+        assert!(
+            matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+            "got {err:?}"
+        );
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    let err = client.ping().expect_err("still disconnected");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        "got {err:?}"
+    );
+    let err = client
+        .call_pipelined([Piece {
+            req: write(61, 0, piece),
+            bulk_in: Some(&data[..piece]),
+            bulk_out: None,
+        }])
+        .expect_err("no pipeline on a dead connection");
+    assert!(
+        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        "got {err:?}"
     );
 }
 

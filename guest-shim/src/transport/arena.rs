@@ -7,6 +7,11 @@
 //! [rings: NUM_QUEUES x ring::RING_STRIDE][request area][response area][bulk staging]
 //! ```
 //!
+//! A lone synchronous chain uses the whole request, response and staging
+//! areas. The chains of a pipelined transfer are in flight together, so each
+//! uses its own [`Slot`]: an equal, disjoint share of each of the three areas
+//! (see [`Layout::slots`]). The two uses never overlap in time.
+//!
 //! Guest-physical addresses (what descriptors carry) are offsets from
 //! [`ARENA_GPA`]; ring addresses given to `SET_VRING_ADDR` are this process's
 //! virtual addresses.
@@ -60,6 +65,44 @@ impl Layout {
             response,
             staging,
         })
+    }
+}
+
+/// One pipelined chain's share of the arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Its request area.
+    pub request: Range<usize>,
+    /// Its response area.
+    pub response: Range<usize>,
+    /// Its bulk staging.
+    pub staging: Range<usize>,
+}
+
+/// The `i`-th of `n` equal shares of `r`, each a multiple of
+/// [`SEGMENT_ALIGN`] long (so every share starts aligned when `r` does).
+fn share(r: &Range<usize>, n: usize, i: usize) -> Range<usize> {
+    let len = r.len() / n / SEGMENT_ALIGN * SEGMENT_ALIGN;
+    let start = r.start + i * len;
+    start..start + len
+}
+
+impl Layout {
+    /// Splits the request, response and staging areas into `n` disjoint
+    /// slots of equal size, for `n` chains in flight at once. Empty if
+    /// `n` is 0 or a share would be empty.
+    pub fn slots(&self, n: usize) -> Vec<Slot> {
+        let areas = [&self.request, &self.response, &self.staging];
+        if n == 0 || areas.iter().any(|r| share(r, n, 0).is_empty()) {
+            return Vec::new();
+        }
+        (0..n)
+            .map(|i| Slot {
+                request: share(&self.request, n, i),
+                response: share(&self.response, n, i),
+                staging: share(&self.staging, n, i),
+            })
+            .collect()
     }
 }
 
@@ -206,6 +249,33 @@ mod tests {
         assert_eq!(l.response.start, l.request.end);
         assert!(l.response.len() >= RESPONSE_AREA_LEN);
         assert_eq!(l.staging, l.response.end..256 << 20);
+    }
+
+    #[test]
+    fn slots_are_disjoint_aligned_shares() {
+        let l = Layout::new(64 << 20, 2).expect("fits");
+        let slots = l.slots(4);
+        assert_eq!(slots.len(), 4);
+        for (i, s) in slots.iter().enumerate() {
+            for r in [&s.request, &s.response, &s.staging] {
+                assert_eq!(r.start % SEGMENT_ALIGN, 0);
+                assert!(!r.is_empty());
+            }
+            assert!(l.request.start <= s.request.start && s.request.end <= l.request.end);
+            assert!(l.response.start <= s.response.start && s.response.end <= l.response.end);
+            assert!(l.staging.start <= s.staging.start && s.staging.end <= l.staging.end);
+            if let Some(next) = slots.get(i + 1) {
+                assert!(s.request.end <= next.request.start);
+                assert!(s.response.end <= next.response.start);
+                assert!(s.staging.end <= next.staging.start);
+            }
+        }
+        assert!(slots[0].staging.len() * 4 > l.staging.len() - 4 * SEGMENT_ALIGN);
+        assert!(l.slots(0).is_empty());
+        assert!(
+            l.slots(usize::MAX / 2).is_empty(),
+            "empty shares are refused"
+        );
     }
 
     #[test]

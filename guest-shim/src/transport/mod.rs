@@ -5,6 +5,13 @@
 //! the data they return. It hands back the response area (one response frame
 //! per request frame). Every transport carries the same protocol messages.
 //!
+//! A transport may also *pipeline* chains on the request queue
+//! ([`Transport::start`] / [`Transport::finish`]): a few chains in flight at
+//! once, so that the guest copies the next chain's bulk data while the daemon
+//! still works on the previous one. The daemon completes a queue's chains in
+//! the order they were made available, and `finish` hands them back in that
+//! order.
+//!
 //! | file | role |
 //! |---|---|
 //! | `vhost_user.rs` | direct mode: the shim is the vhost-user frontend |
@@ -116,6 +123,31 @@ pub struct Limits {
     pub max_bulk: usize,
 }
 
+/// What pipelined chains may carry on a transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipeLimits {
+    /// Most chains in flight at once.
+    pub depth: usize,
+    /// Largest request area of one pipelined chain.
+    pub max_frames_len: usize,
+    /// Most bulk segments (in and out together) in one pipelined chain.
+    pub max_segments: usize,
+    /// Most bulk bytes (in and out together) in one pipelined chain.
+    pub max_bulk: usize,
+}
+
+/// One chain to start without waiting for it.
+#[derive(Debug)]
+pub struct PipeChain<'a> {
+    /// Concatenated request frames.
+    pub frames: &'a [u8],
+    /// Readable bulk segments, in frame order; copied before `start` returns.
+    pub bulk_in: &'a [&'a [u8]],
+    /// Lengths of the writable bulk segments, in frame order; their bytes
+    /// are handed back by [`Transport::finish`].
+    pub out_lens: &'a [usize],
+}
+
 /// Moves chains to the daemon and back.
 pub trait Transport: Send {
     /// Sends one chain on a queue of the given class and waits for its
@@ -131,6 +163,33 @@ pub trait Transport: Send {
 
     /// What one chain may carry.
     fn limits(&self) -> Limits;
+
+    /// What pipelined chains may carry, or `None` if this transport does
+    /// not pipeline (then [`Transport::start`] always fails).
+    fn pipe_limits(&self) -> Option<PipeLimits> {
+        None
+    }
+
+    /// Makes a chain available on the request queue without waiting for
+    /// it. At most [`PipeLimits::depth`] chains may be in flight; a chain
+    /// that does not fit a pipelined chain's limits, or one more than the
+    /// depth, is [`TransportError::TooLarge`].
+    fn start(&mut self, chain: PipeChain<'_>) -> Result<(), TransportError> {
+        let _ = chain;
+        Err(TransportError::TooLarge(
+            "this transport does not pipeline chains".into(),
+        ))
+    }
+
+    /// Waits for the oldest chain still in flight from [`Transport::start`],
+    /// copies its writable bulk segments into `bulk_out` (lengths as given
+    /// to `start`) and returns its response area.
+    fn finish(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {
+        let _ = bulk_out;
+        Err(TransportError::TooLarge(
+            "no pipelined chain is in flight".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //!
 //! Each queue occupies [`RING_STRIDE`] bytes: the descriptor table, the
 //! available ring (with `used_event` at its end) and the used ring (with
-//! `avail_event` at its end), each on its own page. Only one chain is in
-//! flight per queue (the client serializes calls), so the chain always uses
-//! descriptors `0..n` and no free list is needed.
+//! `avail_event` at its end), each on its own page. The caller places each
+//! chain at a descriptor index of its choosing ([`SplitRing::publish_at`]):
+//! a lone synchronous chain uses descriptors `0..n`, and the few chains of a
+//! pipelined transfer each own a fixed, disjoint range, so no free list is
+//! needed. The device completes a queue's chains in order.
 //!
 //! Ordering: descriptors and the avail slot are written before the Release
 //! store of `avail.idx`; `used.idx` is read with Acquire before the used
@@ -161,8 +163,9 @@ impl SplitRing {
         assert!(i < self.size as usize);
         // SAFETY: descriptor `i < size` lies in the descriptor table inside
         // the ring memory. The device reads it only after the Release store
-        // of `avail.idx` that publishes it, and no chain is in flight (the
-        // previous one completed), so nobody reads it concurrently.
+        // of `avail.idx` that publishes it, and no chain in flight uses it
+        // (the caller of `publish_at` guarantees that), so nobody reads it
+        // concurrently.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 raw.as_ptr(),
@@ -172,20 +175,32 @@ impl SplitRing {
         }
     }
 
-    /// Makes `chain` available to the device. Returns whether the device
-    /// must be kicked.
+    /// Makes `chain` available to the device in descriptors `0..n`.
+    /// Returns whether the device must be kicked.
     ///
     /// Panics if the chain is empty or longer than the ring (the transport
     /// checks this first).
     pub fn publish(&mut self, chain: &[Desc]) -> bool {
-        assert!(!chain.is_empty() && chain.len() <= self.size as usize);
+        self.publish_at(0, chain)
+    }
+
+    /// Makes `chain` available to the device in descriptors
+    /// `head..head + n`; its used element will carry `head` as its id.
+    /// Returns whether the device must be kicked.
+    ///
+    /// The caller guarantees that no chain still in flight uses any of
+    /// those descriptors. Panics if the chain is empty or does not fit the
+    /// table from `head` (the transport checks this first).
+    pub fn publish_at(&mut self, head: u16, chain: &[Desc]) -> bool {
+        let head = head as usize;
+        assert!(!chain.is_empty() && head + chain.len() <= self.size as usize);
         for (i, d) in chain.iter().enumerate() {
-            let next = (i + 1 < chain.len()).then_some((i + 1) as u16);
-            self.write_desc(i, d, next);
+            let next = (i + 1 < chain.len()).then_some((head + i + 1) as u16);
+            self.write_desc(head + i, d, next);
         }
         let slot = (self.next_avail % self.size) as usize;
         self.u16_at(AVAIL_OFF + 4 + 2 * slot)
-            .store(0, Ordering::Relaxed);
+            .store(head as u16, Ordering::Relaxed);
         let old = self.next_avail;
         let new = old.wrapping_add(1);
         // Release: descriptors and the slot are visible before the index.
@@ -355,5 +370,39 @@ mod tests {
             !ring.publish(&chain),
             "avail_event 0 already passed: no kick"
         );
+    }
+
+    #[test]
+    fn publish_at_places_chains_side_by_side() {
+        let mut mem = vec![0u64; RING_STRIDE / 8];
+        // SAFETY: as in the test above.
+        let mut ring = unsafe { SplitRing::new(mem.as_mut_ptr().cast(), true) };
+        let d = |addr| Desc {
+            addr,
+            len: 8,
+            write: false,
+        };
+        ring.publish_at(64, &[d(0x1000), d(0x2000)]);
+        ring.publish_at(128, &[d(0x3000)]);
+        let base = mem.as_ptr().cast::<u8>();
+        // SAFETY: reading inside `mem` at layout offsets, single thread.
+        unsafe {
+            let u16_at = |off: usize| *base.add(off).cast::<u16>();
+            assert_eq!(u16_at(AVAIL_OFF + 2), 2, "two chains available");
+            assert_eq!(u16_at(AVAIL_OFF + 4), 64, "first chain's head");
+            assert_eq!(u16_at(AVAIL_OFF + 6), 128, "second chain's head");
+            let desc = |i: usize| std::slice::from_raw_parts(base.add(i * DESC_LEN), DESC_LEN);
+            assert_eq!(&desc(64)[0..8], &0x1000u64.to_le_bytes());
+            assert_eq!(&desc(64)[12..14], &VIRTQ_DESC_F_NEXT.to_le_bytes());
+            assert_eq!(&desc(64)[14..16], &65u16.to_le_bytes(), "next is absolute");
+            assert_eq!(&desc(65)[0..8], &0x2000u64.to_le_bytes());
+            assert_eq!(&desc(65)[12..14], &0u16.to_le_bytes(), "chain ends");
+            assert_eq!(&desc(128)[0..8], &0x3000u64.to_le_bytes());
+            assert_eq!(
+                &desc(0)[0..8],
+                &0u64.to_le_bytes(),
+                "descriptor 0 untouched"
+            );
+        }
     }
 }

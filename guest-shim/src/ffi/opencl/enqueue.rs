@@ -5,6 +5,11 @@
 //! its errors surface at the next sync point. Transfers larger than one
 //! chunk are split; the command's event then belongs to the last piece (in
 //! an in-order queue) or to a trailing barrier (out-of-order queue).
+//!
+//! Synchronous transfers of at least [`PIPELINE_MIN`] bytes are split into
+//! smaller pieces and pipelined ([`Client::call_pipelined`]): the shim copies
+//! one piece into shared memory while the daemon copies the previous one
+//! into (or out of) the buffer, instead of the two copies running in turn.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -26,8 +31,37 @@ use super::kernel::get_kernel;
 use super::memory::{get_buffer, in_bounds};
 use super::objects::{Data, Record};
 use super::queue::get_queue;
-use super::{call, chunk_size, post, status};
+use super::{call, chunk_size, cl_error, client, post, status};
+use crate::client::{Client, Piece};
 use crate::ffi::{bytes_out, slice_in};
+
+/// Synchronous transfers at least this long are pipelined. Below it the
+/// copies are short enough that one chain (which may also carry pending
+/// fire-and-forget calls) costs less than several.
+pub(crate) const PIPELINE_MIN: usize = 256 << 10;
+
+/// Smallest piece of a pipelined transfer: below this, the cost of a chain
+/// outweighs the copy it overlaps.
+const PIPELINE_MIN_PIECE: usize = 64 << 10;
+
+/// How a transfer of `len` bytes is split: the piece length, and whether
+/// the pieces are pipelined. A pipelined transfer is cut into at least four
+/// pieces (so even a short one overlaps), of at most the client's pipeline
+/// chunk.
+fn split(len: usize, sync: bool) -> (usize, bool) {
+    let pipe = if sync && len >= PIPELINE_MIN {
+        client().ok().and_then(Client::pipeline_chunk)
+    } else {
+        None
+    };
+    match pipe {
+        Some(chunk) => {
+            let piece = len.div_ceil(4).next_multiple_of(4096);
+            (piece.clamp(PIPELINE_MIN_PIECE, chunk).max(1), true)
+        }
+        None => (chunk_size(), false),
+    }
+}
 
 /// The common fields of each piece of a command split `n` ways, and the
 /// trailing barrier that carries the event when pieces may reorder.
@@ -114,17 +148,34 @@ pub(crate) fn write_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let chunk = chunk_size();
+    let (chunk, pipelined) = split(data.len(), sync);
     let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
     let (commons, tail) = plan(q.handle, is_out_of_order(q), chunks.len(), wait, event);
-    for (i, (common, piece)) in commons.into_iter().zip(chunks).enumerate() {
-        let req = Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
-            common,
-            buffer: buf.handle,
-            offset: (offset + i * chunk) as u64,
-            size: piece.len() as u64,
+    let reqs = commons
+        .into_iter()
+        .zip(chunks)
+        .enumerate()
+        .map(|(i, (common, piece))| {
+            let req = Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
+                common,
+                buffer: buf.handle,
+                offset: (offset + i * chunk) as u64,
+                size: piece.len() as u64,
+            });
+            (req, piece)
         });
-        send(req, &[piece], sync)?;
+    if pipelined {
+        client()?
+            .call_pipelined(reqs.map(|(req, piece)| Piece {
+                req,
+                bulk_in: Some(piece),
+                bulk_out: None,
+            }))
+            .map_err(|e| cl_error(&e))?;
+    } else {
+        for (req, piece) in reqs {
+            send(req, &[piece], sync)?;
+        }
     }
     marker_tail(tail, sync)
 }
@@ -139,17 +190,34 @@ pub(crate) fn read_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let chunk = chunk_size();
+    let (chunk, pipelined) = split(out.len(), true);
     let n = out.len().div_ceil(chunk);
     let (commons, tail) = plan(q.handle, is_out_of_order(q), n, wait, event);
-    for (i, (common, piece)) in commons.into_iter().zip(out.chunks_mut(chunk)).enumerate() {
-        let req = Request::ClEnqueueReadBuffer(EnqueueReadBuffer {
-            common,
-            buffer: buf.handle,
-            offset: (offset + i * chunk) as u64,
-            size: piece.len() as u64,
+    let reqs = commons
+        .into_iter()
+        .zip(out.chunks_mut(chunk))
+        .enumerate()
+        .map(|(i, (common, piece))| {
+            let req = Request::ClEnqueueReadBuffer(EnqueueReadBuffer {
+                common,
+                buffer: buf.handle,
+                offset: (offset + i * chunk) as u64,
+                size: piece.len() as u64,
+            });
+            (req, piece)
         });
-        call(req, &[], &mut [piece])?;
+    if pipelined {
+        client()?
+            .call_pipelined(reqs.map(|(req, piece)| Piece {
+                req,
+                bulk_in: None,
+                bulk_out: Some(piece),
+            }))
+            .map_err(|e| cl_error(&e))?;
+    } else {
+        for (req, piece) in reqs {
+            call(req, &[], &mut [piece])?;
+        }
     }
     marker_tail(tail, true)
 }
