@@ -16,8 +16,11 @@ const TUNER: &str = "clblast_tuner_xdot";
 /// The tuner's result rows, without the timing columns:
 /// (id, parameter, local size, global size, verdict).
 fn verdicts(target: &Target<'_>) -> Vec<String> {
+    // The tuner writes its results as JSON into the working directory.
+    let scratch = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(TUNER);
-    cmd.args(["-precision", "32", "-n", "65536", "-runs", "1"]);
+    cmd.args(["-precision", "32", "-n", "65536", "-runs", "1"])
+        .current_dir(scratch.path());
     aim(&mut cmd, target);
     let out = run_child(cmd, Duration::from_secs(300));
     assert!(out.status.success(), "{TUNER} failed: {out:?}");
