@@ -1,10 +1,13 @@
-//! Command-line interface.
+//! Command line.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// virtio-compute benchmark harness.
+use crate::api::Api;
+
+/// virtio-compute benchmark harness: each workload natively and through
+/// virtio-compute, interleaved in one run.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
@@ -14,44 +17,134 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Micro-benchmarks: synchronous round trip and write/read bandwidth.
-    Micro(MicroOpts),
-    /// Internal: runs workloads in this process against one target.
+    /// Run workloads natively and virtualized; print a Markdown table and
+    /// write JSON and SVG results.
+    Run(RunArgs),
+    /// Run only the micro-benchmarks (same as `run --workloads micro`).
+    Micro(RunArgs),
+    /// List the cases a run would measure.
+    List(ListArgs),
+    /// Internal: serves cases in this process against one runtime.
     #[command(hide = true)]
-    Worker(WorkerOpts),
+    Worker(WorkerArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct MicroOpts {
-    /// Samples per workload per round.
-    #[arg(long, default_value_t = 2000)]
-    pub reps: usize,
-    /// Rounds; each round runs native then virtualized.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Transfer size for the bandwidth workloads, in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub size_mib: usize,
+/// Parses a byte count with an optional K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 64K, 16M)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The API to measure.
+    #[arg(long, value_enum, default_value = "opencl")]
+    pub api: Api,
+    /// Workload families to run, comma-separated (vectorAdd, matrixMul,
+    /// BlackScholes, fastWalshTransform, convolutionSeparable,
+    /// bandwidthTest, asyncAPI, clock, alignedTypes, micro); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Every workload at small sizes with few repetitions: a smoke test of
+    /// correctness through the whole path, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds; each round runs every case on both sides, alternating which
+    /// side goes first [default: 3, or 1 with --quick].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Timed repetitions per case per round [default: per workload].
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Untimed warm-up runs per case per round [default: per workload].
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// vectorAdd element counts, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub vector_sizes: Vec<usize>,
+    /// matrixMul sizes (multiples of 16), comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub matrix_sizes: Vec<usize>,
+    /// bandwidthTest transfer sizes, comma-separated (e.g. 64K,1M,16M).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub bandwidth_sizes: Vec<usize>,
     /// Use a running daemon at this endpoint instead of starting one.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// The daemon binary (default: next to this binary).
+    /// The daemon binary [default: next to this binary].
     #[arg(long)]
     pub daemon: Option<PathBuf>,
-    /// The shim library (default: libvcompute_shim.so next to this binary).
+    /// The shim library [default: next to this binary].
     #[arg(long)]
     pub shim: Option<PathBuf>,
-    /// Small sizes and few repetitions: a smoke test, not a measurement.
+    /// Directory for results.json and results.svg.
+    #[arg(long, default_value = "target/vcompute-bench")]
+    pub out: PathBuf,
+    /// Longest one case may take on one side, in seconds, before the run
+    /// is declared failed.
+    #[arg(long, default_value_t = 600)]
+    pub case_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List the --quick cases.
     #[arg(long)]
     pub quick: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct WorkerOpts {
-    /// Samples per workload.
-    #[arg(long)]
-    pub reps: usize,
-    /// Transfer size in bytes.
-    #[arg(long)]
-    pub size: usize,
+pub struct WorkerArgs {
+    /// The API to open.
+    #[arg(long, value_enum)]
+    pub api: Api,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "vcompute-bench",
+            "run",
+            "--workloads",
+            "vectorAdd,bandwidthTest",
+            "--bandwidth-sizes",
+            "64K,16M",
+            "--rounds",
+            "2",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(a.workloads, ["vectorAdd", "bandwidthTest"]);
+        assert_eq!(a.bandwidth_sizes, [64 << 10, 16 << 20]);
+        assert_eq!(a.rounds, Some(2));
+        assert_eq!(a.api, Api::OpenCl);
+    }
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::api::Api;
+
 /// A daemon this harness started; killed on drop.
 #[derive(Debug)]
 pub struct Daemon {
@@ -13,16 +15,20 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `binary` on a socket in a fresh temporary directory and waits
-    /// until the socket exists.
-    pub fn start(binary: &Path) -> Result<Self, String> {
+    /// Starts `binary` with the executor for `api` on a socket in a fresh
+    /// temporary directory and waits until the socket exists.
+    pub fn start(binary: &Path, api: Api) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("vcompute-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("daemon.sock");
         let child = Command::new(binary)
             .arg("--socket")
             .arg(&sock)
-            .args(["--executor", "opencl"])
+            .arg("--executor")
+            .arg(match api {
+                Api::OpenCl => "opencl",
+                Api::Cuda => "cuda",
+            })
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
@@ -42,6 +48,11 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(d)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Fails if the daemon has exited.

@@ -1,0 +1,292 @@
+//! Results: every sample with its summary, the ratios, the geometric means,
+//! where the run stands against the performance targets, and the machine.
+//! Rendered as a Markdown table (`markdown`), JSON (serde) and an SVG plot
+//! (`plot`).
+
+pub mod markdown;
+pub mod plot;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::api::Api;
+use crate::ipc::{Measurement, RuntimeInfo};
+use crate::machine::Machine;
+use crate::runner::Outcome;
+use crate::stats::{geomean, summarize, Summary};
+use crate::workload::{Case, Unit, FAMILIES};
+
+/// One side of one case.
+#[derive(Clone, Debug, Serialize)]
+pub struct SideResult {
+    pub summary: Summary,
+    pub samples_ns: Vec<f64>,
+    /// Secondary per-run figures (see `ipc::Measurement::extra`).
+    pub extra: BTreeMap<String, Vec<f64>>,
+}
+
+impl From<Measurement> for SideResult {
+    fn from(m: Measurement) -> SideResult {
+        SideResult {
+            summary: summarize(&m.samples_ns),
+            samples_ns: m.samples_ns,
+            extra: m.extra,
+        }
+    }
+}
+
+/// One case measured on both sides.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub family: &'static str,
+    pub case: Case,
+    pub unit: Unit,
+    pub in_geomean: bool,
+    pub native: SideResult,
+    pub virt: SideResult,
+    /// Virtualized over native median time: 1.0 is native speed, above is
+    /// slower. For a bandwidth, the virtualized bandwidth is 1/ratio of
+    /// native.
+    pub ratio: f64,
+}
+
+/// Geometric means of the ratios.
+#[derive(Clone, Debug, Serialize)]
+pub struct Geomeans {
+    /// Over the thesis workloads, each weighed once: the mean of each
+    /// family's own geometric mean. The headline figure.
+    pub workloads: f64,
+    /// Each thesis family's geometric mean over its rows.
+    pub per_workload: Vec<(String, f64)>,
+    /// Over every thesis row (families with many sizes weigh more).
+    pub rows: f64,
+    pub n_rows: usize,
+}
+
+/// Where the run stands against one performance target.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    pub target: String,
+    pub measured: String,
+    /// `None` when this run cannot judge it (nothing measured at the sizes
+    /// the target names).
+    pub met: Option<bool>,
+}
+
+/// Everything a run produced; serialized as the JSON file.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub harness: String,
+    pub command: Vec<String>,
+    pub date_utc: String,
+    pub api: Api,
+    pub quick: bool,
+    pub rounds: usize,
+    pub endpoint: String,
+    pub machine: Machine,
+    pub native_runtime: RuntimeInfo,
+    pub virtual_runtime: RuntimeInfo,
+    pub rows: Vec<Row>,
+    pub geomean: Geomeans,
+    pub targets: Vec<TargetCheck>,
+}
+
+/// Bandwidth target: transfers of at least this many bytes…
+pub const BANDWIDTH_TARGET_MIN_BYTES: usize = 16 << 20;
+/// …reach at least this fraction of native bandwidth.
+pub const BANDWIDTH_TARGET: f64 = 0.9;
+/// Geometric-mean target on a CPU runtime, and on a GPU.
+pub const GEOMEAN_TARGET_CPU: f64 = 1.10;
+pub const GEOMEAN_TARGET_GPU: f64 = 1.05;
+
+fn geomeans(rows: &[Row]) -> Geomeans {
+    let thesis: Vec<&Row> = rows.iter().filter(|r| r.in_geomean).collect();
+    let per_workload: Vec<(String, f64)> = FAMILIES
+        .iter()
+        .filter_map(|f| {
+            let r: Vec<f64> = thesis
+                .iter()
+                .filter(|r| r.family == *f)
+                .map(|r| r.ratio)
+                .collect();
+            (!r.is_empty()).then(|| (f.to_string(), geomean(&r)))
+        })
+        .collect();
+    let fam: Vec<f64> = per_workload.iter().map(|(_, g)| *g).collect();
+    let all: Vec<f64> = thesis.iter().map(|r| r.ratio).collect();
+    Geomeans {
+        workloads: geomean(&fam),
+        per_workload,
+        rows: geomean(&all),
+        n_rows: all.len(),
+    }
+}
+
+fn targets(rows: &[Row], g: &Geomeans, gpu: bool) -> Vec<TargetCheck> {
+    let limit = if gpu {
+        GEOMEAN_TARGET_GPU
+    } else {
+        GEOMEAN_TARGET_CPU
+    };
+    let mut out = vec![TargetCheck {
+        target: format!(
+            "geometric mean of virt/native over the thesis workloads ≤ {limit:.2} ({})",
+            if gpu { "GPU" } else { "CPU" }
+        ),
+        measured: if g.per_workload.is_empty() {
+            "no thesis workload measured".into()
+        } else {
+            format!("{:.3} over {} workloads", g.workloads, g.per_workload.len())
+        },
+        met: (!g.per_workload.is_empty()).then_some(g.workloads <= limit),
+    }];
+    let big: Vec<&Row> = rows
+        .iter()
+        .filter(|r| {
+            r.family == "bandwidthTest"
+                && matches!(r.unit, Unit::Bytes(b) if b >= BANDWIDTH_TARGET_MIN_BYTES)
+        })
+        .collect();
+    let worst = big
+        .iter()
+        .map(|r| (1.0 / r.ratio, r.name.as_str()))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    out.push(TargetCheck {
+        target: format!(
+            "bandwidthTest at ≥ {} MiB: ≥ {BANDWIDTH_TARGET:.1}× native bandwidth",
+            BANDWIDTH_TARGET_MIN_BYTES >> 20
+        ),
+        measured: match worst {
+            Some((frac, name)) => format!("lowest {frac:.2}× ({name})"),
+            None => "no transfer that large in this run".into(),
+        },
+        met: worst.map(|(frac, _)| frac >= BANDWIDTH_TARGET),
+    });
+    out
+}
+
+impl Results {
+    /// Assembles the results of a finished run.
+    pub fn new(
+        outcome: Outcome,
+        api: Api,
+        quick: bool,
+        rounds: usize,
+        machine: Machine,
+        date_utc: String,
+    ) -> Results {
+        let rows: Vec<Row> = outcome
+            .measurements
+            .into_iter()
+            .map(|(case, n, v)| {
+                let (native, virt) = (SideResult::from(n), SideResult::from(v));
+                Row {
+                    name: case.to_string(),
+                    family: case.family(),
+                    unit: case.unit(),
+                    in_geomean: case.in_geomean(),
+                    ratio: virt.summary.median / native.summary.median,
+                    case,
+                    native,
+                    virt,
+                }
+            })
+            .collect();
+        let geomean = geomeans(&rows);
+        let gpu = outcome.native_runtime.device_type.contains("GPU");
+        let targets = targets(&rows, &geomean, gpu);
+        Results {
+            harness: format!("vcompute-bench {}", env!("CARGO_PKG_VERSION")),
+            command: std::env::args().collect(),
+            date_utc,
+            api,
+            quick,
+            rounds,
+            endpoint: outcome.endpoint,
+            machine,
+            native_runtime: outcome.native_runtime,
+            virtual_runtime: outcome.virtual_runtime,
+            rows,
+            geomean,
+            targets,
+        }
+    }
+
+    /// Writes the JSON file.
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::workload::{Direction, HostMem};
+
+    /// A row whose samples are all `native` and `virt` nanoseconds.
+    pub fn row(case: Case, native: f64, virt: f64) -> Row {
+        let m = |ns: f64| {
+            SideResult::from(Measurement {
+                samples_ns: vec![ns; 5],
+                extra: BTreeMap::new(),
+            })
+        };
+        Row {
+            name: case.to_string(),
+            family: case.family(),
+            unit: case.unit(),
+            in_geomean: case.in_geomean(),
+            ratio: virt / native,
+            case,
+            native: m(native),
+            virt: m(virt),
+        }
+    }
+
+    pub fn bw(dir: Direction, bytes: usize, native: f64, virt: f64) -> Row {
+        let mem = (dir != Direction::D2D).then_some(HostMem::Pageable);
+        row(Case::Bandwidth { dir, mem, bytes }, native, virt)
+    }
+
+    #[test]
+    fn each_workload_weighs_once_and_micro_not_at_all() {
+        let rows = vec![
+            row(Case::VectorAdd { n: 128 }, 100.0, 200.0),
+            row(Case::VectorAdd { n: 256 }, 100.0, 200.0),
+            row(Case::MatrixMul { n: 128 }, 100.0, 50.0),
+            row(Case::NullSync, 40.0, 4000.0),
+        ];
+        let g = geomeans(&rows);
+        assert!((g.workloads - 1.0).abs() < 1e-12, "{g:?}");
+        assert_eq!(g.n_rows, 3);
+        assert!((g.rows - 2f64.powf(1.0 / 3.0)).abs() < 1e-12);
+        assert_eq!(g.per_workload.len(), 2);
+    }
+
+    #[test]
+    fn targets_judge_only_what_was_measured() {
+        let rows = vec![
+            bw(Direction::H2D, 1 << 20, 100.0, 300.0),
+            bw(Direction::H2D, 16 << 20, 100.0, 105.0),
+            bw(Direction::D2H, 64 << 20, 100.0, 125.0),
+        ];
+        let g = geomeans(&rows);
+        let t = targets(&rows, &g, false);
+        assert_eq!(t[1].met, Some(false));
+        assert!(
+            t[1].measured
+                .contains("0.80× (bandwidthTest D2H pageable 64 MiB)"),
+            "{t:?}"
+        );
+        assert_eq!(t[0].met, Some(false));
+        let small = vec![bw(Direction::H2D, 1 << 20, 100.0, 100.0)];
+        let t = targets(&small, &geomeans(&small), true);
+        assert_eq!(t[1].met, None);
+        assert_eq!(t[0].met, Some(true));
+        assert!(t[0].target.contains("1.05"));
+    }
+}
