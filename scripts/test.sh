@@ -16,7 +16,9 @@ fi
 # Doc tests (nextest does not run them).
 cargo test --workspace --doc
 
-# Benchmark harness smoke test: checks correctness through the whole path,
-# not speed.
+# Benchmark harness smoke test: every workload at small sizes, natively and
+# through the daemon, each result checked against its CPU reference; the
+# table, JSON and SVG are produced as in a real run. Checks correctness
+# through the whole path, not speed.
 cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench
-target/release/vcompute-bench micro --quick
+target/release/vcompute-bench run --quick --out target/vcompute-bench-quick

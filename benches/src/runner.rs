@@ -41,8 +41,12 @@ pub enum RunError {
         stderr: String,
     },
     /// The daemon this run started exited.
-    #[error("{0}")]
-    Daemon(String),
+    #[error("{detail} (noticed after `{case}`, round {round})")]
+    Daemon {
+        detail: String,
+        case: String,
+        round: usize,
+    },
 }
 
 /// Everything a run measured.
@@ -344,7 +348,11 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
                 }
             }
             if let Some(d) = daemon.as_mut() {
-                d.check_alive().map_err(RunError::Daemon)?;
+                d.check_alive().map_err(|detail| RunError::Daemon {
+                    detail,
+                    case: case.to_string(),
+                    round: round + 1,
+                })?;
             }
         }
     }
