@@ -140,8 +140,10 @@ pub fn render(r: &Results) -> String {
         }
         let _ = writeln!(o);
     }
+    let mut notes = false;
     for x in &r.rows {
         if let Some((n, v)) = extra_median(x, "issue_ns") {
+            notes = true;
             let _ = writeln!(
                 o,
                 "- {}: the host spent {} (native) and {} (virtio-compute) inside the \
@@ -154,6 +156,7 @@ pub fn render(r: &Results) -> String {
             );
         }
         if let Some((n, v)) = extra_median(x, "host_wall_ns") {
+            notes = true;
             let _ = writeln!(
                 o,
                 "- {}: device-timed (event profiling); host wall time around the \
@@ -164,7 +167,10 @@ pub fn render(r: &Results) -> String {
             );
         }
     }
-    let _ = writeln!(o, "\n| target | measured | status |");
+    if notes {
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "| target | measured | status |");
     let _ = writeln!(o, "|---|---|---|");
     for t in &r.targets {
         let status = match (t.met, r.quick) {

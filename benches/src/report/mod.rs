@@ -252,6 +252,90 @@ pub(crate) mod tests {
         row(Case::Bandwidth { dir, mem, bytes }, native, virt)
     }
 
+    fn results(rows: Vec<(Case, f64, f64)>, quick: bool) -> Results {
+        let m = |ns: f64| Measurement {
+            samples_ns: vec![ns, ns * 1.1, ns * 0.9],
+            extra: BTreeMap::new(),
+        };
+        let outcome = Outcome {
+            native_runtime: RuntimeInfo {
+                api: "OpenCL".into(),
+                device_type: "CPU".into(),
+                ..RuntimeInfo::default()
+            },
+            virtual_runtime: RuntimeInfo::default(),
+            endpoint: "vhost-user:/x".into(),
+            measurements: rows.into_iter().map(|(c, n, v)| (c, m(n), m(v))).collect(),
+        };
+        Results::new(
+            outcome,
+            Api::OpenCl,
+            quick,
+            1,
+            Machine::default(),
+            "now".into(),
+        )
+    }
+
+    #[test]
+    fn reports_render_for_mixed_and_micro_only_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mixed = results(
+            vec![
+                (Case::VectorAdd { n: 128 }, 100.0, 110.0),
+                (
+                    Case::Bandwidth {
+                        dir: Direction::H2D,
+                        mem: Some(HostMem::HostAlloc),
+                        bytes: 16 << 20,
+                    },
+                    1e6,
+                    1e6,
+                ),
+                (Case::NullSync, 40.0, 1000.0),
+            ],
+            false,
+        );
+        let md = markdown::render(&mixed);
+        assert!(
+            md.contains("| vectorAdd 128 | 100 ns | 90 ns–110 ns | 110 ns |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Geometric mean of virt/native time: 1.049** over 2"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| null sync round trip | 40 ns | 44 ns | 1.00 µs | 1.10 µs | 25.00× |"),
+            "{md}"
+        );
+        assert!(md.contains("| met |"), "{md}");
+        let svg = dir.path().join("mixed.svg");
+        plot::write_svg(&mixed, &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("vectorAdd 128"),
+            "{text}"
+        );
+        assert!(text.contains("bandwidthTest H2D"));
+        let json = dir.path().join("r.json");
+        mixed.write_json(&json).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["rows"][0]["native"]["samples_ns"][1], 110.0);
+        assert_eq!(v["rows"][0]["case"]["workload"], "vector_add");
+
+        let micro = results(vec![(Case::NullSync, 40.0, 1000.0)], true);
+        let md = markdown::render(&micro);
+        assert!(md.contains("not judged (quick run)"), "{md}");
+        assert!(!md.contains("Geometric mean"), "{md}");
+        let svg = dir.path().join("micro.svg");
+        plot::write_svg(&micro, &svg).unwrap();
+        assert!(std::fs::read_to_string(&svg)
+            .unwrap()
+            .contains("null sync round trip"));
+    }
+
     #[test]
     fn each_workload_weighs_once_and_micro_not_at_all() {
         let rows = vec![
