@@ -171,7 +171,10 @@ impl VhuCompute {
             if start.elapsed() >= self.poll {
                 return false;
             }
-            std::hint::spin_loop();
+            // Yield rather than spin: when the cores are all busy, the
+            // thread we wait for (the peer, or the runtime's workers it
+            // waits for) may be queued behind this one on the same core.
+            std::thread::yield_now();
         }
     }
 
