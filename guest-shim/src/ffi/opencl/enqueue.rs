@@ -6,10 +6,14 @@
 //! chunk are split; the command's event then belongs to the last piece (in
 //! an in-order queue) or to a trailing barrier (out-of-order queue).
 //!
-//! Synchronous transfers of at least [`PIPELINE_MIN`] bytes are split into
-//! smaller pieces and pipelined ([`Client::call_pipelined`]): the shim copies
-//! one piece into shared memory while the daemon copies the previous one
-//! into (or out of) the buffer, instead of the two copies running in turn.
+//! Transfers of at least [`PIPELINE_MIN`] bytes are split into smaller
+//! pieces and pipelined ([`Client::call_pipelined`]): the shim copies one
+//! piece into shared memory while the daemon copies the previous one into
+//! (or out of) the buffer, instead of the two copies running in turn. This
+//! holds for non-blocking writes too: posting one would copy it into the
+//! batch first and then send it in one-chunk chains, each waited for, so a
+//! large non-blocking write is instead done by the time its call returns
+//! (which OpenCL allows).
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -48,8 +52,8 @@ const PIPELINE_MIN_PIECE: usize = 64 << 10;
 /// the pieces are pipelined. A pipelined transfer is cut into at least four
 /// pieces (so even a short one overlaps), of at most the client's pipeline
 /// chunk.
-fn split(len: usize, sync: bool) -> (usize, bool) {
-    let pipe = if sync && len >= PIPELINE_MIN {
+fn split(len: usize) -> (usize, bool) {
+    let pipe = if len >= PIPELINE_MIN {
         client().ok().and_then(Client::pipeline_chunk)
     } else {
         None
@@ -148,7 +152,7 @@ pub(crate) fn write_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let (chunk, pipelined) = split(data.len(), sync);
+    let (chunk, pipelined) = split(data.len());
     let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
     let (commons, tail) = plan(q.handle, is_out_of_order(q), chunks.len(), wait, event);
     let reqs = commons
@@ -190,7 +194,7 @@ pub(crate) fn read_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let (chunk, pipelined) = split(out.len(), true);
+    let (chunk, pipelined) = split(out.len());
     let n = out.len().div_ceil(chunk);
     let (commons, tail) = plan(q.handle, is_out_of_order(q), n, wait, event);
     let reqs = commons
