@@ -17,6 +17,9 @@ pub struct Machine {
     /// Display controllers on the PCI bus as `vendor:device` ids (with the
     /// NVIDIA driver version when it is loaded); empty when there are none.
     pub gpus: Vec<String>,
+    /// 1-, 5- and 15-minute load averages when the run ended: other work
+    /// on the machine shows here, and in the spread of the samples.
+    pub load_average: String,
 }
 
 fn read(path: impl AsRef<Path>) -> String {
@@ -80,6 +83,11 @@ pub fn describe() -> Machine {
             .to_string(),
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
         gpus: pci_display_controllers(),
+        load_average: read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -134,6 +142,7 @@ mod tests {
         assert!(m.logical_cpus >= 1);
         assert!(m.memory_bytes > 0);
         assert!(!m.kernel.is_empty());
+        assert_eq!(m.load_average.split(' ').count(), 3, "{m:?}");
         assert_eq!(
             field("a: 1\nmodel name\t: X Y\n", "model name", ':'),
             Some("X Y")

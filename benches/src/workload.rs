@@ -209,7 +209,9 @@ impl Case {
             Case::VectorAdd { n } if n <= 1 << 16 => 200,
             Case::VectorAdd { .. } => 20,
             Case::MatrixMul { n } if n <= 256 => 20,
-            Case::MatrixMul { .. } => 5,
+            Case::MatrixMul { n } if n <= 512 => 5,
+            // About a second per run on a two-core CPU.
+            Case::MatrixMul { .. } => 3,
             Case::BlackScholes { .. }
             | Case::FastWalshTransform { .. }
             | Case::ConvolutionSeparable { .. }

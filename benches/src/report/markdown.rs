@@ -61,11 +61,13 @@ pub fn render(r: &Results) -> String {
     let mut o = String::new();
     let n = &r.native_runtime;
     let _ = writeln!(o, "## {}: native vs virtio-compute\n", n.api);
+    let m = &r.machine;
     let _ = writeln!(
         o,
         "Native: {} ({}), device {} ({}, driver {}). Virtualized: platform \"{}\" \
          through the shim to the daemon at `{}`. {} round(s), sides interleaved; \
-         every result verified against a CPU reference.\n",
+         every result verified against a CPU reference. Machine: {}, {} logical \
+         CPUs, {} GiB, {}; load average at the end {}. {}.\n",
         n.platform_name,
         n.platform_version,
         n.device_name,
@@ -73,7 +75,13 @@ pub fn render(r: &Results) -> String {
         n.driver_version,
         r.virtual_runtime.platform_name,
         r.endpoint,
-        r.rounds
+        r.rounds,
+        m.cpu,
+        m.logical_cpus,
+        m.memory_bytes >> 30,
+        m.os,
+        m.load_average,
+        r.date_utc
     );
     if r.quick {
         let _ = writeln!(
