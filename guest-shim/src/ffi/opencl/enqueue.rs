@@ -39,14 +39,17 @@ use super::{call, chunk_size, cl_error, client, post, status};
 use crate::client::{Client, Piece};
 use crate::ffi::{bytes_out, slice_in};
 
-/// Synchronous transfers at least this long are pipelined. Below it the
-/// copies are short enough that one chain (which may also carry pending
-/// fire-and-forget calls) costs less than several.
-pub(crate) const PIPELINE_MIN: usize = 256 << 10;
+/// Transfers at least this long are pipelined. Below it one chain costs
+/// less than several: each piece is one blocking runtime call in the
+/// daemon (some 15-25 µs with POCL on a busy two-core machine), which a
+/// 256 KiB or 1 MiB copy does not repay (`vcompute-bench`, 2 MiB vs
+/// 256 KiB here: 256 KiB transfers 0.2-0.35x -> 0.7-1.1x native
+/// bandwidth, 1 MiB 0.26-0.45x -> 0.5-0.6x).
+pub(crate) const PIPELINE_MIN: usize = 2 << 20;
 
 /// Smallest piece of a pipelined transfer: below this, the cost of a chain
 /// outweighs the copy it overlaps.
-const PIPELINE_MIN_PIECE: usize = 64 << 10;
+const PIPELINE_MIN_PIECE: usize = 512 << 10;
 
 /// How a transfer of `len` bytes is split: the piece length, and whether
 /// the pieces are pipelined. A pipelined transfer is cut into at least four
