@@ -310,7 +310,7 @@ impl Sizes {
         Sizes {
             vector: vec![128, 1024],
             matrix: vec![128],
-            bandwidth: vec![64 << 10, 1 << 20],
+            bandwidth: vec![64 << 10, 1 << 20, 4 << 20],
             black_scholes_options: 1 << 14,
             fwt_log2: 14,
             conv_side: 256,
