@@ -12,7 +12,7 @@ use std::sync::Arc;
 use protocol::limits::{MAX_BODY_LEN, MAX_FRAMES_PER_CHAIN, MAX_TRANSFER_LEN};
 use protocol::opencl::Empty;
 use protocol::session::{negotiate_version, FEATURE_BATCH, KNOWN_FEATURES, PROTOCOL_VERSION};
-use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Response};
+use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Response, FLAG_ASYNC};
 use protocol::{SessionOpen, SessionOpened};
 use tracing::{debug, info};
 
@@ -153,15 +153,20 @@ impl Session {
                 Outcome::Ok(Response::SessionClose(Empty {}))
             }
             Request::Ping(_) => Outcome::Ok(Response::Ping(Empty {})),
-            req => self.execute(req, bulk),
+            req => self.execute(req, bulk, h.flags & FLAG_ASYNC != 0),
         }
     }
 
-    fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Outcome {
+    fn execute(&mut self, req: Request, bulk: &Bulk<'_>, posted: bool) -> Outcome {
         let Some(open) = self.open.as_mut() else {
             return Outcome::Protocol(ProtocolError::NoSession);
         };
-        match open.executor.execute(req, bulk) {
+        let result = if posted {
+            open.executor.execute_posted(req, bulk)
+        } else {
+            open.executor.execute(req, bulk)
+        };
+        match result {
             Ok(resp) => Outcome::Ok(resp),
             Err(ExecError::Native(code)) => {
                 self.counters.native_errors += 1;

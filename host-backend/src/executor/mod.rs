@@ -117,6 +117,15 @@ pub trait Executor: Send {
     /// Executes one request. Bulk segments were already checked to lie in
     /// guest memory; their count matches the frame header.
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError>;
+
+    /// Executes a request the guest posted (`FLAG_ASYNC`): it waits for
+    /// neither the result nor the completion, so an executor may leave the
+    /// work to finish in the runtime after returning, provided it keeps
+    /// what the runtime still reads (guest segments are gone on return).
+    /// By default, the same as [`Executor::execute`].
+    fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
+        self.execute(req, bulk)
+    }
 }
 
 /// Opens executors of one kind, one per session.

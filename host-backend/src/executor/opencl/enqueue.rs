@@ -14,7 +14,9 @@ use cl3::error_codes::{
 use cl3::memory::{
     CL_BUFFER_CREATE_TYPE_REGION, CL_MEM_ALLOC_HOST_PTR, CL_MEM_COPY_HOST_PTR, CL_MEM_USE_HOST_PTR,
 };
-use cl3::types::{cl_buffer_region, cl_command_queue, cl_event, cl_int, cl_uint, CL_TRUE};
+use cl3::types::{
+    cl_buffer_region, cl_command_queue, cl_event, cl_int, cl_uint, CL_FALSE, CL_TRUE,
+};
 use opencl3::event::Event;
 use opencl3::memory::Buffer;
 use protocol::opencl::{
@@ -172,10 +174,14 @@ impl OpenClExecutor {
         Ok(Empty {})
     }
 
+    /// A write. When the guest `posted` it and it is small, the bytes are
+    /// staged (see `staging`) and the runtime runs it without the daemon
+    /// waiting; otherwise it runs blocking, straight from guest memory.
     pub(super) fn write_buffer(
         &mut self,
         req: EnqueueWriteBuffer,
         bulk: &Bulk<'_>,
+        posted: bool,
     ) -> Result<Empty, ExecError> {
         if !bulk.output.is_empty() {
             return Err(bad_descriptor());
@@ -187,22 +193,41 @@ impl OpenClExecutor {
         if size == 0 {
             return Err(native(CL_INVALID_VALUE));
         }
+        let staged = (posted && self.staging.room_for(size)).then(|| src.to_vec());
+        let (blocking, from) = match &staged {
+            Some(copy) => (CL_FALSE, copy.as_ptr()),
+            None => (CL_TRUE, src.as_ptr()),
+        };
         // SAFETY: queue, buffer and wait-list events are live objects of this
-        // session; `offset..offset+size` lies inside the buffer; `src` holds
-        // exactly `size` readable bytes for the whole (blocking) call.
+        // session; `offset..offset+size` lies inside the buffer. `from` holds
+        // exactly `size` readable bytes: guest memory for the whole
+        // (blocking) call, or the staged copy, which is kept (below) until
+        // the runtime reports the write complete.
         let ev = unsafe {
             cl3::command_queue::enqueue_write_buffer(
                 p.queue,
                 mem.raw(),
-                CL_TRUE,
+                blocking,
                 offset,
                 size,
-                src.as_ptr().cast(),
+                from.cast(),
                 p.wait_len(),
                 p.wait_ptr(),
             )
         }
         .map_err(native)?;
+        if let Some(copy) = staged {
+            // A reference of our own, so the copy outlives the guest's
+            // event. Should that fail, wait: the copy must outlive the read.
+            // SAFETY: `ev` is the live event the enqueue just returned.
+            match unsafe { cl3::event::retain_event(ev) } {
+                Ok(()) => self.staging.push(Event::new(ev), copy),
+                Err(_) => {
+                    let _ = cl3::event::wait_for_events(&[ev]);
+                    drop(copy);
+                }
+            }
+        }
         self.finish_enqueue(&req.common, ev)
     }
 

@@ -8,6 +8,7 @@
 //! | `info.rs` | `clGet*Info` queries and image formats |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
+//! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
 //! | `tests/` | tests against the system's runtime (POCL in CI) |
 //!
 //! The guest is untrusted: every handle is looked up with the kind it must
@@ -19,6 +20,7 @@ mod enqueue;
 mod handles;
 mod info;
 mod program;
+mod staging;
 #[cfg(test)]
 mod tests;
 
@@ -124,6 +126,7 @@ pub struct OpenClExecutor {
     /// Bytes of live top-level buffers.
     memory: Arc<AtomicU64>,
     binaries: Arc<IssuedBinaries>,
+    staging: staging::Staging,
 }
 
 impl fmt::Debug for OpenClExecutor {
@@ -139,6 +142,9 @@ impl fmt::Debug for OpenClExecutor {
 impl Drop for OpenClExecutor {
     fn drop(&mut self) {
         self.table.fail_pending_user_events();
+        // Staged writes may wait behind commands that just failed; they end
+        // now, and the runtime is done with their copies.
+        self.staging.settle();
         self.table.clear();
     }
 }
@@ -161,6 +167,7 @@ impl OpenClExecutor {
             table,
             memory: Arc::new(AtomicU64::new(0)),
             binaries,
+            staging: staging::Staging::default(),
         })
     }
 
@@ -348,6 +355,17 @@ fn no_bulk(bulk: &Bulk<'_>) -> Result<(), ExecError> {
 
 impl Executor for OpenClExecutor {
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
+        self.run(req, bulk, false)
+    }
+
+    fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
+        self.run(req, bulk, true)
+    }
+}
+
+impl OpenClExecutor {
+    /// Runs one request; `posted` when the guest does not wait for it.
+    fn run(&mut self, req: Request, bulk: &Bulk<'_>, posted: bool) -> Result<Response, ExecError> {
         // Only buffer creation and transfers carry bulk data.
         if !matches!(
             req,
@@ -395,9 +413,9 @@ impl Executor for OpenClExecutor {
                 .table
                 .release(r.kind, r.object)
                 .map(|()| R::ClRelease(Empty {})),
-            Request::ClEnqueueWriteBuffer(r) => {
-                self.write_buffer(r, bulk).map(R::ClEnqueueWriteBuffer)
-            }
+            Request::ClEnqueueWriteBuffer(r) => self
+                .write_buffer(r, bulk, posted)
+                .map(R::ClEnqueueWriteBuffer),
             Request::ClEnqueueReadBuffer(r) => {
                 self.read_buffer(r, bulk).map(R::ClEnqueueReadBuffer)
             }

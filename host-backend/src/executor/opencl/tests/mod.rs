@@ -16,6 +16,7 @@ use super::{IssuedBinaries, OpenClExecutor, OpenClFactory};
 use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, GuestBuf, SessionLimits};
 
 mod guards;
+mod staging;
 
 const LIMITS: SessionLimits = SessionLimits {
     max_objects: 1000,
