@@ -27,4 +27,4 @@ clblast_tuner_xdot -precision 32 -n 1048576 -runs 1 2>&1 | grep -E "Found|result
 
 echo "== micro-benchmarks (native vs virtio-compute)"
 unset OCL_ICD_VENDORS VCOMPUTE_ENDPOINT
-target/release/vcompute-bench micro --endpoint "vhost-user:$sock" --reps 1000 --rounds 1 --size-mib 16
+target/release/vcompute-bench micro --endpoint "vhost-user:$sock" --reps 1000 --rounds 1
