@@ -352,18 +352,24 @@ impl Table {
         }
     }
 
-    /// Fails every user event that has not completed, so that commands
+    /// Completes every user event that has not completed, so that commands
     /// waiting on them finish and release what they hold.
-    pub(super) fn fail_pending_user_events(&mut self) {
+    ///
+    /// Completed, not failed: POCL 3.1 aborts the whole process when a
+    /// failed user event fails a barrier that no event handle refers to
+    /// while commands wait behind it (`pocl_update_event_failed`), which a
+    /// guest could arrange and then disconnect. The released commands run
+    /// on the session's own objects, as they would have had the guest set
+    /// the event.
+    pub(super) fn complete_pending_user_events(&mut self) {
         let user = self.objects.values().filter_map(|o| match o {
             Object::Event(e) if e.user => Some(&e.event),
             _ => None,
         });
         for ev in user.chain(self.orphans.iter()) {
             if !is_complete(ev) {
-                // A negative status terminates the waiting commands. An error
-                // here only means the status was already set.
-                let _ = cl3::event::set_user_event_status(ev.get(), CL_INVALID_EVENT);
+                // An error here only means the status was already set.
+                let _ = cl3::event::set_user_event_status(ev.get(), cl3::event::CL_COMPLETE);
             }
         }
     }

@@ -141,9 +141,9 @@ impl fmt::Debug for OpenClExecutor {
 
 impl Drop for OpenClExecutor {
     fn drop(&mut self) {
-        self.table.fail_pending_user_events();
-        // Staged writes may wait behind commands that just failed; they end
-        // now, and the runtime is done with their copies.
+        self.table.complete_pending_user_events();
+        // Staged writes may wait behind commands those events held back;
+        // they run now, and the runtime is then done with their copies.
         self.staging.settle();
         self.table.clear();
     }

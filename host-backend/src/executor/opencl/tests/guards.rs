@@ -598,3 +598,62 @@ fn include_detection_and_option_filter() {
         assert!(!options_allowed(o), "{o}");
     }
 }
+
+#[test]
+fn commands_left_behind_a_pending_user_event_do_not_crash_teardown() {
+    // A guest that gates real commands (not just markers) on a user event
+    // it never sets, then goes away, must not take the daemon down.
+    let Some(mut ex) = session(LIMITS) else {
+        return;
+    };
+    setup(&mut ex, vec![]);
+    ok(
+        &mut ex,
+        Request::ClCreateUserEvent(CreateUserEvent {
+            id: 40,
+            context: CTX,
+        }),
+    );
+    create_buffer(&mut ex, 10, 4096).unwrap();
+    create_buffer(&mut ex, 11, 4096).unwrap();
+    let gated = EnqueueCommon {
+        queue: QUEUE,
+        wait: vec![40],
+        event: None,
+    };
+    ok(
+        &mut ex,
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: gated,
+            barrier: true,
+        }),
+    );
+    ok(
+        &mut ex,
+        Request::ClEnqueueCopyBuffer(EnqueueCopyBuffer {
+            common: common(None),
+            src: 10,
+            dst: 11,
+            src_offset: 0,
+            dst_offset: 0,
+            size: 4096,
+        }),
+    );
+    ok(
+        &mut ex,
+        Request::ClEnqueueFillBuffer(EnqueueFillBuffer {
+            common: common(None),
+            buffer: 11,
+            pattern: vec![7],
+            offset: 0,
+            size: 4096,
+        }),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(ex);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("dropping the session returned");
+}
