@@ -244,6 +244,9 @@ fn progress(total: u64) -> ProgressBar {
 
 /// Runs the plan in `cfg`.
 pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
+    cfg.api
+        .check_built()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let shim = match &cfg.shim {
         Some(p) => p.clone(),
         None => sibling(cfg.api.shim_file())?,

@@ -121,13 +121,24 @@ pub trait Backend {
     ) -> Result<Measurement, WorkloadError>;
 }
 
+impl Api {
+    /// Fails for an API whose workloads this build does not have.
+    pub fn check_built(self) -> Result<(), WorkloadError> {
+        match self {
+            Api::OpenCl => Ok(()),
+            Api::Cuda => Err(WorkloadError::Unavailable(
+                "the CUDA workloads are not built yet; use --api opencl".into(),
+            )),
+        }
+    }
+}
+
 /// Opens the backend for `api` in this process.
 pub fn open(api: Api) -> Result<Box<dyn Backend>, WorkloadError> {
+    api.check_built()?;
     match api {
         Api::OpenCl => Ok(Box::new(opencl::OpenCl::open()?)),
-        Api::Cuda => Err(WorkloadError::Unavailable(
-            "the CUDA workloads are not built yet; use --api opencl".into(),
-        )),
+        Api::Cuda => Err(WorkloadError::Unavailable("CUDA".into())),
     }
 }
 
@@ -150,4 +161,16 @@ pub fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(T, f64), E> {
     let t = Instant::now();
     let v = f()?;
     Ok((v, t.elapsed().as_nanos() as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbuilt_apis_are_refused_by_name() {
+        assert!(Api::OpenCl.check_built().is_ok());
+        let e = Api::Cuda.check_built().unwrap_err().to_string();
+        assert!(e.contains("CUDA workloads are not built yet"), "{e}");
+    }
 }
