@@ -21,15 +21,21 @@ impl Daemon {
         let dir = std::env::temp_dir().join(format!("vcompute-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("daemon.sock");
-        let child = Command::new(binary)
-            .arg("--socket")
+        let mut cmd = Command::new(binary);
+        cmd.arg("--socket")
             .arg(&sock)
             .arg("--executor")
             .arg(match api {
                 Api::OpenCl => "opencl",
                 Api::Cuda => "cuda",
             })
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Its lifecycle lines would only break up the progress display;
+            // warnings and errors still show.
+            cmd.env("RUST_LOG", "warn");
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let mut d = Daemon {
