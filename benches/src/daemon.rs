@@ -1,5 +1,6 @@
 //! Starting the daemon for a run, and stopping it afterwards.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +31,16 @@ impl Daemon {
                 Api::Cuda => "cuda",
             })
             .stdin(Stdio::null());
+        // SAFETY: the hook runs in the forked child before exec and only
+        // makes one async-signal-safe system call (prctl), which asks the
+        // kernel to end the daemon if the harness dies without stopping it
+        // (killed by a signal), instead of leaving it running.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             // Its lifecycle lines would only break up the progress display;
             // warnings and errors still show.

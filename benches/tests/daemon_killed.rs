@@ -1,7 +1,8 @@
 //! A daemon killed in the middle of a run: the harness must say so, exit
 //! non-zero, not hang, and print no numbers. Runs the real harness binary
 //! against the real daemon (the one it starts itself, and one it is
-//! pointed at).
+//! pointed at). And the other way round: a harness killed outright takes
+//! the daemon it started with it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -38,8 +39,19 @@ fn sibling(name: &str) -> PathBuf {
     p
 }
 
+/// A child process killed when the test ends, however it ends: a failed
+/// assertion must not leave a minutes-long harness run behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A long run (it would take minutes) whose stderr is streamed back.
-fn start_harness(extra: &[&str], out: &std::path::Path) -> (Child, Receiver<String>) {
+fn start_harness(extra: &[&str], out: &std::path::Path) -> (Reaped, Receiver<String>) {
     sibling("libvcompute_shim.so");
     let mut child = Command::new(harness())
         .args([
@@ -67,7 +79,7 @@ fn start_harness(extra: &[&str], out: &std::path::Path) -> (Child, Receiver<Stri
             }
         }
     });
-    (child, rx)
+    (Reaped(child), rx)
 }
 
 /// Collects stderr until a line satisfies `pred`; returns that line.
@@ -88,25 +100,25 @@ fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, pred: impl Fn(&str) ->
     }
 }
 
-/// Waits for the harness to exit; returns (code, stdout, rest of stderr).
-fn finish(mut child: Child, rx: &Receiver<String>, log: &mut Vec<String>) -> (i32, String) {
+/// Waits for the harness to exit; returns its exit code and stdout, and
+/// adds the rest of its stderr to `log`.
+fn finish(mut child: Reaped, rx: &Receiver<String>, log: &mut Vec<String>) -> (i32, String) {
     let deadline = Instant::now() + EXIT_DEADLINE;
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the harness hung after the daemon died:\n{}",
-                log.join("\n")
-            );
-        }
+        // Failing here drops `child`, which kills the harness.
+        assert!(
+            Instant::now() < deadline,
+            "the harness hung after the daemon died:\n{}",
+            log.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stdout = String::new();
     child
+        .0
         .stdout
         .take()
         .unwrap()
@@ -180,14 +192,16 @@ fn killing_a_running_daemon_the_harness_was_pointed_at_fails_the_run_clearly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("compute.sock");
-    let mut daemon = Command::new(sibling("vhost-device-compute"))
-        .arg("--socket")
-        .arg(&sock)
-        .args(["--executor", "opencl"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = Reaped(
+        Command::new(sibling("vhost-device-compute"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(["--executor", "opencl"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sock.exists() {
         assert!(Instant::now() < deadline, "daemon socket never appeared");
@@ -197,8 +211,8 @@ fn killing_a_running_daemon_the_harness_was_pointed_at_fails_the_run_clearly() {
     let (child, rx) = start_harness(&["--endpoint", &endpoint], dir.path());
     let mut log = Vec::new();
     wait_for(&rx, &mut log, is_virtual_ok);
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
     let (code, stdout) = finish(child, &rx, &mut log);
     assert_clean_failure(
         code,
@@ -206,4 +220,36 @@ fn killing_a_running_daemon_the_harness_was_pointed_at_fails_the_run_clearly() {
         &log,
         &["virtio-compute side failed in `", "still running?"],
     );
+}
+
+#[test]
+fn killing_the_harness_takes_its_daemon_down() {
+    if !have_native_opencl() {
+        return;
+    }
+    sibling("vhost-device-compute");
+    let out = tempfile::tempdir().unwrap();
+    let (mut child, rx) = start_harness(&[], out.path());
+    let mut log = Vec::new();
+    let started = wait_for(&rx, &mut log, |l| l.starts_with("vcompute-bench: started"));
+    let pid: i32 = started
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    wait_for(&rx, &mut log, is_virtual_ok);
+    // SIGKILL: the harness gets no chance to stop the daemon itself.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        if Instant::now() > deadline {
+            // SAFETY: kill(2) of the orphan, so the failure leaves none.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the daemon (pid {pid}) outlived the harness");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
