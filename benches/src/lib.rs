@@ -8,7 +8,7 @@
 //! | [`args`] | command line |
 //! | [`config`] | the checked run plan |
 //! | [`workload`] | the workload catalogue, shared by every API |
-//! | [`reference`] | inputs and CPU references |
+//! | [`reference`](mod@reference) | inputs and CPU references |
 //! | [`check`] | comparing results with the references |
 //! | [`api`] | one backend per compute API (`api::opencl`) |
 //! | [`worker`] | a worker process: one backend against one runtime |
