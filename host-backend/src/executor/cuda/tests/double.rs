@@ -191,3 +191,45 @@ fn double_layouts_come_from_the_image_parser() {
     assert_eq!(s.count(CuObjectKind::Context), 1);
     assert_eq!(s.live_objects(), 5);
 }
+
+#[test]
+fn emulated_memory_is_sparse_and_blocks_never_share_pages() {
+    let mut ex = double(LIMITS);
+    let mut g = Guest::new(&mut ex);
+    let big = g.alloc(8 << 30);
+    g.htod(big + (8 << 30) - 4, b"tail", 1).unwrap();
+    g.ok(Request::CuMemset(Memset {
+        dst: big,
+        value: 7,
+        width: MemsetWidth::D32,
+        count: 4,
+        stream: g.legacy(),
+    }));
+    assert_eq!(g.dtoh(big + (8 << 30) - 4, 4, 1).unwrap(), b"tail");
+    assert_eq!(g.dtoh(big + (4 << 30), 4, 1).unwrap(), [0; 4]);
+    assert_eq!(g.dtoh(big, 8, 1).unwrap(), [7, 0, 0, 0, 7, 0, 0, 0]);
+    // Two small neighbours: freeing one keeps the other's bytes.
+    let (a, b) = (g.alloc(100), g.alloc(100));
+    g.htod(a, b"first", 1).unwrap();
+    g.htod(b, b"second", 1).unwrap();
+    g.ok(Request::CuMemFree(MemFree { ptr: a }));
+    assert_eq!(g.dtoh(b, 6, 1).unwrap(), b"second");
+    // A device copy across pages.
+    let c = g.alloc(3 << 16);
+    let data = pattern(3 << 16, 4);
+    g.htod(c, &data, 2).unwrap();
+    let d = g.alloc(3 << 16);
+    let stream = g.legacy();
+    g.ok(Request::CuMemcpyDtoD(MemcpyDtoD {
+        dst: d + 1,
+        src: c,
+        size: (3 << 16) - 1,
+        stream,
+    }));
+    assert_eq!(
+        g.dtoh(d + 1, (3 << 16) - 1, 3).unwrap(),
+        data[..(3 << 16) - 1]
+    );
+    // Only the pages written hold host memory.
+    assert!(ex.session().backend().resident_bytes() < 16 << 20);
+}
