@@ -810,15 +810,34 @@ impl Executor for RecordingCudaDouble {
 }
 
 /// Opens [`RecordingCudaDouble`] sessions that share one [`Recorder`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecordingCudaFactory {
     recorder: Arc<Recorder>,
+    devices: u32,
+    total_mem: u64,
+}
+
+impl Default for RecordingCudaFactory {
+    fn default() -> Self {
+        Self::with_devices(1, DOUBLE_TOTAL_MEM)
+    }
 }
 
 impl RecordingCudaFactory {
-    /// A factory with a fresh recorder.
+    /// A factory with a fresh recorder and one emulated device of
+    /// [`DOUBLE_TOTAL_MEM`] bytes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A factory whose sessions see `devices` emulated devices of
+    /// `total_mem` bytes each.
+    pub fn with_devices(devices: u32, total_mem: u64) -> Self {
+        RecordingCudaFactory {
+            recorder: Arc::default(),
+            devices,
+            total_mem,
+        }
     }
 
     /// The recorder its sessions share.
@@ -835,7 +854,8 @@ impl ExecutorFactory for RecordingCudaFactory {
         FEATURE_CUDA
     }
     fn open(&self, limits: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(RecordingCudaDouble::new(
+        Ok(Box::new(RecordingCudaDouble::with_gpu(
+            EmulatedGpu::new(self.devices, self.total_mem),
             limits,
             Arc::clone(&self.recorder),
         )))
