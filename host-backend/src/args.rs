@@ -15,7 +15,7 @@ use crate::server::ServerConfig;
 /// Which runtime replays guest calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorArg {
-    /// CUDA when a driver is present, otherwise OpenCL.
+    /// Every runtime present: CUDA, OpenCL, or both (routed per API family).
     Auto,
     /// OpenCL through the system ICD loader.
     Opencl,

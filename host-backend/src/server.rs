@@ -404,7 +404,7 @@ const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIG
 
 /// Runs the daemon described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let factory: Arc<dyn ExecutorFactory> = Arc::from(executor::factory(config.executor)?);
+    let factory = executor::factory(config.executor)?;
     // Handlers go in before the socket exists: a client (or a supervisor)
     // that sees the socket may signal at once.
     let (stop, rx) = stop_channel()?;

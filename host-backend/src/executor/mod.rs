@@ -11,12 +11,15 @@
 //! | `opencl/` | the OpenCL executor over `opencl3` |
 //! | `cuda/` | the CUDA executor over `cudarc` (driver API) |
 //! | `cuda_double.rs` | a recording test double of the CUDA executor |
+//! | `combined.rs` | several API families in one session, routed by opcode |
 
 use std::fmt;
+use std::sync::Arc;
 
 use protocol::{ProtocolError, Request, Response};
 use tracing::info;
 
+pub mod combined;
 pub mod cuda;
 pub mod cuda_double;
 pub mod opencl;
@@ -167,7 +170,8 @@ pub trait ExecutorFactory: Send + Sync {
 /// Which executor the daemon should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutorKind {
-    /// CUDA when a driver is present, otherwise OpenCL.
+    /// Every runtime present: CUDA when a driver sees a device, OpenCL when
+    /// a platform exists, both together when both are.
     Auto,
     /// OpenCL through the system ICD loader.
     OpenCl,
@@ -190,23 +194,47 @@ pub enum ExecutorError {
     /// No OpenCL platform could be found.
     #[error("no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)")]
     NoOpenClPlatform,
+    /// Two combined executors claim the same API family.
+    #[error("two executors serve the same API family")]
+    OverlappingFamilies,
+    /// `auto` found neither runtime.
+    #[error("no compute runtime found: CUDA: {cuda}; OpenCL: {opencl}")]
+    NoRuntime {
+        /// Why CUDA is not available.
+        cuda: Box<ExecutorError>,
+        /// Why OpenCL is not available.
+        opencl: Box<ExecutorError>,
+    },
     /// The runtime reported an error while setting up.
     #[error("runtime error {0} while opening the executor")]
     Runtime(i32),
 }
 
-/// Creates the factory for `kind`. `Auto` picks CUDA when the NVIDIA
-/// driver loads and sees a device, and OpenCL otherwise.
-pub fn factory(kind: ExecutorKind) -> Result<Box<dyn ExecutorFactory>, ExecutorError> {
+/// Creates the factory for `kind`. `Auto` serves every runtime present:
+/// CUDA when the NVIDIA driver loads and sees a device, OpenCL when a
+/// platform exists, and both (each session routed by API family) when both
+/// are.
+pub fn factory(kind: ExecutorKind) -> Result<Arc<dyn ExecutorFactory>, ExecutorError> {
     match kind {
-        ExecutorKind::Cuda => Ok(Box::new(cuda::CudaFactory::new()?)),
-        ExecutorKind::OpenCl => Ok(Box::new(opencl::OpenClFactory::new()?)),
-        ExecutorKind::Auto => match cuda::CudaFactory::new() {
-            Ok(f) => Ok(Box::new(f)),
-            Err(why) => {
-                info!(reason = %why, "CUDA not available; using OpenCL");
-                Ok(Box::new(opencl::OpenClFactory::new()?))
+        ExecutorKind::Cuda => Ok(Arc::new(cuda::CudaFactory::new()?)),
+        ExecutorKind::OpenCl => Ok(Arc::new(opencl::OpenClFactory::new()?)),
+        ExecutorKind::Auto => match (cuda::CudaFactory::new(), opencl::OpenClFactory::new()) {
+            (Ok(c), Ok(o)) => Ok(Arc::new(combined::CombinedFactory::new(
+                vec![Arc::new(c), Arc::new(o)],
+                "cuda+opencl",
+            )?)),
+            (Ok(c), Err(why)) => {
+                info!(reason = %why, "OpenCL not available; serving CUDA only");
+                Ok(Arc::new(c))
             }
+            (Err(why), Ok(o)) => {
+                info!(reason = %why, "CUDA not available; serving OpenCL only");
+                Ok(Arc::new(o))
+            }
+            (Err(cuda), Err(opencl)) => Err(ExecutorError::NoRuntime {
+                cuda: Box::new(cuda),
+                opencl: Box::new(opencl),
+            }),
         },
     }
 }
