@@ -64,3 +64,16 @@ pub const MAX_FILL_PATTERN_LEN: usize = 128;
 
 /// Most program binaries in one call (one per device of the context).
 pub const MAX_DEVICES: usize = 64;
+
+/// Most bulk bytes (readable and writable together) one stream record may
+/// carry. A peer buffers a whole record before acting on it, so this bounds
+/// the memory one stream connection can make the daemon hold; the shim
+/// splits larger transfers (as it does for a chain's staging area).
+pub const MAX_STREAM_BULK: usize = 16 << 20;
+
+/// Largest stream record body: a full request area plus a full bulk
+/// allowance plus the length prefixes of every segment that could carry.
+pub const MAX_STREAM_RECORD_LEN: usize = MAX_REQUEST_AREA_LEN
+    + MAX_STREAM_BULK
+    + MAX_FRAMES_PER_CHAIN * MAX_BULK_PER_FRAME * 2 * 4
+    + RESPONSE_AREA_LEN;
