@@ -8,7 +8,9 @@
 //! | [`args`] | command line, and the checked [`args::Config`] |
 //! | [`server`] | accept loop, one daemon per connection, signal handling |
 //! | [`vhu_compute`] | the `VhostUserBackend` impl: queues, adaptive polling |
-//! | [`chain`] | walking one descriptor chain, per-frame dispatch, responses |
+//! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
+//! | `dispatch` | per-frame dispatch shared by chains and stream records |
+//! | [`stream`] | serving one stream connection: records in, records out |
 //! | [`session`] | per-connection session: version, executor, counters |
 //! | [`limits`] | defaults for per-session bounds; log rate limiting |
 //! | [`executor`] | the executor trait and its runtimes |
@@ -19,8 +21,12 @@
 
 pub mod args;
 pub mod chain;
+mod dispatch;
 pub mod executor;
 pub mod limits;
 pub mod server;
 pub mod session;
+pub mod stream;
+#[cfg(test)]
+mod test_util;
 pub mod vhu_compute;
