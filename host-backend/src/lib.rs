@@ -12,6 +12,7 @@
 //! | `dispatch` | per-frame dispatch shared by chains and stream records |
 //! | [`stream`] | serving one stream connection: records in, records out |
 //! | [`session`] | per-connection session: version, executor, counters |
+//! | [`vsock`] | vsock device mode: the daemon as a VM's vhost-user-vsock device |
 //! | [`limits`] | defaults for per-session bounds; log rate limiting |
 //! | [`executor`] | the executor trait and its runtimes |
 //!
@@ -30,3 +31,4 @@ pub mod stream;
 #[cfg(test)]
 mod test_util;
 pub mod vhu_compute;
+pub mod vsock;
