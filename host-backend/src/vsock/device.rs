@@ -360,3 +360,7 @@ impl VhostUserBackend for VhuVsock {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "device_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@
 //! | `muxer.rs` | connections: state machine, credit, resets, session threads |
 //! | `pipe.rs` | the byte pipe between the device thread and a session thread |
 //! | `muxer_tests.rs` | the muxer's rules against hostile packet sequences |
+//! | `device_tests.rs` | the device on mock virtqueues: unparsable packets, buffers |
 //!
 //! Packets are parsed with rust-vmm's `virtio-vsock` crate.
 
