@@ -80,19 +80,26 @@ impl Daemon {
     /// Starts `vhost-device-compute --executor opencl` plus `extra` args and
     /// waits for its socket.
     pub fn start(extra: &[&str]) -> Daemon {
-        Self::spawn(extra, false)
+        Self::spawn(extra, None)
     }
 
     /// Like [`Daemon::start`], with a stream listener as well
     /// (`--listen unix:PATH`).
     pub fn start_with_stream(extra: &[&str]) -> Daemon {
-        Self::spawn(extra, true)
+        Self::spawn(extra, Some("stream.sock"))
     }
 
-    fn spawn(extra: &[&str], stream: bool) -> Daemon {
+    /// Like [`Daemon::start_with_stream`], the listener named `name` in the
+    /// daemon's directory.
+    pub fn start_with_stream_named(name: &str, extra: &[&str]) -> Daemon {
+        Self::spawn(extra, Some(name))
+    }
+
+    fn spawn(extra: &[&str], stream_name: Option<&str>) -> Daemon {
+        let stream = stream_name.is_some();
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("compute.sock");
-        let stream_path = dir.path().join("stream.sock");
+        let stream_path = dir.path().join(stream_name.unwrap_or("stream.sock"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vhost-device-compute"));
         cmd.arg("--socket")
             .arg(&socket)
@@ -129,6 +136,11 @@ impl Daemon {
     /// The `VCOMPUTE_ENDPOINT` value naming this daemon's stream listener.
     pub fn stream_endpoint(&self) -> String {
         format!("unix:{}", self.stream.display())
+    }
+
+    /// The stream listener's path.
+    pub fn stream_path(&self) -> &Path {
+        &self.stream
     }
 
     /// The socket path.
