@@ -6,6 +6,7 @@
 #                  loader, clinfo and the vadd test program (scripts/vm/vadd.c),
 #                  with scripts/vm/init as PID 1
 # Usage: scripts/vm/build-initramfs.sh SHIM_SO [PORT]
+# With BENCH_BIN=path/to/vcompute-bench the benchmark worker is included too.
 # Needs busybox-static, cpio, clinfo, ocl-icd-opencl-dev and a C compiler
 # (scripts/deps.sh installs them).
 set -euo pipefail
@@ -63,9 +64,15 @@ cc -O2 -Wall -o "$root/opt/vcompute/vadd" scripts/vm/vadd.c -lOpenCL
 cp "$shim" "$root/opt/vcompute/libvcompute_shim.so"
 strip --strip-debug "$root/opt/vcompute/libvcompute_shim.so"
 cp "$(command -v clinfo)" "$root/bin/clinfo"
+bins=("$root/opt/vcompute/vadd" "$root/opt/vcompute/libvcompute_shim.so" "$root/bin/clinfo")
+if [ -n "${BENCH_BIN:-}" ]; then
+    cp "$BENCH_BIN" "$root/opt/vcompute/vcompute-bench"
+    strip --strip-debug "$root/opt/vcompute/vcompute-bench"
+    bins+=("$root/opt/vcompute/vcompute-bench")
+fi
 
 # Every shared library the programs need, at the path the loader expects.
-for bin in "$root/opt/vcompute/vadd" "$root/opt/vcompute/libvcompute_shim.so" "$root/bin/clinfo"; do
+for bin in "${bins[@]}"; do
     ldd "$bin" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'
 done | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
