@@ -1,5 +1,5 @@
 //! Walking one descriptor chain: split it into its areas, check the request
-//! frames, hand them to [`crate::dispatch`] with their bulk segments lent in
+//! frames, hand them to `dispatch` with their bulk segments lent in
 //! place, and write the responses back.
 //!
 //! The layout (see [`protocol::frame`]):

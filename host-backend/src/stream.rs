@@ -5,7 +5,7 @@
 //! length beyond [`protocol::limits::MAX_STREAM_RECORD_LEN`] is refused
 //! before anything is allocated, and the body buffer grows only as bytes
 //! arrive), checked like a chain, and its frames run through the shared
-//! [`crate::dispatch`]. In-bulk segments are lent to the executor in place
+//! `dispatch`. In-bulk segments are lent to the executor in place
 //! in the record buffer; out-bulk segments in one buffer per record, sent
 //! back inline after their response frames.
 //!
