@@ -186,6 +186,33 @@ fn session_open_grants_masked_features_and_limits() {
 }
 
 #[test]
+fn api_family_not_granted_never_reaches_the_executor() {
+    // The factory serves OpenCL only: a CUDA call is refused at the session
+    // layer, ending the chain, and the session stays usable.
+    let mut r = Rig::opened();
+    let cuda = Request::CuCtxSynchronize(protocol::cuda::CtxSynchronize { ctx: 1 });
+    let out = r.call(1, &[cuda, Request::ClFinish(QueueOp { queue: 1 })]);
+    assert_eq!(out, vec![(100, proto(ProtocolError::ApiUnavailable))]);
+    assert!(r.executed().is_empty());
+    r.assert_usable();
+    // A session that asked for CUDA alone may not make OpenCL calls.
+    let only_cuda = Request::SessionOpen(SessionOpen {
+        min_version: 1,
+        max_version: 1,
+        features: FEATURE_CUDA,
+        client: "unit".into(),
+    });
+    let out = r.call(CONTROL_QUEUE, &[only_cuda]);
+    let [(_, Outcome::Ok(Response::SessionOpen(o)))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(o.features, 0);
+    let out = r.call(1, &[Request::ClFinish(QueueOp { queue: 1 })]);
+    assert_eq!(out, vec![(100, proto(ProtocolError::ApiUnavailable))]);
+    assert!(r.executed().is_empty());
+}
+
+#[test]
 fn request_before_session_open_is_refused() {
     let mut r = Rig::new();
     let out = r.call(

@@ -14,7 +14,7 @@
 //! | [`session`] | per-connection session: version, executor, counters |
 //! | [`vsock`] | vsock device mode: the daemon as a VM's vhost-user-vsock device |
 //! | [`limits`] | defaults for per-session bounds; log rate limiting |
-//! | [`executor`] | the executor trait and its runtimes |
+//! | [`executor`] | the executor trait and its runtimes (OpenCL, CUDA), and a recording CUDA test double |
 //!
 //! Entry point: [`server::run`] with a [`args::Config`]; embedders and tests
 //! that bring their own [`executor::ExecutorFactory`] use

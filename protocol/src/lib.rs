@@ -11,6 +11,7 @@
 //! | [`stream`] | records: frames with inline bulk over a byte stream |
 //! | [`session`] | session open, version and feature negotiation |
 //! | [`opencl`] | OpenCL message bodies and handle rules |
+//! | [`cuda`] | CUDA driver API message bodies, pointer and handle rules, `CUresult` codes |
 //! | [`codec`] | the bincode 2 configuration with its decode limit |
 //! | [`limits`] | every bound, with its reason |
 //! | [`error`] | decode errors and protocol error codes |
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod cuda;
 pub mod error;
 pub mod frame;
 pub mod header;

@@ -411,6 +411,9 @@ impl Executor for OpenClExecutor {
             Request::SessionOpen(_) | Request::SessionClose(_) => {
                 Err(ExecError::Protocol(ProtocolError::UnsupportedOpcode))
             }
+            // Another API family: the session layer refuses these before
+            // they get here; this is the executor's own guard.
+            _ => Err(ExecError::Protocol(ProtocolError::ApiUnavailable)),
         }
     }
 }
