@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// virtio-compute benchmark harness.
 #[derive(Debug, Parser)]
@@ -32,9 +32,13 @@ pub struct MicroOpts {
     /// Transfer size for the bandwidth workloads, in MiB.
     #[arg(long, default_value_t = 64)]
     pub size_mib: usize,
-    /// Use a running daemon at this endpoint instead of starting one.
+    /// Use a running daemon at this endpoint instead of starting one (any
+    /// `VCOMPUTE_ENDPOINT` value: vhost-user:PATH, unix:PATH, vsock:CID:PORT).
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Transport to the daemon this harness starts (ignored with --endpoint).
+    #[arg(long, value_enum, default_value_t = Transport::VhostUser)]
+    pub transport: Transport,
     /// The daemon binary (default: next to this binary).
     #[arg(long)]
     pub daemon: Option<PathBuf>,
@@ -44,6 +48,15 @@ pub struct MicroOpts {
     /// Small sizes and few repetitions: a smoke test, not a measurement.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// How the shim reaches a daemon the harness starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Shared-memory virtqueues (direct mode).
+    VhostUser,
+    /// Records over the daemon's `--listen unix:` socket.
+    Unix,
 }
 
 #[derive(Debug, Args)]

@@ -14,14 +14,22 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `binary` on a socket in a fresh temporary directory and waits
-    /// until the socket exists.
-    pub fn start(binary: &Path) -> Result<Self, String> {
+    /// until the socket exists. With `stream`, the daemon listens on a unix
+    /// stream socket and the endpoint names that instead.
+    pub fn start(binary: &Path, stream: bool) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("vcompute-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("daemon.sock");
+        let (flag, value, endpoint) = if stream {
+            let v = format!("unix:{}", sock.display());
+            ("--listen", v.clone(), v)
+        } else {
+            let v = sock.display().to_string();
+            ("--socket", v.clone(), format!("vhost-user:{v}"))
+        };
         let child = Command::new(binary)
-            .arg("--socket")
-            .arg(&sock)
+            .arg(flag)
+            .arg(value)
             .args(["--executor", "opencl"])
             .stdin(Stdio::null())
             .spawn()
@@ -29,7 +37,7 @@ impl Daemon {
         let mut d = Daemon {
             child,
             dir,
-            endpoint: format!("vhost-user:{}", sock.display()),
+            endpoint,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !sock.exists() {

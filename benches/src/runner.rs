@@ -122,7 +122,7 @@ pub fn run_micro(opts: &MicroOpts) -> Result<String, String> {
                 Some(p) => p.clone(),
                 None => sibling("vhost-device-compute")?,
             };
-            let d = Daemon::start(&bin)?;
+            let d = Daemon::start(&bin, opts.transport == crate::args::Transport::Unix)?;
             let e = d.endpoint.clone();
             daemon = Some(d);
             e

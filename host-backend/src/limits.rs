@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_DEVICE_MEMORY: u64 = 0;
 /// so spinning for about one notification's cost pays for itself.
 pub const DEFAULT_POLL_US: u64 = 50;
 
+/// Default for `--vsock-port`: the port a guest connects to in vsock
+/// device mode, and the one the shim's documentation uses
+/// (`VCOMPUTE_ENDPOINT=vsock:2:7000`).
+pub const DEFAULT_VSOCK_PORT: u32 = 7000;
+
 /// Largest accepted `--poll-us`. Longer spins burn a core for little gain;
 /// 10 ms already covers a whole synchronous call on a slow device.
 pub const MAX_POLL_US: u64 = 10_000;

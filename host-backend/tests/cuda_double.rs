@@ -39,7 +39,9 @@ impl Running {
         let recorder = factory.recorder();
         let server = Server::bind(
             ServerConfig {
-                socket: socket.clone(),
+                socket: Some(socket.clone()),
+                listen: None,
+                vsock: None,
                 max_sessions: 4,
                 limits: session_limits(1000, 1 << 30),
                 poll: Duration::from_micros(50),

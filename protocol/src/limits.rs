@@ -94,3 +94,16 @@ pub const MAX_OCCUPANCY_TABLE: usize = 32;
 /// numbers stop below 200 in current drivers; the bound leaves room for new
 /// ones while keeping [`crate::cuda::DeviceInfo`] small.
 pub const MAX_DEVICE_ATTRIBUTES: usize = 512;
+
+/// Most bulk bytes (readable and writable together) one stream record may
+/// carry. A peer buffers a whole record before acting on it, so this bounds
+/// the memory one stream connection can make the daemon hold; the shim
+/// splits larger transfers (as it does for a chain's staging area).
+pub const MAX_STREAM_BULK: usize = 16 << 20;
+
+/// Largest stream record body: a full request area plus a full bulk
+/// allowance plus the length prefixes of every segment that could carry.
+pub const MAX_STREAM_RECORD_LEN: usize = MAX_REQUEST_AREA_LEN
+    + MAX_STREAM_BULK
+    + MAX_FRAMES_PER_CHAIN * MAX_BULK_PER_FRAME * 2 * 4
+    + RESPONSE_AREA_LEN;

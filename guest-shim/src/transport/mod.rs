@@ -15,11 +15,17 @@
 //! | file | role |
 //! |---|---|
 //! | `vhost_user.rs` | direct mode: the shim is the vhost-user frontend |
+//! | `stream.rs` | records over a byte stream: `AF_VSOCK` or `AF_UNIX` |
 //! | `ring.rs` | the driver side of a split virtqueue |
 //! | `arena.rs` | the shared-memory (memfd) arena and its layout |
 //!
 //! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
-//! `vhost-user:/path/to/socket` selects direct mode.
+//!
+//! | value | transport |
+//! |---|---|
+//! | `vhost-user:/path/to/socket` | direct mode (shared-memory virtqueues) |
+//! | `vsock:CID:PORT` | a stream over `AF_VSOCK`; a guest uses CID 2, the host |
+//! | `unix:/path/to/socket` | a stream over `AF_UNIX` |
 
 use std::path::PathBuf;
 
@@ -27,6 +33,7 @@ use protocol::QueueClass;
 
 pub mod arena;
 pub mod ring;
+pub mod stream;
 pub mod vhost_user;
 
 /// Environment variable naming the daemon endpoint.
@@ -36,7 +43,7 @@ pub const ENDPOINT_ENV: &str = "VCOMPUTE_ENDPOINT";
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// `VCOMPUTE_ENDPOINT` is missing or does not parse.
-    #[error("bad endpoint {0:?}: expected vhost-user:/path/to/socket")]
+    #[error("bad endpoint {0:?}: expected vhost-user:/path, unix:/path or vsock:CID:PORT")]
     BadEndpoint(String),
     /// The daemon could not be reached.
     #[error("cannot connect to the daemon at {path}: {source}")]
@@ -63,6 +70,15 @@ pub enum TransportError {
 pub enum Endpoint {
     /// Direct mode: connect to a vhost-user socket and be its frontend.
     VhostUser(PathBuf),
+    /// A stream to a unix socket.
+    Unix(PathBuf),
+    /// A stream to a vsock port.
+    Vsock {
+        /// Context id (2 = the host).
+        cid: u32,
+        /// Port the daemon listens on.
+        port: u32,
+    },
 }
 
 impl Endpoint {
@@ -73,6 +89,14 @@ impl Endpoint {
         let (scheme, rest) = s.trim().split_once(':').ok_or_else(bad)?;
         match scheme {
             "vhost-user" if !rest.is_empty() => Ok(Endpoint::VhostUser(PathBuf::from(rest))),
+            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
+            "vsock" => {
+                let (cid, port) = rest.split_once(':').ok_or_else(bad)?;
+                Ok(Endpoint::Vsock {
+                    cid: cid.parse().map_err(|_| bad())?,
+                    port: port.parse().map_err(|_| bad())?,
+                })
+            }
             _ => Err(bad()),
         }
     }
@@ -95,6 +119,15 @@ impl Endpoint {
         match self {
             Endpoint::VhostUser(path) => Ok(Box::new(vhost_user::VhostUserTransport::connect(
                 path,
+                &vhost_user::Options::from_env(),
+            )?)),
+            Endpoint::Unix(path) => Ok(Box::new(stream::StreamTransport::connect_unix(
+                path,
+                &vhost_user::Options::from_env(),
+            )?)),
+            Endpoint::Vsock { cid, port } => Ok(Box::new(stream::StreamTransport::connect_vsock(
+                *cid,
+                *port,
                 &vhost_user::Options::from_env(),
             )?)),
         }
@@ -205,8 +238,29 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_parses_streams() {
+        assert_eq!(
+            Endpoint::parse("vsock:2:7000").ok(),
+            Some(Endpoint::Vsock { cid: 2, port: 7000 })
+        );
+        assert_eq!(
+            Endpoint::parse("unix:/tmp/v.sock_7000").ok(),
+            Some(Endpoint::Unix(PathBuf::from("/tmp/v.sock_7000")))
+        );
+    }
+
+    #[test]
     fn endpoint_rejects_garbage() {
-        for s in ["", "vhost-user:", "/run/vc.sock", "vsock:3:1234", "tcp:x"] {
+        for s in [
+            "",
+            "vhost-user:",
+            "unix:",
+            "/run/vc.sock",
+            "vsock:3",
+            "vsock:x:1",
+            "vsock:2:99999999999",
+            "tcp:x",
+        ] {
             assert!(
                 matches!(Endpoint::parse(s), Err(TransportError::BadEndpoint(_))),
                 "{s:?} should be rejected"
