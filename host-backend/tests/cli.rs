@@ -76,7 +76,7 @@ fn auto_uses_opencl_when_there_is_no_cuda_driver() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CUDA not available; using OpenCL"), "{err}");
+    assert!(err.contains("CUDA not available; serving OpenCL only"), "{err}");
     assert!(
         err.contains("listening") && err.contains("\"opencl\""),
         "{err}"
