@@ -11,7 +11,7 @@
 //! | [`chain`] | walking one descriptor chain, per-frame dispatch, responses |
 //! | [`session`] | per-connection session: version, executor, counters |
 //! | [`limits`] | defaults for per-session bounds; log rate limiting |
-//! | [`executor`] | the executor trait and its runtimes |
+//! | [`executor`] | the executor trait and its runtimes (OpenCL, CUDA), and a recording CUDA test double |
 //!
 //! Entry point: [`server::run`] with a [`args::Config`]; embedders and tests
 //! that bring their own [`executor::ExecutorFactory`] use
