@@ -1,7 +1,8 @@
 //! `cuGetErrorName` and `cuGetErrorString`, answered by the shim alone.
 //!
-//! The table lists every `CUresult` of CUDA 12 with its `cuda.h` name; the
-//! unit test checks each number against the bindgen output of `cuda.h`
+//! The table lists every `CUresult` of CUDA 12.4 (the API level the
+//! workspace's `cudarc` bindings are pinned to) with its `cuda.h` name; the
+//! unit test checks each number against that bindgen output of `cuda.h`
 //! (`cudarc::driver::sys::CUresult`).
 
 use std::ffi::{c_char, CStr};
@@ -79,7 +80,6 @@ macro_rules! cu_results {
             CUDA_ERROR_INVALID_PC = 718, c"invalid program counter";
             CUDA_ERROR_LAUNCH_FAILED = 719, c"unspecified launch failure";
             CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720, c"too many blocks in cooperative launch";
-            CUDA_ERROR_TENSOR_MEMORY_LEAK = 721, c"tensor memory not completely freed";
             CUDA_ERROR_NOT_PERMITTED = 800, c"operation not permitted";
             CUDA_ERROR_NOT_SUPPORTED = 801, c"operation not supported";
             CUDA_ERROR_SYSTEM_NOT_READY = 802, c"system not yet initialized";

@@ -54,7 +54,7 @@ macro_rules! cuda_exports {
             "cuDevicePrimaryCtxReset" 11000 cuDevicePrimaryCtxReset_v2(_);
             "cuCtxCreate" 3020 cuCtxCreate_v2(_, _, _);
             "cuCtxCreate" 11040 cuCtxCreate_v3(_, _, _, _, _);
-            "cuCtxCreate" 12050 cuCtxCreate_v4(_, _, _, _);
+            "cuCtxCreate" 12050 cuCtxCreate_v4(_, _, _, _) header cuCtxCreate_v4_header;
             "cuCtxDestroy" 4000 cuCtxDestroy_v2(_);
             "cuCtxPushCurrent" 4000 cuCtxPushCurrent_v2(_);
             "cuCtxPopCurrent" 4000 cuCtxPopCurrent_v2(_);
@@ -113,7 +113,7 @@ macro_rules! cuda_exports {
             "cuEventSynchronize" 2000 cuEventSynchronize(_);
             "cuEventDestroy" 4000 cuEventDestroy_v2(_);
             "cuEventElapsedTime" 2000 cuEventElapsedTime(_, _, _);
-            "cuEventElapsedTime" 12080 cuEventElapsedTime_v2(_, _, _);
+            "cuEventElapsedTime" 12080 cuEventElapsedTime_v2(_, _, _) header cuEventElapsedTime_v2_header;
             "cuFuncGetAttribute" 2020 cuFuncGetAttribute(_, _, _);
             "cuFuncSetAttribute" 9000 cuFuncSetAttribute(_, _, _);
             "cuFuncSetCacheConfig" 3000 cuFuncSetCacheConfig(_, _);
@@ -362,6 +362,28 @@ mod tests {
         _pfn: *mut *mut c_void,
         _version: c_int,
         _flags: u64,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// `cuCtxCreate_v4` as CUDA 12.5's `cuda.h` declares it (newer than the
+    /// pinned bindings).
+    #[allow(non_snake_case)]
+    unsafe fn cuCtxCreate_v4_header(
+        _pctx: *mut Opaque,
+        _params: *mut CUctxCreateParams,
+        _flags: std::ffi::c_uint,
+        _dev: CUdevice,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// `cuEventElapsedTime_v2` as CUDA 12.8's `cuda.h` declares it.
+    #[allow(non_snake_case)]
+    unsafe fn cuEventElapsedTime_v2_header(
+        _ms: *mut f32,
+        _start: Opaque,
+        _end: Opaque,
     ) -> CUresult {
         CUDA_ERROR_NOT_SUPPORTED
     }
