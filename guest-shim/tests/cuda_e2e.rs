@@ -371,3 +371,51 @@ fn scenario_host_alloc() {
     }
     println!("SCENARIO OK");
 }
+
+// ---- cuLink* pass-through ----
+
+#[test]
+fn a_single_ptx_image_passes_through_the_linker() {
+    let daemon = Daemon::start("link");
+    daemon.run_scenario("scenario_link");
+    let loads = daemon.recorder.requests(Opcode::CuModuleLoad);
+    assert_eq!(loads.len(), 2, "the direct load and the linked one");
+}
+
+#[test]
+#[ignore = "a scenario, run in a child process by the test above"]
+fn scenario_link() {
+    let Some(cu) = Cu::load() else { return };
+    let _ = setup(&cu);
+    let text = PTX.trim_end_matches('\0').as_bytes().to_vec();
+    // SAFETY: the driver API, used as documented, on live buffers.
+    unsafe {
+        let mut state = null_mut();
+        ok((cu.cuLinkCreate_v2)(0, null_mut(), null_mut(), &mut state));
+        let mut data = text.clone();
+        let add = |data: &mut Vec<u8>| {
+            (cu.cuLinkAddData_v2)(
+                state,
+                1, // CU_JIT_INPUT_PTX
+                data.as_mut_ptr().cast(),
+                data.len(),
+                c"kernel.ptx".as_ptr(),
+                0,
+                null_mut(),
+                null_mut(),
+            )
+        };
+        ok(add(&mut data));
+        assert_eq!(add(&mut data), 801, "a second image is not linked");
+        let (mut image, mut size) = (null_mut(), 0usize);
+        ok((cu.cuLinkComplete)(state, &mut image, &mut size));
+        assert_eq!(size, text.len() + 1, "the PTX, NUL-terminated");
+        let mut module = null_mut();
+        ok((cu.cuModuleLoadData)(&mut module, image));
+        let mut f = null_mut();
+        ok((cu.cuModuleGetFunction)(&mut f, module, c"scale".as_ptr()));
+        ok((cu.cuLinkDestroy)(state));
+        assert_eq!((cu.cuLinkDestroy)(state), 400, "destroyed twice");
+    }
+    println!("SCENARIO OK");
+}

@@ -174,6 +174,10 @@ entry_points! {
     cuEventElapsedTime(*mut f32, P, P);
     cuEventDestroy_v2(P);
     cuStreamWaitEvent(P, P, c_uint);
+    cuLinkCreate_v2(c_uint, *mut c_int, *mut *mut c_void, *mut P);
+    cuLinkAddData_v2(P, c_int, *mut c_void, usize, *const c_char, c_uint, *mut c_int, *mut *mut c_void);
+    cuLinkComplete(P, *mut P, *mut usize);
+    cuLinkDestroy(P);
     cuLaunchKernel(P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, *mut *mut c_void, *mut *mut c_void);
     cuLaunchKernel_ptsz(P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, *mut *mut c_void, *mut *mut c_void);
 }

@@ -11,6 +11,7 @@
 //! | [`memory`] | allocations, copies, memsets, host memory, pointer attributes |
 //! | [`stream`] | streams and events |
 //! | [`launch`] | `cuLaunchKernel` marshaling, function attributes, occupancy |
+//! | [`link`] | `cuLink*` for one image (passed through unchanged) |
 //! | [`proc`] | `cuGetProcAddress[_v2]`: every export by name, version and stream mode |
 //!
 //! Every entry point is `#[no_mangle] extern "C"` with the exact name
@@ -25,6 +26,7 @@ pub(crate) mod context;
 pub(crate) mod device;
 pub(crate) mod errors;
 pub(crate) mod launch;
+pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod module;
 pub(crate) mod proc;

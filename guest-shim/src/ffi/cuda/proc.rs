@@ -21,6 +21,7 @@ use super::context::*;
 use super::device::*;
 use super::errors::*;
 use super::launch::*;
+use super::link::*;
 use super::memory::*;
 use super::module::*;
 use super::stream::*;
@@ -124,6 +125,11 @@ macro_rules! cuda_exports {
             "cuOccupancyMaxPotentialBlockSize" 6050 cuOccupancyMaxPotentialBlockSize(_, _, _, _, _, _);
             "cuOccupancyMaxPotentialBlockSizeWithFlags" 7000 cuOccupancyMaxPotentialBlockSizeWithFlags(_, _, _, _, _, _, _);
             "cuOccupancyAvailableDynamicSMemPerBlock" 10020 cuOccupancyAvailableDynamicSMemPerBlock(_, _, _, _);
+            "cuLinkCreate" 6050 cuLinkCreate_v2(_, _, _, _);
+            "cuLinkAddData" 6050 cuLinkAddData_v2(_, _, _, _, _, _, _, _);
+            "cuLinkAddFile" 6050 cuLinkAddFile_v2(_, _, _, _, _, _);
+            "cuLinkComplete" 5050 cuLinkComplete(_, _, _);
+            "cuLinkDestroy" 5050 cuLinkDestroy(_);
             "cuGetProcAddress" 11030 cuGetProcAddress(_, _, _, _) header cuGetProcAddress_v1;
             "cuGetProcAddress" 12000 cuGetProcAddress_v2(_, _, _, _, _);
             "cuGetExportTable" 3000 cuGetExportTable(_, _);
@@ -163,6 +169,9 @@ const NOT_PROVIDED: &[(&str, c_int)] = &[
     ("cuDevicePrimaryCtxRelease", 7000),
     ("cuDevicePrimaryCtxSetFlags", 7000),
     ("cuDevicePrimaryCtxReset", 7000),
+    ("cuLinkCreate", 5050),
+    ("cuLinkAddData", 5050),
+    ("cuLinkAddFile", 5050),
 ];
 
 /// One exported variant of an API name.

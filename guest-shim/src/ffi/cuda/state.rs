@@ -31,6 +31,7 @@ pub(crate) enum Kind {
     Function = 3,
     Stream = 4,
     Event = 5,
+    Link = 6,
 }
 
 const KIND_BITS: u32 = 4;
