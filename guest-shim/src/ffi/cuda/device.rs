@@ -59,14 +59,50 @@ pub(crate) fn info(dev: CUdevice) -> CuResult<DeviceInfo> {
     Ok(i)
 }
 
+/// Calls `$m!` with the device capabilities the shim does not forward
+/// (mapped host memory, managed memory, cooperative launches, virtual
+/// memory management, shareable handles, memory pools, RDMA), as
+/// `NAME = number;` of `CUdevice_attribute`.
+macro_rules! unforwarded {
+    ($m:ident) => {
+        $m! {
+            CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY = 19;
+            CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY = 83;
+            CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS = 88;
+            CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS = 89;
+            CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM = 91;
+            CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95;
+            CU_DEVICE_ATTRIBUTE_COOPERATIVE_MULTI_DEVICE_LAUNCH = 96;
+            CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES = 100;
+            CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST = 101;
+            CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102;
+            CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED = 103;
+            CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
+            CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED = 116;
+        }
+    };
+}
+
+macro_rules! numbers {
+    ($( $name:ident = $num:literal; )*) => {
+        /// Attributes of capabilities that are not forwarded: answered 0,
+        /// whatever the host device has, so that programs take their plain
+        /// paths (cudarc, for one, allocates with `cuMemAllocAsync` when
+        /// memory pools are supported).
+        const UNFORWARDED: &[c_int] = &[$( $num ),*];
+    };
+}
+unforwarded!(numbers);
+
 /// One attribute of `dev`.
 pub(crate) fn attribute(dev: CUdevice, attrib: c_int) -> CuResult<c_int> {
-    info(dev)?
+    let v = info(dev)?
         .attributes
         .iter()
         .find(|a| a.attribute == attrib)
         .map(|a| a.value)
-        .ok_or(CUDA_ERROR_INVALID_VALUE)
+        .ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    Ok(if UNFORWARDED.contains(&attrib) { 0 } else { v })
 }
 
 /// `cuInit`
@@ -277,4 +313,23 @@ pub unsafe extern "C" fn cuDeviceGetPCIBusId(
         buf[n] = 0;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    macro_rules! check_against_header {
+        ($( $name:ident = $num:literal; )*) => {
+            $(
+                assert_eq!(
+                    cudarc::driver::sys::CUdevice_attribute::$name as i32, $num,
+                    concat!(stringify!($name), " differs from cuda.h")
+                );
+            )*
+        };
+    }
+
+    #[test]
+    fn unforwarded_attributes_match_the_header() {
+        unforwarded!(check_against_header);
+    }
 }
