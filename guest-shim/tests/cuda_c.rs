@@ -1,5 +1,5 @@
 //! An unmodified C program of the CUDA driver API, compiled with `cc` and
-//! linked against the built `libcuda.so.1` (`-lcuda`, found through
+//! linked against the built `libcuda.so.1` (found through
 //! `LD_LIBRARY_PATH` at run time), against the daemon's server over the
 //! recording test double: it runs to PASS, and the double recorded its
 //! launch with the parameter bytes the program passed.
@@ -34,7 +34,10 @@ fn a_c_program_runs_through_the_shim() {
         .arg(&src)
         .arg("-L")
         .arg(&lib_dir)
-        .arg("-lcuda")
+        // The shim has no SONAME (it is also the OpenCL ICD), so name the
+        // file: the program then needs libcuda.so.1, as one linked against
+        // the NVIDIA driver does.
+        .arg("-l:libcuda.so.1")
         .status()
         .expect("cc runs");
     assert!(built.success(), "building the C program failed");
