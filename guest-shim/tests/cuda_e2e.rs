@@ -419,3 +419,42 @@ fn scenario_link() {
     }
     println!("SCENARIO OK");
 }
+
+// ---- forged handles ----
+
+#[test]
+fn forged_handles_and_null_outputs_are_errors_not_crashes() {
+    let daemon = Daemon::start("forged");
+    daemon.run_scenario("scenario_forged");
+}
+
+#[test]
+#[ignore = "a scenario, run in a child process by the test above"]
+fn scenario_forged() {
+    let Some(cu) = Cu::load() else { return };
+    let (ctx, f) = setup(&cu);
+    let forged = [0xdead_beef_usize as P, 0x1000 as P, f, ctx];
+    // SAFETY: the driver API; every forged value is only ever looked up.
+    unsafe {
+        for &h in &forged[..2] {
+            assert_eq!((cu.cuStreamSynchronize)(h), 400, "stream {h:?}");
+            assert_eq!((cu.cuEventSynchronize)(h), 400, "event {h:?}");
+            assert_eq!((cu.cuCtxSetCurrent)(h), 201, "context {h:?}");
+            assert_eq!((cu.cuModuleUnload)(h), 400, "module {h:?}");
+        }
+        // A handle of one kind is not accepted as another.
+        assert_eq!((cu.cuStreamSynchronize)(f), 400);
+        assert_eq!((cu.cuModuleUnload)(ctx), 400);
+        let launch =
+            (cu.cuLaunchKernel)(ctx, 1, 1, 1, 1, 1, 1, 0, null_mut(), null_mut(), null_mut());
+        assert_eq!(launch, 400, "a context is not a function");
+        assert_eq!((cu.cuMemAlloc_v2)(null_mut(), 16), INVALID_VALUE);
+        assert_eq!((cu.cuCtxGetCurrent)(null_mut()), INVALID_VALUE);
+        assert_eq!((cu.cuMemFreeHost)(0x1234 as P), INVALID_VALUE);
+        // After all that, the session still works.
+        let d = alloc(&cu, 64);
+        ok((cu.cuMemsetD32_v2)(d, 7, 16));
+        assert_eq!(read_back(&cu, d, 4), 7u32.to_le_bytes());
+    }
+    println!("SCENARIO OK");
+}
