@@ -102,6 +102,20 @@ fn launch_parameters_and_copies_arrive_as_the_program_passed_them() {
 #[ignore = "a scenario, run in a child process by the test above"]
 fn scenario_marshaling() {
     let Some(cu) = Cu::load() else { return };
+    // SAFETY: live out-pointers.
+    unsafe {
+        let (mut v, mut n) = (0, 0);
+        ok((cu.cuDriverGetVersion)(&mut v));
+        assert_eq!(
+            v, 12040,
+            "the daemon's driver (the double's), before cuInit"
+        );
+        assert_eq!(
+            (cu.cuDeviceGetCount)(&mut n),
+            3,
+            "NOT_INITIALIZED before cuInit"
+        );
+    }
     let (_ctx, f) = setup(&cu);
     // SAFETY: the driver API, used as documented, on live buffers.
     unsafe {

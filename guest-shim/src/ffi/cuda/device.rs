@@ -36,10 +36,20 @@ fn init_info() -> CuResult<InitInfo> {
     Ok(info)
 }
 
+/// The device count, once `cuInit` has succeeded.
+fn device_count() -> CuResult<u32> {
+    state::with(|s| {
+        s.init
+            .as_ref()
+            .filter(|_| s.initialized)
+            .map(|i| i.device_count)
+    })
+    .ok_or(CUDA_ERROR_NOT_INITIALIZED)
+}
+
 /// The cached description of `dev`, asking the daemon on first use.
 pub(crate) fn info(dev: CUdevice) -> CuResult<DeviceInfo> {
-    let count = state::with(|s| s.init.as_ref().map(|i| i.device_count))
-        .ok_or(CUDA_ERROR_NOT_INITIALIZED)?;
+    let count = device_count()?;
     let ordinal = u32::try_from(dev)
         .ok()
         .filter(|&d| d < count)
@@ -112,7 +122,9 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
         if flags != 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        init_info().map(drop)
+        init_info()?;
+        state::with(|s| s.initialized = true);
+        Ok(())
     })
 }
 
@@ -136,8 +148,7 @@ pub unsafe extern "C" fn cuDriverGetVersion(version: *mut c_int) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuDeviceGetCount(count: *mut c_int) -> CUresult {
     entry("cuDeviceGetCount", || {
-        let n = state::with(|s| s.init.as_ref().map(|i| i.device_count))
-            .ok_or(CUDA_ERROR_NOT_INITIALIZED)?;
+        let n = device_count()?;
         // SAFETY: the caller's contract.
         unsafe { out(count, c_int::try_from(n).unwrap_or(c_int::MAX)) }
     })
@@ -150,8 +161,7 @@ pub unsafe extern "C" fn cuDeviceGetCount(count: *mut c_int) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuDeviceGet(device: *mut CUdevice, ordinal: c_int) -> CUresult {
     entry("cuDeviceGet", || {
-        let n = state::with(|s| s.init.as_ref().map(|i| i.device_count))
-            .ok_or(CUDA_ERROR_NOT_INITIALIZED)?;
+        let n = device_count()?;
         if u32::try_from(ordinal).map_or(true, |o| o >= n) {
             return Err(CUDA_ERROR_INVALID_DEVICE);
         }

@@ -125,7 +125,11 @@ pub(crate) struct HostRange {
 /// Everything the shim knows about the program's CUDA objects.
 #[derive(Debug, Default)]
 pub(crate) struct State {
+    /// The daemon's driver version and device count, once asked.
     pub init: Option<InitInfo>,
+    /// Whether `cuInit` has succeeded (`cuDriverGetVersion` asks the
+    /// daemon too, but does not initialize the API).
+    pub initialized: bool,
     pub devices: HashMap<CUdevice, DeviceInfo>,
     pub contexts: HashMap<Handle, Ctx>,
     pub primary: HashMap<CUdevice, Primary>,
