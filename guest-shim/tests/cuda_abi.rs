@@ -3,7 +3,9 @@
 //! `cuGetProcAddress_v2` (by API name, version and stream mode), unknown
 //! names are "not found" with a NULL pointer, and with no daemon `cuInit`
 //! fails promptly with `CUDA_ERROR_NO_DEVICE` while the local answers
-//! (`cuGetErrorName`, `cuDriverGetVersion`) still work.
+//! (`cuGetErrorName`, `cuDriverGetVersion`) still work. Loaded as the
+//! OpenCL ICD and as `libcuda.so.1` in one process, it is mapped once, so
+//! both APIs share one session.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -156,4 +158,28 @@ fn child_probe_without_daemon() {
         assert_eq!(count(&mut n), 3, "CUDA_ERROR_NOT_INITIALIZED");
     }
     println!("PROBE OK");
+}
+
+#[test]
+fn the_opencl_icd_and_libcuda_are_one_mapping_so_one_session() {
+    let dir = common::cuda_lib_dir();
+    let icd = common::build_shim();
+    // SAFETY: as above.
+    let (a, b) = unsafe {
+        (
+            libloading::Library::new(&icd).expect("dlopen the ICD path"),
+            libloading::Library::new(dir.join("libcuda.so.1")).expect("dlopen libcuda.so.1"),
+        )
+    };
+    // SAFETY: only the addresses are taken.
+    let (x, y) = unsafe {
+        (
+            *a.get::<unsafe extern "C" fn()>(b"cuInit").unwrap() as usize,
+            *b.get::<unsafe extern "C" fn()>(b"cuInit").unwrap() as usize,
+        )
+    };
+    assert_eq!(
+        x, y,
+        "loaded twice: OpenCL and CUDA would open two sessions"
+    );
 }
