@@ -28,7 +28,10 @@
 //! use a default stream carry the guest's current context in [`StreamRef`].
 //!
 //! # Errors
-//! A failed request's frame status carries the native `CUresult`
+//! Each session starts uninitialized: every CUDA request before
+//! [`Init`] (`CuInit`) fails with [`result::NOT_INITIALIZED`], so the shim
+//! sends it first in every session it opens. A failed request's frame
+//! status carries the native `CUresult`
 //! ([`result`] lists the codes the daemon produces itself); the shim keeps
 //! the failure of a fire-and-forget call sticky, as the driver does for
 //! asynchronous errors. [`ModuleLoaded`] is the one reply that carries a

@@ -51,8 +51,6 @@ pub const DOUBLE_DRIVER_VERSION: i32 = 12040;
 pub const DOUBLE_DEVICE_NAME: &str = "virtio-compute recording test double (emulated, no GPU)";
 /// Device memory the emulated device reports, by default.
 pub const DOUBLE_TOTAL_MEM: u64 = 16 << 30;
-/// Alignment of emulated allocations, as the driver's (at least 256 bytes).
-const ALIGN: u64 = 512;
 /// Where emulated device addresses start. One counter for the process, so
 /// that sessions get disjoint addresses as they do under unified
 /// addressing on a real GPU.
@@ -82,44 +80,100 @@ const ATTRIBUTES: &[(i32, i32)] = &[
     (97, 232_448),   // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 ];
 
-/// Emulated device memory: one zero-filled buffer per allocation or module
-/// global, made on first write so that large allocations cost nothing.
+/// Emulated device memory: blocks (allocations and module globals) over
+/// sparse zero-filled pages, made on first write, so that large
+/// allocations cost host memory only where they are written.
 #[derive(Debug, Default)]
 struct Memory {
-    blocks: BTreeMap<u64, (u64, Option<Vec<u8>>)>,
+    blocks: BTreeMap<u64, u64>,
+    pages: HashMap<u64, Box<[u8]>>,
 }
+
+/// Bytes per emulated page.
+const PAGE: u64 = 64 << 10;
 
 impl Memory {
     fn alloc(&mut self, size: u64) -> u64 {
-        let span = size.div_ceil(ALIGN).saturating_add(1).saturating_mul(ALIGN);
+        // Whole pages plus a guard page: blocks never share a page, and
+        // their addresses are aligned as the driver's (at least 256 bytes).
+        let span = size.div_ceil(PAGE).saturating_add(1).saturating_mul(PAGE);
         let base = NEXT_ADDRESS.fetch_add(span, Ordering::Relaxed);
-        self.blocks.insert(base, (size, None));
+        self.blocks.insert(base, size);
         base
     }
 
     fn free(&mut self, base: u64) -> CuResult<()> {
-        self.blocks.remove(&base).map(|_| ()).ok_or(INVALID_VALUE)
+        let size = self.blocks.remove(&base).ok_or(INVALID_VALUE)?;
+        let end = base.saturating_add(size);
+        self.pages
+            .retain(|&p, _| p.saturating_add(PAGE) <= base || p >= end);
+        Ok(())
     }
 
-    /// The bytes at `ptr..ptr+len`, for writing (materialized on demand).
-    fn bytes_mut(&mut self, ptr: u64, len: u64) -> CuResult<&mut [u8]> {
-        let (base, (size, data)) = self
-            .blocks
-            .range_mut(..=ptr)
-            .next_back()
-            .ok_or(INVALID_VALUE)?;
-        let off = usize::try_from(ptr - *base).map_err(|_| INVALID_VALUE)?;
-        let end = off
-            .checked_add(usize::try_from(len).map_err(|_| INVALID_VALUE)?)
-            .filter(|&e| e as u64 <= *size)
-            .ok_or(INVALID_VALUE)?;
-        let size = usize::try_from(*size).map_err(|_| OUT_OF_MEMORY)?;
-        let data = data.get_or_insert_with(|| vec![0; size]);
-        data.get_mut(off..end).ok_or(INVALID_VALUE)
+    fn bytes_in_use(&self) -> u64 {
+        self.blocks.values().sum()
     }
 
-    fn read(&mut self, ptr: u64, len: u64) -> CuResult<Vec<u8>> {
-        self.bytes_mut(ptr, len).map(|b| b.to_vec())
+    /// Checks that `ptr..ptr+len` lies in one block.
+    fn check(&self, ptr: u64, len: u64) -> CuResult<()> {
+        let (base, size) = self.blocks.range(..=ptr).next_back().ok_or(INVALID_VALUE)?;
+        match ptr.checked_add(len) {
+            Some(end) if end <= base.saturating_add(*size) => Ok(()),
+            _ => Err(INVALID_VALUE),
+        }
+    }
+
+    /// Calls `f(page, offset in page, range in the caller's buffer)` for
+    /// each page piece of `ptr..ptr+len`.
+    fn pieces(ptr: u64, len: usize, mut f: impl FnMut(u64, usize, std::ops::Range<usize>)) {
+        let mut done = 0usize;
+        while done < len {
+            let at = ptr + done as u64;
+            let page = at - at % PAGE;
+            let off = (at - page) as usize;
+            let n = (PAGE as usize - off).min(len - done);
+            f(page, off, done..done + n);
+            done += n;
+        }
+    }
+
+    fn write(&mut self, ptr: u64, data: &[u8]) -> CuResult<()> {
+        self.check(ptr, data.len() as u64)?;
+        let pages = &mut self.pages;
+        Self::pieces(ptr, data.len(), |page, off, r| {
+            let p = pages
+                .entry(page)
+                .or_insert_with(|| vec![0; PAGE as usize].into_boxed_slice());
+            p[off..off + r.len()].copy_from_slice(&data[r]);
+        });
+        Ok(())
+    }
+
+    fn read(&self, ptr: u64, out: &mut [u8]) -> CuResult<()> {
+        self.check(ptr, out.len() as u64)?;
+        Self::pieces(ptr, out.len(), |page, off, r| {
+            let n = r.len();
+            match self.pages.get(&page) {
+                Some(p) => out[r].copy_from_slice(&p[off..off + n]),
+                None => out[r].fill(0),
+            }
+        });
+        Ok(())
+    }
+
+    /// Copies `size` bytes between blocks, a page-sized piece at a time.
+    fn copy(&mut self, dst: u64, src: u64, size: u64) -> CuResult<()> {
+        self.check(src, size)?;
+        self.check(dst, size)?;
+        let mut buf = vec![0u8; PAGE as usize];
+        let mut done = 0u64;
+        while done < size {
+            let n = (size - done).min(PAGE) as usize;
+            self.read(src + done, &mut buf[..n])?;
+            self.write(dst + done, &buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -191,7 +245,12 @@ impl EmulatedGpu {
 
     /// Bytes of emulated device memory in use (allocations and globals).
     pub fn bytes_in_use(&self) -> u64 {
-        self.memory.blocks.values().map(|(s, _)| *s).sum()
+        self.memory.bytes_in_use()
+    }
+
+    /// Host bytes backing the emulated memory (the pages written so far).
+    pub fn resident_bytes(&self) -> u64 {
+        self.memory.pages.len() as u64 * PAGE
     }
 }
 
@@ -278,11 +337,7 @@ impl Backend for EmulatedGpu {
         dst: u64,
         src: &[GuestBuf],
     ) -> CuResult<()> {
-        let bytes = gather(src);
-        self.memory
-            .bytes_mut(dst, bytes.len() as u64)?
-            .copy_from_slice(&bytes);
-        Ok(())
+        self.memory.write(dst, &gather(src))
     }
 
     fn memcpy_dtoh(
@@ -292,8 +347,9 @@ impl Backend for EmulatedGpu {
         src: u64,
         dst: &[GuestBuf],
     ) -> CuResult<()> {
-        let len: u64 = dst.iter().map(|d| d.len() as u64).sum();
-        let bytes = self.memory.read(src, len)?;
+        let len: usize = dst.iter().map(GuestBuf::len).sum();
+        let mut bytes = vec![0; len];
+        self.memory.read(src, &mut bytes)?;
         scatter(&bytes, dst)
     }
 
@@ -305,9 +361,7 @@ impl Backend for EmulatedGpu {
         src: u64,
         size: u64,
     ) -> CuResult<()> {
-        let bytes = self.memory.read(src, size)?;
-        self.memory.bytes_mut(dst, size)?.copy_from_slice(&bytes);
-        Ok(())
+        self.memory.copy(dst, src, size)
     }
 
     fn memset(
@@ -319,15 +373,22 @@ impl Backend for EmulatedGpu {
         value: u32,
         count: u64,
     ) -> CuResult<()> {
-        let w = width.bytes();
-        let bytes = count.checked_mul(w).ok_or(INVALID_VALUE)?;
+        let w = width.bytes() as usize;
+        let bytes = count.checked_mul(w as u64).ok_or(INVALID_VALUE)?;
+        self.memory.check(dst, bytes)?;
+        // A page-sized run of the pattern, written piece by piece.
         let pattern = value.to_le_bytes();
-        for chunk in self
-            .memory
-            .bytes_mut(dst, bytes)?
-            .chunks_exact_mut(w as usize)
-        {
-            chunk.copy_from_slice(&pattern[..w as usize]);
+        let run: Vec<u8> = pattern[..w]
+            .iter()
+            .copied()
+            .cycle()
+            .take(PAGE as usize)
+            .collect();
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(PAGE);
+            self.memory.write(dst + done, &run[..n as usize])?;
+            done += n;
         }
         Ok(())
     }
@@ -749,15 +810,34 @@ impl Executor for RecordingCudaDouble {
 }
 
 /// Opens [`RecordingCudaDouble`] sessions that share one [`Recorder`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecordingCudaFactory {
     recorder: Arc<Recorder>,
+    devices: u32,
+    total_mem: u64,
+}
+
+impl Default for RecordingCudaFactory {
+    fn default() -> Self {
+        Self::with_devices(1, DOUBLE_TOTAL_MEM)
+    }
 }
 
 impl RecordingCudaFactory {
-    /// A factory with a fresh recorder.
+    /// A factory with a fresh recorder and one emulated device of
+    /// [`DOUBLE_TOTAL_MEM`] bytes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A factory whose sessions see `devices` emulated devices of
+    /// `total_mem` bytes each.
+    pub fn with_devices(devices: u32, total_mem: u64) -> Self {
+        RecordingCudaFactory {
+            recorder: Arc::default(),
+            devices,
+            total_mem,
+        }
     }
 
     /// The recorder its sessions share.
@@ -774,7 +854,8 @@ impl ExecutorFactory for RecordingCudaFactory {
         FEATURE_CUDA
     }
     fn open(&self, limits: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(RecordingCudaDouble::new(
+        Ok(Box::new(RecordingCudaDouble::with_gpu(
+            EmulatedGpu::new(self.devices, self.total_mem),
             limits,
             Arc::clone(&self.recorder),
         )))

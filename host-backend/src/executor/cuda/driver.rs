@@ -23,7 +23,7 @@ use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, Para
 use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
-use super::staging::Staging;
+use super::staging::{DriverDma, Staging};
 use crate::executor::GuestBuf;
 
 /// Maps a driver result to `Ok` or its code.
@@ -194,7 +194,7 @@ impl Drop for Driver {
             unsafe {
                 if check(sys::cuCtxSetCurrent(d.ctx)).is_ok() {
                     let _ = sys::cuCtxSynchronize();
-                    d.staging.release();
+                    d.staging.release(&mut DriverDma);
                 }
                 let _ = sys::cuCtxDestroy_v2(d.ctx);
             }
@@ -328,7 +328,9 @@ impl Backend for Driver {
         src: &[GuestBuf],
     ) -> CuResult<()> {
         let stream = stream_of(lane);
-        self.enter(device)?.staging.htod(stream, dst, src)
+        self.enter(device)?
+            .staging
+            .htod(&mut DriverDma, stream, dst, src)
     }
 
     fn memcpy_dtoh(
@@ -339,7 +341,9 @@ impl Backend for Driver {
         dst: &[GuestBuf],
     ) -> CuResult<()> {
         let stream = stream_of(lane);
-        self.enter(device)?.staging.dtoh(stream, src, dst)
+        self.enter(device)?
+            .staging
+            .dtoh(&mut DriverDma, stream, src, dst)
     }
 
     fn memcpy_dtod(

@@ -338,3 +338,45 @@ fn corrupt_fatbins_never_panic() {
         let _ = parse_fatbin(&bad);
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any bytes, as any kind: never a panic, and every PTX layout
+        /// found is ordered without overlaps.
+        #[test]
+        fn arbitrary_images_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            for kind in [ImageKind::Ptx, ImageKind::Cubin, ImageKind::Fatbin] {
+                let info = parse(kind, &bytes);
+                for layout in info.kernels.values().flatten() {
+                    for w in layout.windows(2) {
+                        prop_assert!(w[0].offset + w[0].size <= w[1].offset || kind != ImageKind::Ptx);
+                    }
+                }
+            }
+        }
+
+        /// Valid images with bytes overwritten or cut anywhere.
+        #[test]
+        fn damaged_images_never_panic(
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let images = [
+                (ImageKind::Ptx, PTX.as_bytes().to_vec()),
+                (ImageKind::Cubin, cubin()),
+                (ImageKind::Fatbin, fatbin(&[(1, PTX.as_bytes()), (2, &cubin())])),
+            ];
+            for (kind, mut img) in images {
+                let i = at.index(img.len());
+                img[i] = byte;
+                let _ = parse(kind, &img);
+                let _ = parse(kind, &img[..cut.index(img.len())]);
+            }
+        }
+    }
+}

@@ -395,7 +395,11 @@ impl<B: Backend> CudaSession<B> {
         // checked and parsed is what the driver loads.
         let mut bytes = Vec::with_capacity(r.image_len as usize + 1);
         for seg in bulk.input {
-            bytes.extend_from_slice(&seg.to_vec());
+            let at = bytes.len();
+            bytes.resize(at + seg.len(), 0);
+            if !seg.read_at(0, &mut bytes[at..]) {
+                return Err(bad_descriptor());
+            }
         }
         if !image::magic_matches(r.kind, &bytes) {
             return Err(cu(match r.kind {

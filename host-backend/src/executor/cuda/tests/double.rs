@@ -191,3 +191,128 @@ fn double_layouts_come_from_the_image_parser() {
     assert_eq!(s.count(CuObjectKind::Context), 1);
     assert_eq!(s.live_objects(), 5);
 }
+
+#[test]
+fn emulated_memory_is_sparse_and_blocks_never_share_pages() {
+    let mut ex = double(LIMITS);
+    let mut g = Guest::new(&mut ex);
+    let big = g.alloc(8 << 30);
+    g.htod(big + (8 << 30) - 4, b"tail", 1).unwrap();
+    g.ok(Request::CuMemset(Memset {
+        dst: big,
+        value: 7,
+        width: MemsetWidth::D32,
+        count: 4,
+        stream: g.legacy(),
+    }));
+    assert_eq!(g.dtoh(big + (8 << 30) - 4, 4, 1).unwrap(), b"tail");
+    assert_eq!(g.dtoh(big + (4 << 30), 4, 1).unwrap(), [0; 4]);
+    assert_eq!(g.dtoh(big, 8, 1).unwrap(), [7, 0, 0, 0, 7, 0, 0, 0]);
+    // Two small neighbours: freeing one keeps the other's bytes.
+    let (a, b) = (g.alloc(100), g.alloc(100));
+    g.htod(a, b"first", 1).unwrap();
+    g.htod(b, b"second", 1).unwrap();
+    g.ok(Request::CuMemFree(MemFree { ptr: a }));
+    assert_eq!(g.dtoh(b, 6, 1).unwrap(), b"second");
+    // A device copy across pages.
+    let c = g.alloc(3 << 16);
+    let data = pattern(3 << 16, 4);
+    g.htod(c, &data, 2).unwrap();
+    let d = g.alloc(3 << 16);
+    let stream = g.legacy();
+    g.ok(Request::CuMemcpyDtoD(MemcpyDtoD {
+        dst: d + 1,
+        src: c,
+        size: (3 << 16) - 1,
+        stream,
+    }));
+    assert_eq!(
+        g.dtoh(d + 1, (3 << 16) - 1, 3).unwrap(),
+        data[..(3 << 16) - 1]
+    );
+    // Only the pages written hold host memory.
+    assert!(ex.session().backend().resident_bytes() < 16 << 20);
+}
+
+#[test]
+fn work_stays_on_the_device_of_its_stream() {
+    let f = RecordingCudaFactory::with_devices(2, 1 << 30);
+    let mut ex = f.open(LIMITS).unwrap();
+    let mut g = Guest::new(ex.as_mut());
+    let Response::CuInit(init) = g.ok(Request::CuInit(Init { flags: 0 })) else {
+        panic!()
+    };
+    assert_eq!(init.device_count, 2);
+    let ctx1 = g.handle();
+    g.ok(Request::CuCtxCreate(CtxCreate {
+        id: ctx1,
+        device: 1,
+        flags: 0,
+    }));
+    let on0 = g.alloc(64);
+    let Response::CuMemAlloc(on1) = g.ok(Request::CuMemAlloc(MemAlloc {
+        ctx: ctx1,
+        size: 64,
+    })) else {
+        panic!()
+    };
+    let on1 = on1.ptr;
+    let dev1 = StreamRef::Legacy { ctx: ctx1 };
+    // Copies may not cross devices, nor run on another device's stream.
+    assert_eq!(
+        code(g.call(Request::CuMemcpyDtoD(MemcpyDtoD {
+            dst: on1,
+            src: on0,
+            size: 8,
+            stream: dev1
+        }))),
+        protocol::cuda::result::INVALID_VALUE
+    );
+    assert_eq!(
+        code(g.htod(on1, b"wrong", 1)),
+        protocol::cuda::result::INVALID_VALUE
+    );
+    g.ok(Request::CuMemset(Memset {
+        dst: on1,
+        value: 1,
+        width: MemsetWidth::D8,
+        count: 8,
+        stream: dev1,
+    }));
+    // Events record only on their own device's streams.
+    let e = g.handle();
+    g.ok(Request::CuEventCreate(EventCreate {
+        id: e,
+        ctx: ctx1,
+        flags: 0,
+    }));
+    let legacy0 = g.legacy();
+    assert_eq!(
+        code(g.call(Request::CuEventRecord(EventRecord {
+            event: e,
+            stream: legacy0,
+            flags: 0
+        }))),
+        protocol::cuda::result::INVALID_HANDLE
+    );
+    g.ok(Request::CuEventRecord(EventRecord {
+        event: e,
+        stream: dev1,
+        flags: 0,
+    }));
+    // A stream of device 0 may wait for an event of device 1.
+    g.ok(Request::CuStreamWaitEvent(StreamWaitEvent {
+        stream: legacy0,
+        event: e,
+        flags: 0,
+    }));
+    let Response::CuPointerGetAttribute(ord) =
+        g.ok(Request::CuPointerGetAttribute(PointerGetAttribute {
+            ptr: on1,
+            attribute: 9,
+        }))
+    else {
+        panic!()
+    };
+    assert_eq!(ord.value, 1);
+}

@@ -107,3 +107,36 @@ fn a_raw_pointer_of_another_session_faults_only_its_user() {
     a.htod(fresh, b"A is unaffected!", 1).unwrap();
     println!("session B got {launched:?} / {synced:?}; session A unaffected");
 }
+
+#[test]
+fn a_dropped_session_gives_its_gpu_memory_back() {
+    let Some(f) = real_factory("the GPU memory release check") else {
+        return;
+    };
+    let free_now = |f: &CudaFactory| {
+        let mut ex = f.open_cuda(LIMITS);
+        let mut g = Guest::new(&mut ex);
+        match g.ok(Request::CuMemGetInfo(MemGetInfo { ctx: g.ctx() })) {
+            Response::CuMemGetInfo(m) => m.free,
+            r => panic!("{r:?}"),
+        }
+    };
+    let before = free_now(&f);
+    const BIG: u64 = 1 << 30;
+    {
+        let mut ex = f.open_cuda(LIMITS);
+        let mut g = Guest::new(&mut ex);
+        let p = g.alloc(BIG);
+        let (_, vadd) = vadd_module(&mut g, 0.0);
+        // Leave a launch and a copy in flight, as a guest that dies would.
+        let req = launch_vadd(&mut g, vadd, p, p, p, (BIG / 4) as u32);
+        g.ok(req);
+        g.htod(p, &[1; 4096], 1).unwrap();
+    }
+    let after = free_now(&f);
+    // Other processes may allocate meanwhile; a leak would be the whole GiB.
+    assert!(
+        after + BIG / 2 > before,
+        "free memory {before} before, {after} after the session was dropped"
+    );
+}

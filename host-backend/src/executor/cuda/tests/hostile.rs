@@ -378,6 +378,18 @@ fn limits(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
         INVALID_VALUE
     );
     let half = g.alloc(1 << 19);
+    // More than the device has, with no session limit in the way.
+    let mut ex = open(LIMITS);
+    let mut big = Guest::new(ex.as_mut());
+    let ctx1 = big.ctx();
+    assert_eq!(
+        code(big.call(Request::CuMemAlloc(MemAlloc {
+            ctx: ctx1,
+            size: 1 << 62
+        }))),
+        OUT_OF_MEMORY
+    );
+    still_works(&mut big);
     g.alloc(1 << 19);
     assert_eq!(
         code(g.call(Request::CuMemAlloc(MemAlloc { ctx, size: 1 }))),
