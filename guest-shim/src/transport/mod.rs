@@ -18,6 +18,7 @@
 //! | `stream.rs` | records over a byte stream: `AF_VSOCK` or `AF_UNIX` |
 //! | `ring.rs` | the driver side of a split virtqueue |
 //! | `arena.rs` | the shared-memory (memfd) arena and its layout |
+//! | `heap.rs` | the host-allocation heap over a range of the arena |
 //!
 //! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
 //!
@@ -27,11 +28,13 @@
 //! | `vsock:CID:PORT` | a stream over `AF_VSOCK`; a guest uses CID 2, the host |
 //! | `unix:/path/to/socket` | a stream over `AF_UNIX` |
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use protocol::QueueClass;
 
 pub mod arena;
+pub mod heap;
 pub mod ring;
 pub mod stream;
 pub mod vhost_user;
@@ -212,6 +215,37 @@ pub trait Transport: Send {
         Err(TransportError::TooLarge(
             "this transport does not pipeline chains".into(),
         ))
+    }
+
+    /// Allocates `len` bytes of host memory that the daemon can read and
+    /// write in place (see [`Transport::is_shared`]), or `None` if this
+    /// transport has no such memory or it is exhausted. The block stays
+    /// mapped as long as the transport lives.
+    fn host_alloc(&mut self, len: usize) -> Option<*mut u8> {
+        let _ = len;
+        None
+    }
+
+    /// Frees a block from [`Transport::host_alloc`] by its start address;
+    /// returns its length, or `None` if no block starts there. Chains that
+    /// name the block must have completed.
+    fn host_free(&mut self, addr: usize) -> Option<usize> {
+        let _ = addr;
+        None
+    }
+
+    /// The address range of the live host block containing `addr`.
+    fn host_block(&self, addr: usize) -> Option<Range<usize>> {
+        let _ = addr;
+        None
+    }
+
+    /// Whether `len` bytes at `addr` lie in this transport's shared host
+    /// memory. A bulk segment that does is not copied: the daemon reads or
+    /// writes it in place, so it must stay valid until its chain completes.
+    fn is_shared(&self, addr: usize, len: usize) -> bool {
+        let _ = (addr, len);
+        false
     }
 
     /// Waits for the oldest chain still in flight from [`Transport::start`],

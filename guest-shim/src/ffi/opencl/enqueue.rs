@@ -6,7 +6,7 @@
 //! chunk are split; the command's event then belongs to the last piece (in
 //! an in-order queue) or to a trailing barrier (out-of-order queue).
 //!
-//! Synchronous transfers of at least [`PIPELINE_MIN`] bytes are split into
+//! Synchronous transfers of at least [`crate::client::PIPELINE_MIN`] bytes are split into
 //! smaller pieces and pipelined ([`Client::call_pipelined`]): the shim copies
 //! one piece into shared memory while the daemon copies the previous one
 //! into (or out of) the buffer, instead of the two copies running in turn.
@@ -32,34 +32,15 @@ use super::memory::{get_buffer, in_bounds};
 use super::objects::{Data, Record};
 use super::queue::get_queue;
 use super::{call, chunk_size, cl_error, client, post, status};
-use crate::client::{Client, Piece};
+use crate::client::Piece;
 use crate::ffi::{bytes_out, slice_in};
 
-/// Synchronous transfers at least this long are pipelined. Below it the
-/// copies are short enough that one chain (which may also carry pending
-/// fire-and-forget calls) costs less than several.
-pub(crate) const PIPELINE_MIN: usize = 256 << 10;
-
-/// Smallest piece of a pipelined transfer: below this, the cost of a chain
-/// outweighs the copy it overlaps.
-const PIPELINE_MIN_PIECE: usize = 64 << 10;
-
 /// How a transfer of `len` bytes is split: the piece length, and whether
-/// the pieces are pipelined. A pipelined transfer is cut into at least four
-/// pieces (so even a short one overlaps), of at most the client's pipeline
-/// chunk.
+/// the pieces are pipelined (only synchronous transfers are).
 fn split(len: usize, sync: bool) -> (usize, bool) {
-    let pipe = if sync && len >= PIPELINE_MIN {
-        client().ok().and_then(Client::pipeline_chunk)
-    } else {
-        None
-    };
-    match pipe {
-        Some(chunk) => {
-            let piece = len.div_ceil(4).next_multiple_of(4096);
-            (piece.clamp(PIPELINE_MIN_PIECE, chunk).max(1), true)
-        }
-        None => (chunk_size(), false),
+    match client() {
+        Ok(c) if sync => c.split_transfer(len),
+        _ => (chunk_size(), false),
     }
 }
 
