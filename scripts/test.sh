@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, then builds and runs the whole
 # test suite (unit, property, integration and end-to-end through the daemon
-# on POCL) and the benchmark harness's smoke run.
+# on POCL), the booted-guest test (two QEMU guests over vhost-user-vsock)
+# and the benchmark harness's smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -22,3 +23,7 @@ cargo test --workspace --doc
 # through the whole path, not speed.
 cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench
 target/release/vcompute-bench run --quick --out target/vcompute-bench-quick
+
+# Booted guests: a Debian cloud kernel under QEMU (TCG), the shim inside,
+# the daemon as the VMs' vhost-user-vsock device.
+scripts/vm-test.sh

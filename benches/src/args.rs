@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::Api;
 
@@ -79,9 +79,13 @@ pub struct RunArgs {
     /// bandwidthTest transfer sizes, comma-separated (e.g. 64K,1M,16M).
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     pub bandwidth_sizes: Vec<usize>,
-    /// Use a running daemon at this endpoint instead of starting one.
+    /// Use a running daemon at this endpoint instead of starting one (any
+    /// `VCOMPUTE_ENDPOINT` value: vhost-user:PATH, unix:PATH, vsock:CID:PORT).
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Transport to the daemon this harness starts (ignored with --endpoint).
+    #[arg(long, value_enum, default_value_t = Transport::VhostUser)]
+    pub transport: Transport,
     /// The daemon binary [default: next to this binary].
     #[arg(long)]
     pub daemon: Option<PathBuf>,
@@ -102,6 +106,15 @@ pub struct ListArgs {
     /// List the --quick cases.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// How the shim reaches a daemon the harness starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Shared-memory virtqueues (direct mode).
+    VhostUser,
+    /// Records over the daemon's `--listen unix:` socket.
+    Unix,
 }
 
 #[derive(Debug, Args)]
@@ -146,5 +159,6 @@ mod tests {
         assert_eq!(a.bandwidth_sizes, [64 << 10, 16 << 20]);
         assert_eq!(a.rounds, Some(2));
         assert_eq!(a.api, Api::OpenCl);
+        assert_eq!(a.transport, Transport::VhostUser);
     }
 }

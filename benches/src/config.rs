@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::Api;
-use crate::args::RunArgs;
+use crate::args::{RunArgs, Transport};
 use crate::workload::{catalogue, Case, Sizes, FAMILIES, MATRIX_TILE};
 
 /// Command-line values that do not make a run.
@@ -30,6 +30,8 @@ pub struct Config {
     reps: Option<usize>,
     warmup: Option<usize>,
     pub endpoint: Option<String>,
+    /// How the shim reaches a daemon the harness starts.
+    pub transport: Transport,
     pub daemon: Option<PathBuf>,
     pub shim: Option<PathBuf>,
     pub out: PathBuf,
@@ -120,6 +122,7 @@ impl TryFrom<RunArgs> for Config {
             reps: args.reps,
             warmup: args.warmup,
             endpoint: args.endpoint,
+            transport: args.transport,
             daemon: args.daemon,
             shim: args.shim,
             out: args.out,

@@ -17,14 +17,23 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `binary` with the executor for `api` on a socket in a fresh
-    /// temporary directory and waits until the socket exists.
-    pub fn start(binary: &Path, api: Api) -> Result<Self, String> {
+    /// temporary directory and waits until the socket exists. With
+    /// `stream`, the daemon listens on a unix stream socket and the
+    /// endpoint names that instead of the vhost-user socket.
+    pub fn start(binary: &Path, api: Api, stream: bool) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("vcompute-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("daemon.sock");
+        let (flag, value, endpoint) = if stream {
+            let v = format!("unix:{}", sock.display());
+            ("--listen", v.clone(), v)
+        } else {
+            let v = sock.display().to_string();
+            ("--socket", v.clone(), format!("vhost-user:{v}"))
+        };
         let mut cmd = Command::new(binary);
-        cmd.arg("--socket")
-            .arg(&sock)
+        cmd.arg(flag)
+            .arg(value)
             .arg("--executor")
             .arg(match api {
                 Api::OpenCl => "opencl",
@@ -52,7 +61,7 @@ impl Daemon {
         let mut d = Daemon {
             child,
             dir,
-            endpoint: format!("vhost-user:{}", sock.display()),
+            endpoint,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !sock.exists() {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::{Api, Side, VirtualTarget};
+use crate::args::Transport;
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::ipc::{encode, FromWorker, Measurement, RuntimeInfo, ToWorker, PREFIX};
@@ -265,7 +266,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
                 Some(p) => p.clone(),
                 None => sibling("vhost-device-compute")?,
             };
-            let d = Daemon::start(&bin, cfg.api).map_err(RunError::Setup)?;
+            let d = Daemon::start(&bin, cfg.api, cfg.transport == Transport::Unix)
+                .map_err(RunError::Setup)?;
             eprintln!(
                 "vcompute-bench: started {} (pid {}) at {}",
                 bin.display(),

@@ -9,6 +9,11 @@
 //! of them becomes the *sticky error*, returned (once) by the next
 //! synchronizing call in preference to that call's own result.
 //!
+//! Segments in the transport's shared host memory ([`Client::host_alloc`])
+//! are never copied: a fire-and-forget call may name them
+//! ([`PostIn::InPlace`], and as writable segments), and the daemon reads or
+//! writes them in place when the batch is sent.
+//!
 //! Large transfers go through [`Client::call_pipelined`]: a sequence of
 //! synchronous calls, each carrying one chunk, with a few chains in flight
 //! at once so that copying the next chunk into shared memory overlaps the
@@ -19,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use protocol::opencl::{Empty, Handle};
-use protocol::session::{FEATURE_BATCH, FEATURE_OPENCL};
+use protocol::session::{FEATURE_BATCH, FEATURE_CUDA, FEATURE_OPENCL};
 use protocol::{
     decode_response, encode_request, FrameIter, Outcome, ProtocolError, QueueClass, Request,
     Response, SessionOpen, SessionOpened, FLAG_ASYNC, PROTOCOL_VERSION,
@@ -40,6 +45,15 @@ pub const BATCH_MAX_BULK: usize = 1 << 20;
 /// clearly slower; 1 MiB chunks of a few chains in flight stay within a
 /// core's L2 cache, so the other side finds them still cached.
 pub const PIPELINE_CHUNK: usize = 1 << 20;
+
+/// Synchronous transfers at least this long are pipelined. Below it the
+/// copies are short enough that one chain (which may also carry pending
+/// fire-and-forget calls) costs less than several.
+pub const PIPELINE_MIN: usize = 256 << 10;
+
+/// Smallest piece of a pipelined transfer: below this, the cost of a chain
+/// outweighs the copy it overlaps.
+const PIPELINE_MIN_PIECE: usize = 64 << 10;
 
 /// One call of a pipelined transfer: a request with at most one readable
 /// and one writable bulk segment.
@@ -67,13 +81,37 @@ pub enum CallError {
     Transport(#[from] TransportError),
 }
 
+/// A readable bulk segment of [`Client::post_bulk`].
+#[derive(Clone, Copy, Debug)]
+pub enum PostIn<'a> {
+    /// Copied into the pending batch at once; the caller may reuse the
+    /// memory as soon as the call returns.
+    Copy(&'a [u8]),
+    /// Read in place when the batch is sent, if it lies in the transport's
+    /// shared host memory ([`Client::is_shared`]); copied at once otherwise.
+    /// The caller keeps it valid until the next synchronizing call.
+    InPlace(&'static [u8]),
+}
+
+/// Where a pending readable segment is.
+#[derive(Debug)]
+enum Seg {
+    /// A range of [`Batch::bulk`].
+    Staged(Range<usize>),
+    /// Shared host memory, read in place.
+    InPlace(&'static [u8]),
+}
+
 /// Fire-and-forget frames waiting for the next chain.
 #[derive(Debug, Default)]
 struct Batch {
     frames: Vec<u8>,
     ids: Vec<u64>,
+    /// Copied in-bulk bytes.
     bulk: Vec<u8>,
-    segments: Vec<Range<usize>>,
+    segments: Vec<Seg>,
+    /// Writable segments (all in shared host memory), in frame order.
+    outs: Vec<&'static mut [u8]>,
 }
 
 impl Batch {
@@ -86,6 +124,7 @@ impl Batch {
         self.ids.clear();
         self.bulk.clear();
         self.segments.clear();
+        self.outs.clear();
     }
 }
 
@@ -164,7 +203,7 @@ impl Client {
         let open = Request::SessionOpen(SessionOpen {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            features: FEATURE_OPENCL | FEATURE_BATCH,
+            features: FEATURE_OPENCL | FEATURE_CUDA | FEATURE_BATCH,
             client: client_name(),
         });
         let session = match inner.call(open, &[], &mut []) {
@@ -211,6 +250,35 @@ impl Client {
         .filter(|&n| n > 0)
     }
 
+    /// How a synchronous transfer of `len` bytes is split: the piece
+    /// length, and whether the pieces go through
+    /// [`Client::call_pipelined`]. A pipelined transfer is cut into at least
+    /// four pieces (so even a short one overlaps), of at most
+    /// [`Client::pipeline_chunk`]; otherwise pieces are
+    /// [`Client::max_chunk`] long and go one call at a time.
+    pub fn split_transfer(&self, len: usize) -> (usize, bool) {
+        self.split_transfer_from(len, PIPELINE_MIN, PIPELINE_MIN_PIECE)
+    }
+
+    /// [`Client::split_transfer`] with the caller's thresholds: transfers
+    /// of at least `min` bytes are pipelined, in pieces of at least
+    /// `min_piece` (an API family whose daemon-side calls cost more per
+    /// piece wants fewer, larger ones).
+    pub fn split_transfer_from(&self, len: usize, min: usize, min_piece: usize) -> (usize, bool) {
+        let pipe = if len >= min {
+            self.pipeline_chunk()
+        } else {
+            None
+        };
+        match pipe {
+            Some(chunk) => {
+                let piece = len.div_ceil(4).next_multiple_of(4096);
+                (piece.clamp(min_piece, chunk).max(1), true)
+            }
+            None => (self.max_chunk().max(1), false),
+        }
+    }
+
     /// A sequence of synchronous calls on the request queue, pipelined:
     /// pending fire-and-forget calls are sent first (in order), then each
     /// piece's in-bulk is copied into shared memory while the daemon works
@@ -250,7 +318,50 @@ impl Client {
     /// Fire-and-forget: queues `req` (copying `bulk_in` now) and returns at
     /// once. A failure surfaces at the next synchronizing call.
     pub fn post(&self, req: Request, bulk_in: &[&[u8]]) -> Result<(), CallError> {
-        self.lock().post(req, bulk_in)
+        let ins: Vec<PostIn<'_>> = bulk_in.iter().map(|b| PostIn::Copy(b)).collect();
+        self.lock().post(req, &ins, Vec::new())
+    }
+
+    /// Fire-and-forget with segments read (and written) in place: as
+    /// [`Client::post`], but [`PostIn::InPlace`] segments and every
+    /// writable segment in `bulk_out` are handed to the daemon where they
+    /// are, when the batch is sent. Every segment of `bulk_out` must lie in
+    /// shared host memory ([`Client::is_shared`]); the daemon has filled
+    /// them once the next synchronizing call returns.
+    pub fn post_bulk(
+        &self,
+        req: Request,
+        bulk_in: &[PostIn<'_>],
+        bulk_out: Vec<&'static mut [u8]>,
+    ) -> Result<(), CallError> {
+        self.lock().post(req, bulk_in, bulk_out)
+    }
+
+    /// Allocates `len` bytes of host memory shared with the daemon, so that
+    /// transfers from and to it are not copied; `None` if the transport has
+    /// no shared memory or it is exhausted.
+    pub fn host_alloc(&self, len: usize) -> Option<*mut u8> {
+        self.lock().transport.host_alloc(len)
+    }
+
+    /// Frees a block of [`Client::host_alloc`] by its start address, once
+    /// every pending call (which may name it) has been sent and answered.
+    /// Returns its length, or `None` if no block starts at `addr`.
+    pub fn host_free(&self, addr: usize) -> Option<usize> {
+        let mut inner = self.lock();
+        inner.flush_batch();
+        inner.transport.host_free(addr)
+    }
+
+    /// The address range of the live shared host block containing `addr`.
+    pub fn host_block(&self, addr: usize) -> Option<Range<usize>> {
+        self.lock().transport.host_block(addr)
+    }
+
+    /// Whether `len` bytes at `addr` lie in shared host memory (and so
+    /// travel without a copy).
+    pub fn is_shared(&self, addr: usize, len: usize) -> bool {
+        self.lock().transport.is_shared(addr, len)
     }
 
     /// Sends every queued call and waits; returns the sticky error, if any.
@@ -314,23 +425,68 @@ impl Inner {
     fn fits(&self, frame_len: usize, segments: usize, bulk: usize) -> bool {
         let b = &self.batch;
         b.frames.len() + frame_len <= self.limits.max_frames_len
-            && b.segments.len() + segments <= self.limits.max_segments
+            && b.segments.len() + b.outs.len() + segments <= self.limits.max_segments
             && b.bulk.len() + bulk <= self.limits.max_bulk
             && b.ids.len() < protocol::limits::MAX_FRAMES_PER_CHAIN
     }
 
-    fn post(&mut self, req: Request, bulk_in: &[&[u8]]) -> Result<(), CallError> {
-        let bulk: usize = bulk_in.iter().map(|b| b.len()).sum();
-        if bulk > self.limits.max_bulk || bulk_in.len() > protocol::limits::MAX_BULK_PER_FRAME {
+    /// Bytes of `b` that a chain must stage (0 for shared memory).
+    fn staged_len(&self, b: &[u8]) -> usize {
+        if self.transport.is_shared(b.as_ptr() as usize, b.len()) {
+            0
+        } else {
+            b.len()
+        }
+    }
+
+    fn post(
+        &mut self,
+        req: Request,
+        bulk_in: &[PostIn<'_>],
+        bulk_out: Vec<&'static mut [u8]>,
+    ) -> Result<(), CallError> {
+        // Resolve each segment: in place only if it really is shared.
+        let ins: Vec<PostIn<'_>> = bulk_in
+            .iter()
+            .map(|&p| match p {
+                PostIn::InPlace(b) if self.staged_len(b) == 0 && !b.is_empty() => p,
+                PostIn::InPlace(b) | PostIn::Copy(b) => PostIn::Copy(b),
+            })
+            .collect();
+        let bulk: usize = ins
+            .iter()
+            .map(|p| match p {
+                PostIn::Copy(b) => b.len(),
+                PostIn::InPlace(_) => 0,
+            })
+            .sum();
+        let segments = ins.len() + bulk_out.len();
+        if bulk > self.limits.max_bulk || segments > protocol::limits::MAX_BULK_PER_FRAME {
             return Err(TransportError::TooLarge(format!(
-                "{bulk} bytes in {} segments in one call",
-                bulk_in.len()
+                "{bulk} bytes in {segments} segments in one call"
             ))
+            .into());
+        }
+        if bulk_out
+            .iter()
+            .any(|b| self.staged_len(b) != 0 || b.is_empty())
+        {
+            return Err(TransportError::TooLarge(
+                "a posted call's writable segment is not in shared memory".into(),
+            )
             .into());
         }
         if req.opcode().queue_class() == QueueClass::Control {
             // Control requests are never batched.
-            self.call(req, bulk_in, &mut [])?;
+            let copies: Vec<&[u8]> = ins
+                .iter()
+                .map(|p| match p {
+                    PostIn::Copy(b) => *b,
+                    PostIn::InPlace(b) => *b,
+                })
+                .collect();
+            let mut outs: Vec<&mut [u8]> = bulk_out.into_iter().map(|b| &mut *b).collect();
+            self.call(req, &copies, &mut outs)?;
             return Ok(());
         }
         let id = self.alloc_id();
@@ -340,24 +496,31 @@ impl Inner {
             id,
             FLAG_ASYNC,
             &req,
-            bulk_in.len() as u16,
-            0,
+            ins.len() as u16,
+            bulk_out.len() as u16,
         )
         .ok_or(CallError::Transport(TransportError::TooLarge(
             "message body exceeds the protocol limit".into(),
         )))?;
-        if !self.batch.is_empty() && !self.fits(0, bulk_in.len(), bulk) {
+        if !self.batch.is_empty() && !self.fits(0, segments, bulk) {
             // The new frame does not fit with the others: send them first.
             let frame = self.batch.frames.split_off(mark);
             self.flush_batch();
             self.batch.frames = frame;
         }
         self.batch.ids.push(id);
-        for b in bulk_in {
-            let start = self.batch.bulk.len();
-            self.batch.bulk.extend_from_slice(b);
-            self.batch.segments.push(start..self.batch.bulk.len());
+        for p in ins {
+            let seg = match p {
+                PostIn::Copy(b) => {
+                    let start = self.batch.bulk.len();
+                    self.batch.bulk.extend_from_slice(b);
+                    Seg::Staged(start..self.batch.bulk.len())
+                }
+                PostIn::InPlace(b) => Seg::InPlace(b),
+            };
+            self.batch.segments.push(seg);
         }
+        self.batch.outs.extend(bulk_out);
         if !self.batching
             || self.batch.ids.len() >= BATCH_MAX_FRAMES
             || self.batch.bulk.len() >= BATCH_MAX_BULK
@@ -399,8 +562,8 @@ impl Inner {
         )))?;
         let bulk: usize = bulk_in
             .iter()
-            .map(|b| b.len())
-            .chain(bulk_out.iter().map(|b| b.len()))
+            .map(|b| self.staged_len(b))
+            .chain(bulk_out.iter().map(|b| self.staged_len(b)))
             .sum();
         if control || !self.fits(frame.len(), bulk_in.len() + bulk_out.len(), bulk) {
             self.flush_batch();
@@ -583,14 +746,18 @@ impl Inner {
             self.batch.frames.extend_from_slice(f);
         }
         let mut ins: Vec<&[u8]> = Vec::with_capacity(self.batch.segments.len() + bulk_in.len());
-        ins.extend(
-            self.batch
-                .segments
-                .iter()
-                .map(|r| self.batch.bulk.get(r.clone()).unwrap_or_default()),
-        );
+        ins.extend(self.batch.segments.iter().map(|s| match s {
+            Seg::Staged(r) => self.batch.bulk.get(r.clone()).unwrap_or_default(),
+            Seg::InPlace(b) => *b,
+        }));
         ins.extend_from_slice(bulk_in);
-        let mut outs: Vec<&mut [u8]> = bulk_out.iter_mut().map(|b| &mut **b).collect();
+        let mut outs: Vec<&mut [u8]> = self
+            .batch
+            .outs
+            .iter_mut()
+            .map(|b| &mut **b)
+            .chain(bulk_out.iter_mut().map(|b| &mut **b))
+            .collect();
         let chain = Chain {
             frames: &self.batch.frames,
             bulk_in: &ins,

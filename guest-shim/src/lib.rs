@@ -3,7 +3,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`client`] | the client pipeline: session, handles, batching, sticky errors |
-//! | [`transport`] | how frames reach the daemon (vhost-user direct mode) |
+//! | [`transport`] | how frames reach the daemon (vhost-user direct mode, vsock or unix streams) |
 //! | `ffi` | the C ABI: the OpenCL ICD entry points; all `unsafe` lives here |
 pub mod client;
 mod ffi;

@@ -1,5 +1,6 @@
-//! The built shim exports exactly the OpenCL entry points: every `cl*`
-//! function it implements and nothing of the Rust runtime.
+//! The built shim exports exactly the OpenCL and CUDA driver API entry
+//! points: every `cl*` and `cu*` function it implements and nothing of the
+//! Rust runtime.
 #![allow(clippy::expect_used)]
 
 use std::process::Command;
@@ -24,14 +25,17 @@ fn exported(lib: &std::path::Path) -> Option<Vec<String>> {
 }
 
 #[test]
-fn only_cl_symbols_are_exported() {
+fn only_api_symbols_are_exported() {
     let lib = build_shim();
     let Some(syms) = exported(&lib) else {
         println!("SKIPPED: nm not installed");
         return;
     };
-    let foreign: Vec<_> = syms.iter().filter(|s| !s.starts_with("cl")).collect();
-    assert!(foreign.is_empty(), "non-OpenCL exports: {foreign:?}");
+    let foreign: Vec<_> = syms
+        .iter()
+        .filter(|s| !s.starts_with("cl") && !s.starts_with("cu"))
+        .collect();
+    assert!(foreign.is_empty(), "exports outside the APIs: {foreign:?}");
     for required in [
         "clIcdGetPlatformIDsKHR",
         "clGetPlatformInfo",
@@ -41,6 +45,13 @@ fn only_cl_symbols_are_exported() {
         "clCreateBuffer",
         "clSetKernelArg",
         "clEnqueueNDRangeKernel",
+        "cuInit",
+        "cuGetProcAddress_v2",
+        "cuMemAlloc_v2",
+        "cuMemcpyHtoDAsync_v2",
+        "cuMemcpyHtoDAsync_v2_ptsz",
+        "cuLaunchKernel",
+        "cuLaunchKernel_ptsz",
     ] {
         assert!(
             syms.iter().any(|s| s == required),

@@ -8,14 +8,14 @@ use clap::{Parser, ValueEnum};
 use crate::executor::ExecutorKind;
 use crate::limits::{
     session_limits, DEFAULT_MAX_DEVICE_MEMORY, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_SESSIONS,
-    DEFAULT_POLL_US, MAX_POLL_US,
+    DEFAULT_POLL_US, DEFAULT_VSOCK_PORT, MAX_POLL_US,
 };
-use crate::server::ServerConfig;
+use crate::server::{ServerConfig, VsockConfig};
 
 /// Which runtime replays guest calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorArg {
-    /// CUDA when a driver is present, otherwise OpenCL.
+    /// Every runtime present: CUDA, OpenCL, or both (routed per API family).
     Auto,
     /// OpenCL through the system ICD loader.
     Opencl,
@@ -38,9 +38,26 @@ impl From<ExecutorArg> for ExecutorKind {
 #[derive(Clone, Debug, Parser, PartialEq, Eq)]
 #[command(name = "vhost-device-compute", version, about)]
 pub struct Args {
-    /// Unix socket to listen on for vhost-user frontends (replaced if it exists).
+    /// Unix socket to listen on for vhost-user frontends (replaced if it
+    /// exists): the virtio-compute device, or with --vsock-cid a
+    /// vhost-user-vsock device.
     #[arg(long, value_name = "PATH")]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+
+    /// Stream listener, `unix:PATH` (replaced if it exists): host-local
+    /// clients, and the socket Firecracker and Cloud Hypervisor connect a
+    /// guest's vsock port P to (`<uds_path>_<P>`).
+    #[arg(long, value_name = "unix:PATH")]
+    pub listen: Option<String>,
+
+    /// Be a vhost-user-vsock device on --socket for a guest with this
+    /// context id, and serve its connections to --vsock-port.
+    #[arg(long, value_name = "CID")]
+    pub vsock_cid: Option<u64>,
+
+    /// The vsock port served in vsock device mode.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_VSOCK_PORT)]
+    pub vsock_port: u32,
 
     /// Runtime that executes guest calls.
     #[arg(long, value_enum, default_value_t = ExecutorArg::Auto)]
@@ -78,6 +95,32 @@ pub enum ConfigError {
     /// The socket's directory does not exist.
     #[error("the directory of socket {0} does not exist")]
     NoSocketDir(PathBuf),
+    /// Neither --socket nor --listen was given.
+    #[error("nothing to serve: give --socket, --listen or both")]
+    NothingToServe,
+    /// --listen does not name a unix socket.
+    #[error("--listen {0:?}: expected unix:PATH")]
+    BadListen(String),
+    /// --vsock-cid without --socket.
+    #[error("--vsock-cid needs --socket (the vhost-user-vsock socket)")]
+    VsockWithoutSocket,
+    /// A context id a guest cannot have (0-2 are reserved, the top is
+    /// VMADDR_CID_ANY).
+    #[error("--vsock-cid {0} is not a guest context id (3 to 4294967294)")]
+    BadCid(u64),
+}
+
+/// The directory a socket path lives in must exist.
+fn check_dir(path: &std::path::Path) -> Result<(), ConfigError> {
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => PathBuf::from("."),
+        Some(d) => d.to_path_buf(),
+        None => return Err(ConfigError::NoSocketDir(path.to_path_buf())),
+    };
+    if !dir.is_dir() {
+        return Err(ConfigError::NoSocketDir(path.to_path_buf()));
+    }
+    Ok(())
 }
 
 /// The daemon's checked configuration.
@@ -102,18 +145,36 @@ impl TryFrom<Args> for Config {
         if a.poll_us > MAX_POLL_US {
             return Err(ConfigError::PollTooLong(a.poll_us));
         }
-        let dir = match a.socket.parent() {
-            Some(d) if d.as_os_str().is_empty() => PathBuf::from("."),
-            Some(d) => d.to_path_buf(),
-            None => return Err(ConfigError::NoSocketDir(a.socket)),
+        let listen = match &a.listen {
+            None => None,
+            Some(l) => match l.strip_prefix("unix:") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => return Err(ConfigError::BadListen(l.clone())),
+            },
         };
-        if !dir.is_dir() {
-            return Err(ConfigError::NoSocketDir(a.socket));
+        if a.socket.is_none() && listen.is_none() {
+            return Err(ConfigError::NothingToServe);
         }
+        for p in a.socket.iter().chain(listen.iter()) {
+            check_dir(p)?;
+        }
+        let vsock = match a.vsock_cid {
+            None => None,
+            Some(_) if a.socket.is_none() => return Err(ConfigError::VsockWithoutSocket),
+            Some(cid) if !(3..u64::from(u32::MAX)).contains(&cid) => {
+                return Err(ConfigError::BadCid(cid))
+            }
+            Some(cid) => Some(VsockConfig {
+                guest_cid: cid,
+                port: a.vsock_port,
+            }),
+        };
         Ok(Config {
             executor: a.executor.into(),
             server: ServerConfig {
                 socket: a.socket,
+                listen,
+                vsock,
                 max_sessions: a.max_sessions,
                 limits: session_limits(a.max_objects, a.max_device_memory),
                 poll: Duration::from_micros(a.poll_us),
@@ -147,8 +208,62 @@ mod tests {
     }
 
     #[test]
-    fn socket_is_required() {
-        assert!(Args::try_parse_from(["vhost-device-compute"]).is_err());
+    fn something_to_serve_is_required() {
+        let a = Args::try_parse_from(["vhost-device-compute"]).unwrap();
+        assert_eq!(Config::try_from(a).err(), Some(ConfigError::NothingToServe));
+    }
+
+    #[test]
+    fn listen_and_vsock() {
+        let c = |v: &[&str]| {
+            let mut all = vec!["vhost-device-compute"];
+            all.extend_from_slice(v);
+            Config::try_from(Args::try_parse_from(all).unwrap())
+        };
+        let only_listen = c(&["--listen", "unix:/tmp/x.sock_7000"]).unwrap();
+        assert_eq!(only_listen.server.socket, None);
+        assert_eq!(
+            only_listen.server.listen,
+            Some(PathBuf::from("/tmp/x.sock_7000"))
+        );
+        let both = c(&[
+            "--socket",
+            "/tmp/v.sock",
+            "--vsock-cid",
+            "3",
+            "--listen",
+            "unix:/tmp/l.sock",
+        ])
+        .unwrap();
+        assert_eq!(
+            both.server.vsock,
+            Some(VsockConfig {
+                guest_cid: 3,
+                port: DEFAULT_VSOCK_PORT
+            })
+        );
+        assert_eq!(
+            c(&["--listen", "tcp:1"]).err(),
+            Some(ConfigError::BadListen("tcp:1".into()))
+        );
+        assert_eq!(
+            c(&["--listen", "unix:"]).err(),
+            Some(ConfigError::BadListen("unix:".into()))
+        );
+        assert_eq!(
+            c(&["--listen", "unix:/tmp/l", "--vsock-cid", "3"]).err(),
+            Some(ConfigError::VsockWithoutSocket)
+        );
+        for bad in ["0", "2", "4294967295"] {
+            assert_eq!(
+                c(&["--socket", "/tmp/v.sock", "--vsock-cid", bad]).err(),
+                Some(ConfigError::BadCid(bad.parse().unwrap()))
+            );
+        }
+        assert!(matches!(
+            c(&["--listen", "unix:/nonexistent-dir/l"]),
+            Err(ConfigError::NoSocketDir(_))
+        ));
     }
 
     #[test]

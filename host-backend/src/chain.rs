@@ -1,5 +1,6 @@
-//! Walking one descriptor chain: split it into its areas, decode the request
-//! frames, run each through the session, and write the responses back.
+//! Walking one descriptor chain: split it into its areas, check the request
+//! frames, hand them to `dispatch` with their bulk segments lent in
+//! place, and write the responses back.
 //!
 //! The layout (see [`protocol::frame`]):
 //!
@@ -28,15 +29,13 @@
 use std::ops::Deref;
 
 use protocol::limits::{MAX_DESCRIPTORS_PER_CHAIN, MAX_REQUEST_AREA_LEN, MAX_TRANSFER_LEN};
-use protocol::{
-    encode_response, FrameIter, Header, Outcome, ProtocolError, QueueClass, CONTROL_QUEUE,
-    HEADER_LEN,
-};
+use protocol::{FrameIter, Header, ProtocolError, QueueClass, CONTROL_QUEUE};
 use tracing::debug;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
+use crate::dispatch::{self, Responses};
 use crate::executor::{Bulk, GuestBuf};
 use crate::limited_warn;
 use crate::session::Session;
@@ -167,31 +166,22 @@ struct ResponseWriter<'m> {
     written: usize,
 }
 
-impl ResponseWriter<'_> {
+impl Responses for ResponseWriter<'_> {
     fn room(&self) -> usize {
         self.cap - self.written
     }
 
-    /// Writes one response; if it does not fit, writes a header-only
-    /// `BadDescriptor` error instead. Returns false when nothing fit.
-    fn put(&mut self, buf: &mut Vec<u8>, request_id: u64, opcode: u16, outcome: &Outcome) -> bool {
-        buf.clear();
-        encode_response(buf, request_id, opcode, outcome);
-        if buf.len() > self.room() {
-            buf.clear();
-            let err = Outcome::Protocol(ProtocolError::BadDescriptor);
-            encode_response(buf, request_id, opcode, &err);
-            if buf.len() > self.room() {
-                return false;
-            }
+    fn put(&mut self, _index: usize, frame: &[u8], _ok: bool) -> bool {
+        if frame.len() > self.room() {
+            return false;
         }
         let Some(at) = self.addr.0.checked_add(self.written as u64) else {
             return false;
         };
-        if self.mem.write_slice(buf, GuestAddress(at)).is_err() {
+        if self.mem.write_slice(frame, GuestAddress(at)).is_err() {
             return false;
         }
-        self.written += buf.len();
+        self.written += frame.len();
         true
     }
 }
@@ -299,40 +289,28 @@ fn run(
     let (in_bufs, out_bufs) = match bufs {
         Ok(b) => b,
         Err(e) => {
-            let (id, op) = first.map_or((0, 0), |h| (h.request_id, h.opcode));
-            limited_warn!(session.warn_limiter(), error = %e, request_id = id, "rejecting chain");
-            session.counters_mut().protocol_errors += 1;
-            out.put(buf, id, op, &Outcome::Protocol(e));
+            let first = first.map(|h| (h.request_id, h.opcode));
+            dispatch::reject(session, first, e, &mut out, buf);
             return Ok(out.written as u32);
         }
     };
 
     // Pass 2: run the frames in order.
     let (mut in_off, mut out_off) = (0usize, 0usize);
-    for frame in FrameIter::new(request).map_while(Result::ok) {
-        if out.room() < HEADER_LEN {
-            debug!("response area full; remaining frames not executed");
-            break;
-        }
-        let h = frame.header;
-        let (ni, no) = (usize::from(h.in_bulk), usize::from(h.out_bulk));
+    let frames = FrameIter::new(request).map_while(Result::ok).map(|frame| {
+        let (ni, no) = (
+            usize::from(frame.header.in_bulk),
+            usize::from(frame.header.out_bulk),
+        );
         let bulk = Bulk {
             input: in_bufs.get(in_off..in_off + ni).unwrap_or_default(),
             output: out_bufs.get(out_off..out_off + no).unwrap_or_default(),
         };
         in_off += ni;
         out_off += no;
-        let outcome = session.handle_frame(class, &frame, &bulk);
-        session.counters_mut().frames += 1;
-        if !out.put(buf, h.request_id, h.opcode, &outcome) {
-            break;
-        }
-        if let Outcome::Protocol(e) = outcome {
-            session.counters_mut().protocol_errors += 1;
-            limited_warn!(session.warn_limiter(), opcode = h.opcode, request_id = h.request_id, error = %e, "request failed; rest of chain skipped");
-            break;
-        }
-    }
+        (frame, bulk)
+    });
+    dispatch::run_frames(session, class, frames, &mut out, buf);
     Ok(out.written as u32)
 }
 

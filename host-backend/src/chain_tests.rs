@@ -3,7 +3,7 @@
 //! was asked to run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use protocol::header::{Header, FLAG_RESPONSE, HEADER_LEN, MAGIC};
 use protocol::limits::{MAX_BODY_LEN, MAX_DESCRIPTORS_PER_CHAIN, MAX_REQUEST_AREA_LEN};
@@ -20,7 +20,7 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+
 use crate::session::Session;
 
 const MEM: usize = 0x10_0000;
@@ -30,46 +30,7 @@ const RESP: u64 = 0x5_0000;
 const OUT: u64 = 0x7_0000;
 const RESP_LEN: u32 = 0x1_0000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    req: Request,
-    input: Vec<Vec<u8>>,
-    output_lens: Vec<usize>,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-struct FakeFactory(Log);
-struct FakeExecutor(Log);
-
-impl Executor for FakeExecutor {
-    fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
-        for b in bulk.output {
-            assert!(b.write(b"out"));
-        }
-        self.0.lock().unwrap().push(Seen {
-            req: req.clone(),
-            input: bulk.input.iter().map(|b| b.to_vec()).collect(),
-            output_lens: bulk.output.iter().map(|b| b.len()).collect(),
-        });
-        match req {
-            Request::ClFinish(_) => Ok(Response::ClFinish(Empty {})),
-            _ => Err(ExecError::Native(-30)),
-        }
-    }
-}
-
-impl ExecutorFactory for FakeFactory {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    fn features(&self) -> u64 {
-        FEATURE_OPENCL
-    }
-    fn open(&self, _: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(FakeExecutor(self.0.clone())))
-    }
-}
+use crate::test_util::{FakeFactory, Log, Seen};
 
 struct Rig {
     mem: GuestMemoryMmap,
@@ -222,6 +183,33 @@ fn session_open_grants_masked_features_and_limits() {
     assert_eq!(o.max_body_len as usize, MAX_BODY_LEN);
     assert!(r.session.is_open());
     r.assert_usable();
+}
+
+#[test]
+fn api_family_not_granted_never_reaches_the_executor() {
+    // The factory serves OpenCL only: a CUDA call is refused at the session
+    // layer, ending the chain, and the session stays usable.
+    let mut r = Rig::opened();
+    let cuda = Request::CuCtxSynchronize(protocol::cuda::CtxSynchronize { ctx: 1 });
+    let out = r.call(1, &[cuda, Request::ClFinish(QueueOp { queue: 1 })]);
+    assert_eq!(out, vec![(100, proto(ProtocolError::ApiUnavailable))]);
+    assert!(r.executed().is_empty());
+    r.assert_usable();
+    // A session that asked for CUDA alone may not make OpenCL calls.
+    let only_cuda = Request::SessionOpen(SessionOpen {
+        min_version: 1,
+        max_version: 1,
+        features: FEATURE_CUDA,
+        client: "unit".into(),
+    });
+    let out = r.call(CONTROL_QUEUE, &[only_cuda]);
+    let [(_, Outcome::Ok(Response::SessionOpen(o)))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(o.features, 0);
+    let out = r.call(1, &[Request::ClFinish(QueueOp { queue: 1 })]);
+    assert_eq!(out, vec![(100, proto(ProtocolError::ApiUnavailable))]);
+    assert!(r.executed().is_empty());
 }
 
 #[test]

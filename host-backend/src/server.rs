@@ -1,19 +1,26 @@
-//! The accept loop: one listening socket, many concurrent guest connections.
+//! The accept loop: up to two listening sockets, many concurrent connections.
 //!
-//! For each connection the loop builds a fresh [`VhuCompute`] and
-//! `VhostUserDaemon`, lets the daemon accept exactly one connection, and hands
-//! it to a waiter thread that `wait()`s for the guest to go away and then
-//! drops it (which stops the daemon's worker threads and frees the session).
-//! Connections beyond `max_sessions` are accepted and closed at once.
+//! - The vhost-user socket (`--socket`): for each connection the loop builds
+//!   a fresh backend (a [`VhuCompute`], or with `--vsock-cid` a
+//!   [`VhuVsock`]) and `VhostUserDaemon`, lets the daemon accept exactly one
+//!   connection, and hands it to a waiter thread that `wait()`s for the
+//!   frontend to go away and then drops it (which stops the daemon's worker
+//!   threads and frees the sessions).
+//! - The stream listener (`--listen unix:PATH`): each connection is one
+//!   session served by [`crate::stream::serve`] on its own thread.
+//!
+//! Connections beyond `max_sessions` (both kinds counted together) are
+//! accepted and closed at once.
 //!
 //! A [`StopHandle`] (wired to SIGINT/SIGTERM by [`run`]) ends the loop: no
 //! more connections are accepted, live ones are shut down and waited for, and
-//! the socket file is removed.
+//! the socket files are removed.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,7 +36,9 @@ use crate::args::Config;
 use crate::executor::{self, ExecutorError, ExecutorFactory, SessionLimits};
 use crate::limited_warn;
 use crate::limits::WarnLimiter;
+use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
+use crate::vsock::{VhuVsock, WAKE_EVENT};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +46,7 @@ pub enum ServerError {
     /// The executor runtime could not be set up.
     #[error("cannot set up the executor")]
     Executor(#[from] ExecutorError),
-    /// The socket could not be created.
+    /// The vhost-user socket could not be created.
     #[error("cannot listen on {path}")]
     Listen {
         /// The socket path.
@@ -45,6 +54,15 @@ pub enum ServerError {
         /// Cause.
         #[source]
         source: vhost::vhost_user::Error,
+    },
+    /// The stream listener could not be created.
+    #[error("cannot listen on {path}")]
+    ListenStream {
+        /// The socket path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
     },
     /// The stop channel or signal handlers could not be set up.
     #[error("cannot set up shutdown handling")]
@@ -54,11 +72,25 @@ pub enum ServerError {
     Poll(#[source] io::Error),
 }
 
+/// vsock device mode: what the vhost-user socket serves instead of the
+/// virtio-compute device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// The guest's context id, reported in the device's config space.
+    pub guest_cid: u64,
+    /// The port whose connections the daemon serves.
+    pub port: u32,
+}
+
 /// What the server needs beyond the executor factory.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Socket path; an existing file there is replaced.
-    pub socket: PathBuf,
+    /// vhost-user socket path; an existing file there is replaced.
+    pub socket: Option<PathBuf>,
+    /// Stream listener path; an existing file there is replaced.
+    pub listen: Option<PathBuf>,
+    /// vsock device mode on `socket`.
+    pub vsock: Option<VsockConfig>,
     /// Most concurrent connections.
     pub max_sessions: usize,
     /// Bounds handed to each session's executor.
@@ -113,8 +145,16 @@ impl Stats {
     }
 }
 
+/// How to end one live connection.
+enum Stopper {
+    /// A vhost-user connection.
+    Vhost(Option<ShutdownHandle>),
+    /// A stream connection (a clone of its socket).
+    Stream(UnixStream),
+}
+
 struct Live {
-    shutdown: Option<ShutdownHandle>,
+    stop: Stopper,
     waiter: Option<JoinHandle<()>>,
 }
 
@@ -122,7 +162,8 @@ struct Live {
 pub struct Server {
     config: ServerConfig,
     factory: Arc<dyn ExecutorFactory>,
-    listener: Listener,
+    listener: Option<Listener>,
+    stream: Option<UnixListener>,
     stop_rx: UnixStream,
     stop_tx: StopHandle,
     stats: Arc<Stats>,
@@ -157,16 +198,27 @@ impl Server {
         factory: Arc<dyn ExecutorFactory>,
         (stop_tx, stop_rx): (StopHandle, StopReceiver),
     ) -> Result<Self, ServerError> {
-        let listener =
-            Listener::new(&config.socket, true).map_err(|source| ServerError::Listen {
-                path: config.socket.clone(),
-                source,
-            })?;
+        let listener = match &config.socket {
+            Some(path) => {
+                Some(
+                    Listener::new(path, true).map_err(|source| ServerError::Listen {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let stream = match &config.listen {
+            Some(path) => Some(bind_stream(path)?),
+            None => None,
+        };
         let stop_rx = stop_rx.0;
         Ok(Server {
             config,
             factory,
             listener,
+            stream,
             stop_rx,
             stop_tx,
             stats: Arc::new(Stats::default()),
@@ -186,53 +238,81 @@ impl Server {
         self.stats.clone()
     }
 
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.config.socket
+    /// The vhost-user socket path, if any.
+    pub fn socket(&self) -> Option<&Path> {
+        self.config.socket.as_deref()
     }
 
     /// Serves connections until stopped, then shuts every live one down.
-    /// The socket file is removed when this returns.
+    /// The socket files are removed when this returns.
     pub fn run(mut self) -> Result<(), ServerError> {
         info!(
-            socket = %self.config.socket.display(),
+            socket = ?self.config.socket,
+            listen = ?self.config.listen,
+            vsock_cid = self.config.vsock.map(|v| v.guest_cid),
+            vsock_port = self.config.vsock.map(|v| v.port),
             executor = self.factory.name(),
             max_sessions = self.config.max_sessions,
             "listening"
         );
         let result = self.accept_loop();
         self.shutdown_all();
+        if let Some(p) = &self.config.listen {
+            let _ = std::fs::remove_file(p);
+        }
         info!("stopped");
         result
     }
 
     fn accept_loop(&mut self) -> Result<(), ServerError> {
         loop {
-            let (listener_ready, stop) = wait_readable(&self.listener, &self.stop_rx)?;
-            if stop {
+            let ready = wait_readable(
+                self.listener.as_ref().map(AsRawFd::as_raw_fd),
+                self.stream.as_ref().map(AsRawFd::as_raw_fd),
+                &self.stop_rx,
+            )?;
+            if ready.stop {
                 let mut buf = [0u8; 16];
                 let _ = (&self.stop_rx).read(&mut buf);
                 return Ok(());
             }
-            if listener_ready {
-                self.accept_one();
+            if ready.vhost {
+                self.accept_vhost();
+            }
+            if ready.stream {
+                self.accept_stream();
             }
         }
     }
 
-    fn accept_one(&mut self) {
-        if self.stats.live() >= self.config.max_sessions {
+    /// Counts and logs a connection closed at once because `max_sessions`
+    /// connections are live.
+    fn reject(&mut self) {
+        self.stats.rejected.fetch_add(1, Ordering::SeqCst);
+        limited_warn!(
+            self.warn,
+            max_sessions = self.config.max_sessions,
+            "session limit reached; closing new connection"
+        );
+    }
+
+    fn full(&self) -> bool {
+        self.stats.live() >= self.config.max_sessions
+    }
+
+    fn accept_vhost(&mut self) {
+        let full = self.full();
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        if full {
             // Accept and close, so the peer sees a prompt hang-up rather than
             // a connection that never answers.
-            match self.listener.accept() {
+            match listener.accept() {
                 Ok(Some(stream)) => {
+                    // Counted before the peer can see the hang-up.
+                    self.reject();
                     drop(stream);
-                    self.stats.rejected.fetch_add(1, Ordering::SeqCst);
-                    limited_warn!(
-                        self.warn,
-                        max_sessions = self.config.max_sessions,
-                        "session limit reached; closing new connection"
-                    );
                 }
                 Ok(None) => {}
                 Err(e) => limited_warn!(self.warn, error = %e, "accept failed"),
@@ -240,12 +320,64 @@ impl Server {
             return;
         }
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let backend = Arc::new(VhuCompute::new(
-            self.factory.clone(),
-            self.config.limits,
-            self.config.poll,
-            mem.clone(),
-        ));
+        match self.config.vsock {
+            None => {
+                let backend = Arc::new(VhuCompute::new(
+                    self.factory.clone(),
+                    self.config.limits,
+                    self.config.poll,
+                    mem.clone(),
+                ));
+                self.start_vhost(backend, mem, |_| Ok(()));
+            }
+            Some(v) => {
+                let backend = match VhuVsock::new(
+                    v.guest_cid,
+                    v.port,
+                    self.config.max_sessions,
+                    self.factory.clone(),
+                    self.config.limits,
+                    mem.clone(),
+                ) {
+                    Ok(b) => Arc::new(b),
+                    Err(e) => {
+                        error!(error = %e, "cannot create a vsock device for a new connection");
+                        thread::sleep(Duration::from_millis(100));
+                        return;
+                    }
+                };
+                let wake = backend.wake_fd();
+                self.start_vhost(backend, mem, |daemon| {
+                    // One worker thread serves every queue; the wake event
+                    // joins its epoll set.
+                    let handlers = daemon.get_epoll_handlers();
+                    let h = handlers
+                        .first()
+                        .ok_or_else(|| io::Error::other("no worker"))?;
+                    h.register_listener(wake, vmm_sys_util::epoll::EventSet::IN, WAKE_EVENT)
+                });
+            }
+        }
+    }
+
+    /// Starts a vhost-user daemon for `backend` on the next connection of
+    /// the listener; `setup` runs once the daemon exists.
+    fn start_vhost<B>(
+        &mut self,
+        backend: Arc<B>,
+        mem: GuestMemoryAtomic<GuestMemoryMmap>,
+        setup: impl FnOnce(&VhostUserDaemon<Arc<B>>) -> io::Result<()>,
+    ) where
+        B: vhost_user_backend::VhostUserBackend<
+                Bitmap = (),
+                Vring = vhost_user_backend::VringRwLock,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
         let mut daemon = match VhostUserDaemon::new("vcompute-conn".into(), backend, mem) {
             Ok(d) => d,
             Err(e) => {
@@ -256,7 +388,11 @@ impl Server {
                 return;
             }
         };
-        if let Err(e) = daemon.start(&mut self.listener) {
+        if let Err(e) = setup(&daemon) {
+            error!(error = %e, "cannot set up a new connection");
+            return;
+        }
+        if let Err(e) = daemon.start(listener) {
             limited_warn!(self.warn, error = %e, "cannot start serving a new connection");
             return;
         }
@@ -290,7 +426,7 @@ impl Server {
                 table.insert(
                     id,
                     Live {
-                        shutdown,
+                        stop: Stopper::Vhost(shutdown),
                         waiter: Some(waiter),
                     },
                 );
@@ -298,6 +434,77 @@ impl Server {
             Err(e) => {
                 // The daemon was moved into the closure that failed to start,
                 // and is dropped with it: the connection closes.
+                error!(error = %e, "cannot start a connection thread");
+                self.stats.live.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn accept_stream(&mut self) {
+        let Some(listener) = self.stream.as_ref() else {
+            return;
+        };
+        let conn = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                limited_warn!(self.warn, error = %e, "accept failed");
+                return;
+            }
+        };
+        if self.full() {
+            self.reject();
+            drop(conn);
+            return;
+        }
+        let stop = match conn.set_nonblocking(false).and_then(|()| conn.try_clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                limited_warn!(self.warn, error = %e, "cannot set up a stream connection");
+                return;
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.live.fetch_add(1, Ordering::SeqCst);
+        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        info!(
+            connection = id,
+            live = self.stats.live(),
+            "stream client connected"
+        );
+        let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = self.live.clone();
+        let stats = self.stats.clone();
+        let factory = self.factory.clone();
+        let limits = self.config.limits;
+        let waiter = thread::Builder::new()
+            .name(format!("vcompute-stream-{id}"))
+            .spawn(move || {
+                let mut conn = conn;
+                let mut session = Session::new(factory, limits);
+                if let Err(e) = crate::stream::serve(&mut conn, &mut session) {
+                    debug!(connection = id, error = %e, "stream connection ended with an error");
+                }
+                // Frees everything the client made.
+                drop(session);
+                live.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                stats.live.fetch_sub(1, Ordering::SeqCst);
+                info!(connection = id, "stream client disconnected");
+            });
+        match waiter {
+            Ok(waiter) => {
+                table.insert(
+                    id,
+                    Live {
+                        stop: Stopper::Stream(stop),
+                        waiter: Some(waiter),
+                    },
+                );
+            }
+            Err(e) => {
                 error!(error = %e, "cannot start a connection thread");
                 self.stats.live.fetch_sub(1, Ordering::SeqCst);
             }
@@ -313,8 +520,12 @@ impl Server {
             info!(connections = live.len(), "shutting down live connections");
         }
         for l in &live {
-            if let Some(s) = &l.shutdown {
-                s.shutdown();
+            match &l.stop {
+                Stopper::Vhost(Some(s)) => s.shutdown(),
+                Stopper::Vhost(None) => {}
+                Stopper::Stream(s) => {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
             }
         }
         for mut l in live {
@@ -325,28 +536,58 @@ impl Server {
     }
 }
 
-/// Blocks until the listener or the stop channel is readable.
-fn wait_readable(listener: &Listener, stop: &UnixStream) -> Result<(bool, bool), ServerError> {
+/// Binds the stream listener, replacing a stale socket file.
+fn bind_stream(path: &Path) -> Result<UnixListener, ServerError> {
+    let err = |source| ServerError::ListenStream {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    Ok(l)
+}
+
+/// Which of the server's fds are readable.
+struct Ready {
+    vhost: bool,
+    stream: bool,
+    stop: bool,
+}
+
+/// Blocks until a listener or the stop channel is readable.
+fn wait_readable(
+    vhost: Option<RawFd>,
+    stream: Option<RawFd>,
+    stop: &UnixStream,
+) -> Result<Ready, ServerError> {
+    // A negative fd is ignored by poll(2).
     let mut fds = [
-        libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+        vhost.unwrap_or(-1),
+        stream.unwrap_or(-1),
+        stop.as_fd().as_raw_fd(),
+    ]
+    .map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
     loop {
-        // SAFETY: `fds` is a valid array of two initialised pollfd structs
+        // SAFETY: `fds` is a valid array of three initialised pollfd structs
         // that outlives the call, and its length is passed alongside it.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n >= 0 {
             let ready =
                 |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
-            return Ok((ready(&fds[0]), ready(&fds[1])));
+            return Ok(Ready {
+                vhost: ready(&fds[0]),
+                stream: ready(&fds[1]),
+                stop: ready(&fds[2]),
+            });
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -404,7 +645,7 @@ const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIG
 
 /// Runs the daemon described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), ServerError> {
-    let factory: Arc<dyn ExecutorFactory> = Arc::from(executor::factory(config.executor)?);
+    let factory = executor::factory(config.executor)?;
     // Handlers go in before the socket exists: a client (or a supervisor)
     // that sees the socket may signal at once.
     let (stop, rx) = stop_channel()?;

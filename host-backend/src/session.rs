@@ -161,6 +161,12 @@ impl Session {
         let Some(open) = self.open.as_mut() else {
             return Outcome::Protocol(ProtocolError::NoSession);
         };
+        // An API family the session was not granted (not asked for, or not
+        // served by this daemon's executor) never reaches the executor.
+        let family = req.opcode().feature();
+        if family & open.features != family {
+            return Outcome::Protocol(ProtocolError::ApiUnavailable);
+        }
         let result = if posted {
             open.executor.execute_posted(req, bulk)
         } else {

@@ -56,6 +56,47 @@ impl From<VhuError> for io::Error {
     }
 }
 
+/// Exit events handed to vhost-user-backend 0.24 (one per worker thread).
+///
+/// The crate registers each consumer's raw fd with its epoll and never
+/// closes it; the backend that made them closes them when it is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct ExitEvents(Mutex<Vec<RawFd>>);
+
+impl ExitEvents {
+    /// A fresh exit event for `VhostUserBackend::exit_event`.
+    pub(crate) fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
+        let (consumer, notifier) =
+            match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create the worker exit event");
+                    return None;
+                }
+            };
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(consumer.as_raw_fd());
+        Some((consumer, notifier))
+    }
+}
+
+impl Drop for ExitEvents {
+    fn drop(&mut self) {
+        let fds = std::mem::take(self.0.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for fd in fds {
+            // SAFETY: `fd` is the consumer end created in `create` and given
+            // to vhost-user-backend 0.24, which turns it into a raw fd for
+            // its epoll set and never closes it. The backend owning this is
+            // dropped only after every worker holding a clone of it (and
+            // that epoll) has exited, so nothing uses `fd` any more and
+            // nobody else owns it: closing it here is the one close it gets.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 struct Conn {
     session: Session,
     scratch: Scratch,
@@ -67,9 +108,7 @@ pub struct VhuCompute {
     mem: RwLock<GuestMem>,
     event_idx: AtomicBool,
     poll: Duration,
-    /// Raw fds of exit-event consumers handed to the vhost-user crate, which
-    /// registers them with its epoll and never closes them; closed on drop.
-    exit_consumers: Mutex<Vec<RawFd>>,
+    exit: ExitEvents,
 }
 
 impl std::fmt::Debug for VhuCompute {
@@ -97,7 +136,7 @@ impl VhuCompute {
             mem: RwLock::new(mem),
             event_idx: AtomicBool::new(false),
             poll,
-            exit_consumers: Mutex::new(Vec::new()),
+            exit: ExitEvents::default(),
         }
     }
 
@@ -219,25 +258,6 @@ impl VhuCompute {
     }
 }
 
-impl Drop for VhuCompute {
-    fn drop(&mut self) {
-        let fds = std::mem::take(
-            self.exit_consumers
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for fd in fds {
-            // SAFETY: `fd` is the consumer end created in `exit_event` and
-            // given to vhost-user-backend 0.24, which turns it into a raw fd
-            // for its epoll set and never closes it. This backend is dropped
-            // only after every worker holding a clone of it (and that epoll)
-            // has exited, so nothing uses `fd` any more and nobody else owns
-            // it: closing it here is the one close it gets.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
 impl VhostUserBackend for VhuCompute {
     type Bitmap = ();
     type Vring = VringRwLock;
@@ -277,19 +297,7 @@ impl VhostUserBackend for VhuCompute {
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        let (consumer, notifier) =
-            match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create the worker exit event");
-                    return None;
-                }
-            };
-        self.exit_consumers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(consumer.as_raw_fd());
-        Some((consumer, notifier))
+        self.exit.create()
     }
 
     fn handle_event(

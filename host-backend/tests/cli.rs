@@ -14,8 +14,20 @@ fn socket_is_required() {
     assert!(err.contains("--socket"), "{err}");
 }
 
+/// The NVIDIA driver's presence, as the daemon would see it; `Some(why)`
+/// when there is none.
+fn no_cuda() -> Option<String> {
+    vhost_device_compute::executor::cuda::CudaFactory::new()
+        .err()
+        .map(|e| e.to_string())
+}
+
 #[test]
-fn cuda_executor_is_a_clear_startup_error() {
+fn cuda_executor_without_a_driver_is_a_clear_startup_error() {
+    if no_cuda().is_none() {
+        eprintln!("SKIPPED: an NVIDIA driver and GPU are present, so --executor cuda starts");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("c.sock");
     let out = Command::new(BIN)
@@ -26,8 +38,53 @@ fn cuda_executor_is_a_clear_startup_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CUDA executor is not available"), "{err}");
+    assert!(err.contains("no NVIDIA driver"), "{err}");
+    assert!(err.contains("--executor opencl"), "{err}");
     assert!(!sock.exists(), "no socket should be left behind");
+}
+
+#[test]
+fn auto_uses_opencl_when_there_is_no_cuda_driver() {
+    let Some(why) = no_cuda() else {
+        eprintln!("SKIPPED: an NVIDIA driver and GPU are present, so --executor auto picks CUDA");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("c.sock");
+    let mut child = Command::new(BIN)
+        .arg("--socket")
+        .arg(&sock)
+        .args(["--executor", "auto"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            eprintln!(
+                "SKIPPED: no OpenCL platform either: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "socket never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CUDA not available; serving OpenCL only"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listening") && err.contains("\"opencl\""),
+        "{err}"
+    );
+    assert!(why.contains("NVIDIA"), "{why}");
 }
 
 #[test]

@@ -28,7 +28,9 @@ fn connect_disconnect_cycles_leak_no_fds_or_threads() {
     let factory = Arc::new(FakeFactory::default());
     let server = Server::bind(
         ServerConfig {
-            socket: socket.clone(),
+            socket: Some(socket.clone()),
+            listen: None,
+            vsock: None,
             max_sessions: 1,
             limits: session_limits(1000, 0),
             poll: Duration::from_micros(50),

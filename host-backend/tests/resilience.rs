@@ -60,8 +60,8 @@ fn child_busy_loop() {
     }
 }
 
-fn crash_one(daemon: &Daemon, delay: Duration) {
-    let mut cmd = child_command("child_busy_loop", "busy", &Target::Shim(daemon));
+fn crash_one(target: &Target<'_>, delay: Duration) {
+    let mut cmd = child_command("child_busy_loop", "busy", target);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -93,17 +93,30 @@ fn settle(daemon: &Daemon, fds: usize, threads: usize) -> (usize, usize) {
 
 #[test]
 fn killed_clients_leak_nothing() {
+    let daemon = Daemon::start(&[]);
+    killed_clients_on(&daemon, &Target::Shim(&daemon), 200);
+}
+
+#[test]
+fn killed_stream_clients_leak_nothing() {
+    let daemon = Daemon::start_with_stream(&[]);
+    killed_clients_on(&daemon, &Target::Stream(&daemon), 60);
+}
+
+/// Kills `default_cycles` (or `VCOMPUTE_CRASH_CYCLES`) busy clients of
+/// `target` mid-run and checks that the daemon frees everything and still
+/// serves.
+fn killed_clients_on(daemon: &Daemon, target: &Target<'_>, default_cycles: usize) {
     if !have_native_opencl() {
         return;
     }
     let cycles: usize = std::env::var("VCOMPUTE_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let mut daemon = Daemon::start(&[]);
+        .unwrap_or(default_cycles);
     // Warm up: the runtime's own caches (compiler, thread pools) fill once.
     for i in 0..10 {
-        crash_one(&daemon, Duration::from_millis(i % 4));
+        crash_one(target, Duration::from_millis(i % 4));
     }
     // Idle: only the accept loop and the runtime's own threads remain once
     // the last killed session has been torn down.
@@ -111,10 +124,10 @@ fn killed_clients_leak_nothing() {
     let (fds0, threads0) = (daemon.fd_count(), daemon.thread_count());
     let rss0 = daemon.rss_kib();
     for i in 0..cycles {
-        crash_one(&daemon, Duration::from_millis((i % 7) as u64));
-        daemon.assert_alive();
+        crash_one(target, Duration::from_millis((i % 7) as u64));
+        assert!(daemon.alive(), "daemon exited");
     }
-    let (fds, threads) = settle(&daemon, fds0, threads0);
+    let (fds, threads) = settle(daemon, fds0, threads0);
     let rss = daemon.rss_kib();
     eprintln!(
         "after {cycles} kills: fds {fds0} -> {fds}, threads {threads0} -> {threads}, rss {rss0} KiB -> {rss} KiB"
@@ -133,7 +146,7 @@ fn killed_clients_leak_nothing() {
 
     // And it still serves a fresh client correctly.
     let out = run_child(
-        child_command("child_busy_loop_then_exit", "ok", &Target::Shim(&daemon)),
+        child_command("child_busy_loop_then_exit", "ok", target),
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{out:?}");

@@ -33,7 +33,9 @@ impl Running {
         let factory = Arc::new(FakeFactory::default());
         let server = Server::bind(
             ServerConfig {
-                socket: socket.clone(),
+                socket: Some(socket.clone()),
+                listen: None,
+                vsock: None,
                 max_sessions,
                 limits: session_limits(1000, 0),
                 poll: Duration::from_micros(50),

@@ -18,7 +18,9 @@ fn serve_until(signal: i32) {
     let factory = Arc::new(FakeFactory::default());
     let server = Server::bind(
         ServerConfig {
-            socket: socket.clone(),
+            socket: Some(socket.clone()),
+            listen: None,
+            vsock: None,
             max_sessions: 4,
             limits: session_limits(1000, 0),
             poll: Duration::ZERO,

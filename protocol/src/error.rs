@@ -21,6 +21,9 @@ pub enum DecodeError {
     /// Body longer than [`crate::limits::MAX_BODY_LEN`].
     #[error("body length {0} exceeds the limit")]
     BodyTooLong(u32),
+    /// A stream record longer than [`crate::limits::MAX_STREAM_RECORD_LEN`].
+    #[error("stream record length {0} exceeds the limit")]
+    RecordTooLong(u32),
     /// More bulk segments than [`crate::limits::MAX_BULK_PER_FRAME`].
     #[error("too many bulk segments in one frame")]
     TooManyBulk,

@@ -16,7 +16,8 @@
 //! `in_bulk`, and likewise for out-bulk; otherwise the chain is rejected. The
 //! used length reported for a chain is the number of bytes written to the
 //! response area. Over a byte stream (unix socket, vsock) the same frames
-//! travel with the bulk bytes inline after each frame.
+//! travel with the bulk bytes inline after each frame, grouped in records
+//! (see [`crate::stream`]).
 
 use crate::error::{DecodeError, ProtocolError};
 use crate::header::*;

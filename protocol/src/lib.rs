@@ -8,8 +8,10 @@
 //! | [`header`] | the fixed 32-byte little-endian frame header |
 //! | [`frame`] | frames in a chain or stream, request/response encoding |
 //! | [`message`] | opcodes with stable numbers; the `Request`/`Response` enums |
+//! | [`stream`] | records: frames with inline bulk over a byte stream |
 //! | [`session`] | session open, version and feature negotiation |
 //! | [`opencl`] | OpenCL message bodies and handle rules |
+//! | [`cuda`] | CUDA driver API message bodies, pointer and handle rules, `CUresult` codes |
 //! | [`codec`] | the bincode 2 configuration with its decode limit |
 //! | [`limits`] | every bound, with its reason |
 //! | [`error`] | decode errors and protocol error codes |
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod cuda;
 pub mod error;
 pub mod frame;
 pub mod header;
@@ -24,6 +27,7 @@ pub mod limits;
 pub mod message;
 pub mod opencl;
 pub mod session;
+pub mod stream;
 
 pub use error::{DecodeError, ProtocolError};
 pub use frame::{

@@ -64,3 +64,46 @@ pub const MAX_FILL_PATTERN_LEN: usize = 128;
 
 /// Most program binaries in one call (one per device of the context).
 pub const MAX_DEVICES: usize = 64;
+
+/// Largest CUDA module image (PTX, cubin or fatbin). Images travel as bulk
+/// segments and the daemon keeps one copy while the driver loads it; fat
+/// binaries of large libraries carrying many architectures reach a few
+/// hundred MiB, so 512 MiB admits them while bounding that copy.
+pub const MAX_MODULE_IMAGE_LEN: u64 = 512 << 20;
+
+/// Most JIT options in one module load. `CUjit_option` has about 30 values
+/// and each may appear once.
+pub const MAX_JIT_OPTIONS: usize = 64;
+
+/// Largest JIT info or error log returned by a module load. Both logs share
+/// one response body (see [`MAX_RESPONSE_BODY`]); real logs are a few KiB
+/// and tools ask for buffers of 1 to 64 KiB.
+pub const MAX_JIT_LOG_LEN: u64 = 256 << 10;
+
+const _: () = assert!(2 * MAX_JIT_LOG_LEN as usize + 64 <= MAX_RESPONSE_BODY);
+
+/// Largest packed kernel parameter buffer: the driver's own limit since
+/// CUDA 12.1 on Volta and later (32,764 bytes; 4 KiB before).
+pub const MAX_KERNEL_PARAM_BYTES: usize = 32764;
+
+/// Most entries in a tabulated block-size-to-shared-memory function: one per
+/// warp of a block of at most 1024 threads, the limit of every CUDA device.
+pub const MAX_OCCUPANCY_TABLE: usize = 32;
+
+/// Most device attributes the daemon reports per device. `CUdevice_attribute`
+/// numbers stop below 200 in current drivers; the bound leaves room for new
+/// ones while keeping [`crate::cuda::DeviceInfo`] small.
+pub const MAX_DEVICE_ATTRIBUTES: usize = 512;
+
+/// Most bulk bytes (readable and writable together) one stream record may
+/// carry. A peer buffers a whole record before acting on it, so this bounds
+/// the memory one stream connection can make the daemon hold; the shim
+/// splits larger transfers (as it does for a chain's staging area).
+pub const MAX_STREAM_BULK: usize = 16 << 20;
+
+/// Largest stream record body: a full request area plus a full bulk
+/// allowance plus the length prefixes of every segment that could carry.
+pub const MAX_STREAM_RECORD_LEN: usize = MAX_REQUEST_AREA_LEN
+    + MAX_STREAM_BULK
+    + MAX_FRAMES_PER_CHAIN * MAX_BULK_PER_FRAME * 2 * 4
+    + RESPONSE_AREA_LEN;

@@ -2,10 +2,12 @@
 //! an opcode's number, its request body and its reply body are declared once.
 
 use crate::codec;
+use crate::cuda::*;
 use crate::error::DecodeError;
 use crate::opencl::Validate;
 use crate::opencl::*;
 use crate::session::{SessionOpen, SessionOpened};
+use crate::session::{FEATURE_CUDA, FEATURE_OPENCL};
 
 /// Which queue an opcode belongs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,19 @@ macro_rules! messages {
 
             /// Every opcode, in table order.
             pub const ALL: &'static [Opcode] = &[$( Opcode::$name, )*];
+        }
+
+        impl Opcode {
+            /// The `FEATURE_*` bit a session must have been granted to use
+            /// this opcode (0 for session control and `Ping`). The family
+            /// is the opcode's high byte: `0x01xx` OpenCL, `0x02xx` CUDA.
+            pub fn feature(self) -> u64 {
+                match (self as u16) >> 8 {
+                    0x01 => FEATURE_OPENCL,
+                    0x02 => FEATURE_CUDA,
+                    _ => 0,
+                }
+            }
         }
 
         /// A decoded request body.
@@ -173,4 +188,75 @@ messages! {
     ClFlush = 0x0131, Request, QueueOp => Empty;
     /// `clWaitForEvents`
     ClWaitForEvents = 0x0132, Request, WaitForEvents => Empty;
+
+    /// `cuInit`; also answers the driver version and device count.
+    CuInit = 0x0200, Request, Init => InitInfo;
+    /// A device's name, UUID, total memory and attributes.
+    CuDeviceGetInfo = 0x0201, Request, DeviceQuery => DeviceInfo;
+    /// `cuCtxCreate`, or the first retain of a primary context
+    CuCtxCreate = 0x0210, Request, CtxCreate => Empty;
+    /// `cuCtxDestroy`, or the last release of a primary context
+    CuCtxDestroy = 0x0211, Request, CtxDestroy => Empty;
+    /// `cuCtxSynchronize`
+    CuCtxSynchronize = 0x0212, Request, CtxSynchronize => Empty;
+    /// `cuModuleLoadData[Ex]` / `cuModuleLoadFatBinary`
+    CuModuleLoad = 0x0220, Request, ModuleLoad => ModuleLoaded;
+    /// `cuModuleGetFunction`
+    CuModuleGetFunction = 0x0221, Request, GetFunction => FunctionInfo;
+    /// `cuModuleGetGlobal`
+    CuModuleGetGlobal = 0x0222, Request, GetGlobal => Global;
+    /// `cuModuleUnload`
+    CuModuleUnload = 0x0223, Request, ModuleUnload => Empty;
+    /// `cuMemAlloc`
+    CuMemAlloc = 0x0230, Request, MemAlloc => DevicePtr;
+    /// `cuMemFree`
+    CuMemFree = 0x0231, Request, MemFree => Empty;
+    /// `cuMemGetInfo`
+    CuMemGetInfo = 0x0232, Request, MemGetInfo => MemInfo;
+    /// `cuMemcpyHtoD[Async]`
+    CuMemcpyHtoD = 0x0233, Request, MemcpyHtoD => Empty;
+    /// `cuMemcpyDtoH[Async]`
+    CuMemcpyDtoH = 0x0234, Request, MemcpyDtoH => Empty;
+    /// `cuMemcpyDtoD[Async]`
+    CuMemcpyDtoD = 0x0235, Request, MemcpyDtoD => Empty;
+    /// `cuMemsetD8/D16/D32[Async]`
+    CuMemset = 0x0236, Request, Memset => Empty;
+    /// `cuPointerGetAttribute` on a device address
+    CuPointerGetAttribute = 0x0237, Request, PointerGetAttribute => PointerAttribute;
+    /// `cuStreamCreate[WithPriority]`
+    CuStreamCreate = 0x0240, Request, StreamCreate => Empty;
+    /// `cuStreamDestroy`
+    CuStreamDestroy = 0x0241, Request, StreamDestroy => Empty;
+    /// `cuStreamSynchronize`
+    CuStreamSynchronize = 0x0242, Request, StreamOp => Empty;
+    /// `cuStreamQuery`
+    CuStreamQuery = 0x0243, Request, StreamOp => Empty;
+    /// `cuStreamWaitEvent`
+    CuStreamWaitEvent = 0x0244, Request, StreamWaitEvent => Empty;
+    /// `cuEventCreate`
+    CuEventCreate = 0x0250, Request, EventCreate => Empty;
+    /// `cuEventRecord[WithFlags]`
+    CuEventRecord = 0x0251, Request, EventRecord => Empty;
+    /// `cuEventSynchronize`
+    CuEventSynchronize = 0x0252, Request, EventOp => Empty;
+    /// `cuEventQuery`
+    CuEventQuery = 0x0253, Request, EventOp => Empty;
+    /// `cuEventElapsedTime`
+    CuEventElapsedTime = 0x0254, Request, EventElapsedTime => Elapsed;
+    /// `cuEventDestroy`
+    CuEventDestroy = 0x0255, Request, EventOp => Empty;
+    /// `cuLaunchKernel`
+    CuLaunchKernel = 0x0260, Request, LaunchKernel => Empty;
+    /// `cuFuncGetAttribute`
+    CuFuncGetAttribute = 0x0261, Request, FuncGetAttribute => IntValue;
+    /// `cuFuncSetAttribute`
+    CuFuncSetAttribute = 0x0262, Request, FuncSetAttribute => Empty;
+    /// `cuFuncSetCacheConfig`
+    CuFuncSetCacheConfig = 0x0263, Request, FuncSetCacheConfig => Empty;
+    /// `cuOccupancyMaxActiveBlocksPerMultiprocessor[WithFlags]`
+    CuOccupancyMaxActiveBlocks = 0x0270, Request, OccupancyMaxActiveBlocks => IntValue;
+    /// `cuOccupancyMaxPotentialBlockSize[WithFlags]`
+    CuOccupancyMaxPotentialBlockSize = 0x0271, Request, OccupancyMaxPotentialBlockSize => PotentialBlockSize;
+    /// `cuOccupancyAvailableDynamicSMemPerBlock`
+    CuOccupancyAvailableDynamicSmem = 0x0272, Request, OccupancyAvailableDynamicSmem => SizeValue;
 }

@@ -467,14 +467,14 @@ pub struct Release {
     pub object: Handle,
 }
 
-fn check_list(len: usize, max: usize, what: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn check_list(len: usize, max: usize, what: &'static str) -> Result<(), DecodeError> {
     if len > max {
         return Err(DecodeError::OutOfRange(what));
     }
     Ok(())
 }
 
-fn check_string(s: &str, what: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn check_string(s: &str, what: &'static str) -> Result<(), DecodeError> {
     check_list(s.len(), MAX_STRING_LEN, what)
 }
 

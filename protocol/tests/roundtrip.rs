@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
+use vcompute_protocol::cuda::*;
 use vcompute_protocol::opencl::*;
 use vcompute_protocol::*;
 
@@ -53,6 +54,10 @@ fn dims() -> impl Strategy<Value = (Vec<u64>, Vec<u64>, Vec<u64>)> {
 }
 
 fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![opencl_request(), cuda_request()]
+}
+
+fn opencl_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::Ping(Empty {})),
         Just(Request::ClGetPlatformIds(Empty {})),
@@ -173,6 +178,293 @@ fn request() -> impl Strategy<Value = Request> {
     ]
 }
 
+fn stream_ref() -> impl Strategy<Value = StreamRef> {
+    prop_oneof![
+        any::<u64>().prop_map(|ctx| StreamRef::Legacy { ctx }),
+        any::<u64>().prop_map(|ctx| StreamRef::PerThread { ctx }),
+        any::<u64>().prop_map(StreamRef::Stream),
+    ]
+}
+
+fn image_kind() -> impl Strategy<Value = ImageKind> {
+    prop_oneof![
+        Just(ImageKind::Ptx),
+        Just(ImageKind::Cubin),
+        Just(ImageKind::Fatbin)
+    ]
+}
+
+fn memset_width() -> impl Strategy<Value = MemsetWidth> {
+    prop_oneof![
+        Just(MemsetWidth::D8),
+        Just(MemsetWidth::D16),
+        Just(MemsetWidth::D32)
+    ]
+}
+
+/// Creations, module loads and queries.
+fn cuda_setup_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        any::<u32>().prop_map(|flags| Request::CuInit(Init { flags })),
+        any::<u32>().prop_map(|device| Request::CuDeviceGetInfo(DeviceQuery { device })),
+        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(id, device, flags)| {
+            Request::CuCtxCreate(CtxCreate { id, device, flags })
+        }),
+        any::<u64>().prop_map(|ctx| Request::CuCtxDestroy(CtxDestroy { ctx })),
+        any::<u64>().prop_map(|ctx| Request::CuCtxSynchronize(CtxSynchronize { ctx })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            image_kind(),
+            0..=limits::MAX_MODULE_IMAGE_LEN,
+            prop::collection::vec(
+                (any::<u32>(), any::<u64>())
+                    .prop_map(|(option, value)| JitOption { option, value }),
+                0..8
+            ),
+            0..=limits::MAX_JIT_LOG_LEN as u32,
+            0..=limits::MAX_JIT_LOG_LEN as u32,
+        )
+            .prop_map(
+                |(id, ctx, kind, image_len, options, info_log_len, error_log_len)| {
+                    Request::CuModuleLoad(ModuleLoad {
+                        id,
+                        ctx,
+                        kind,
+                        image_len,
+                        options,
+                        info_log_len,
+                        error_log_len,
+                    })
+                }
+            ),
+        (any::<u64>(), any::<u64>(), "[_a-zA-Z0-9]{0,40}").prop_map(|(id, module, name)| {
+            Request::CuModuleGetFunction(GetFunction { id, module, name })
+        }),
+        (any::<u64>(), ".{0,40}")
+            .prop_map(|(module, name)| Request::CuModuleGetGlobal(GetGlobal { module, name })),
+        any::<u64>().prop_map(|module| Request::CuModuleUnload(ModuleUnload { module })),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(ctx, size)| Request::CuMemAlloc(MemAlloc { ctx, size })),
+        any::<u64>().prop_map(|ptr| Request::CuMemFree(MemFree { ptr })),
+        any::<u64>().prop_map(|ctx| Request::CuMemGetInfo(MemGetInfo { ctx })),
+        (any::<u64>(), any::<u32>()).prop_map(|(ptr, attribute)| {
+            Request::CuPointerGetAttribute(PointerGetAttribute { ptr, attribute })
+        }),
+        (any::<u64>(), any::<u64>(), any::<u32>(), any::<i32>()).prop_map(
+            |(id, ctx, flags, priority)| {
+                Request::CuStreamCreate(StreamCreate {
+                    id,
+                    ctx,
+                    flags,
+                    priority,
+                })
+            }
+        ),
+        any::<u64>().prop_map(|stream| Request::CuStreamDestroy(StreamDestroy { stream })),
+        (any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|(id, ctx, flags)| Request::CuEventCreate(EventCreate { id, ctx, flags })),
+        any::<u64>().prop_map(|event| Request::CuEventDestroy(EventOp { event })),
+        (any::<u64>(), any::<i32>()).prop_map(|(function, attribute)| {
+            Request::CuFuncGetAttribute(FuncGetAttribute {
+                function,
+                attribute,
+            })
+        }),
+        (any::<u64>(), any::<i32>(), any::<i32>()).prop_map(|(function, attribute, value)| {
+            Request::CuFuncSetAttribute(FuncSetAttribute {
+                function,
+                attribute,
+                value,
+            })
+        }),
+        (any::<u64>(), any::<u32>()).prop_map(|(function, config)| {
+            Request::CuFuncSetCacheConfig(FuncSetCacheConfig { function, config })
+        }),
+    ]
+}
+
+/// Copies, launches, stream and event work, occupancy.
+fn cuda_work_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<u64>(), 0..=limits::MAX_TRANSFER_LEN, stream_ref()).prop_map(
+            |(dst, size, stream)| Request::CuMemcpyHtoD(MemcpyHtoD { dst, size, stream })
+        ),
+        (any::<u64>(), 0..=limits::MAX_TRANSFER_LEN, stream_ref()).prop_map(
+            |(src, size, stream)| Request::CuMemcpyDtoH(MemcpyDtoH { src, size, stream })
+        ),
+        (any::<u64>(), any::<u64>(), any::<u64>(), stream_ref()).prop_map(
+            |(dst, src, size, stream)| Request::CuMemcpyDtoD(MemcpyDtoD {
+                dst,
+                src,
+                size,
+                stream
+            })
+        ),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            memset_width(),
+            any::<u64>(),
+            stream_ref()
+        )
+            .prop_map(
+                |(dst, value, width, count, stream)| Request::CuMemset(Memset {
+                    dst,
+                    value,
+                    width,
+                    count,
+                    stream
+                })
+            ),
+        stream_ref().prop_map(|stream| Request::CuStreamSynchronize(StreamOp { stream })),
+        stream_ref().prop_map(|stream| Request::CuStreamQuery(StreamOp { stream })),
+        (stream_ref(), any::<u64>(), any::<u32>()).prop_map(|(stream, event, flags)| {
+            Request::CuStreamWaitEvent(StreamWaitEvent {
+                stream,
+                event,
+                flags,
+            })
+        }),
+        (any::<u64>(), stream_ref(), any::<u32>()).prop_map(|(event, stream, flags)| {
+            Request::CuEventRecord(EventRecord {
+                event,
+                stream,
+                flags,
+            })
+        }),
+        any::<u64>().prop_map(|event| Request::CuEventSynchronize(EventOp { event })),
+        any::<u64>().prop_map(|event| Request::CuEventQuery(EventOp { event })),
+        (any::<u64>(), any::<u64>()).prop_map(|(start, end)| {
+            Request::CuEventElapsedTime(EventElapsedTime { start, end })
+        }),
+        (
+            any::<u64>(),
+            any::<[u32; 3]>(),
+            any::<[u32; 3]>(),
+            any::<u32>(),
+            stream_ref(),
+            prop::collection::vec(any::<u8>(), 0..256)
+        )
+            .prop_map(
+                |(function, grid, block, shared_mem_bytes, stream, params)| {
+                    Request::CuLaunchKernel(LaunchKernel {
+                        function,
+                        grid,
+                        block,
+                        shared_mem_bytes,
+                        stream,
+                        params,
+                    })
+                }
+            ),
+        (any::<u64>(), any::<i32>(), any::<u64>(), any::<u32>()).prop_map(
+            |(function, block_size, dynamic_smem, flags)| {
+                Request::CuOccupancyMaxActiveBlocks(OccupancyMaxActiveBlocks {
+                    function,
+                    block_size,
+                    dynamic_smem,
+                    flags,
+                })
+            }
+        ),
+        (
+            any::<u64>(),
+            prop_oneof![
+                any::<u64>().prop_map(DynamicSmem::Fixed),
+                prop::collection::vec(any::<u64>(), 1..=limits::MAX_OCCUPANCY_TABLE)
+                    .prop_map(DynamicSmem::PerBlockSize),
+            ],
+            any::<i32>(),
+            any::<u32>()
+        )
+            .prop_map(|(function, dynamic_smem, block_size_limit, flags)| {
+                Request::CuOccupancyMaxPotentialBlockSize(OccupancyMaxPotentialBlockSize {
+                    function,
+                    dynamic_smem,
+                    block_size_limit,
+                    flags,
+                })
+            }),
+        (any::<u64>(), any::<i32>(), any::<i32>()).prop_map(
+            |(function, num_blocks, block_size)| {
+                Request::CuOccupancyAvailableDynamicSmem(OccupancyAvailableDynamicSmem {
+                    function,
+                    num_blocks,
+                    block_size,
+                })
+            }
+        ),
+    ]
+}
+
+fn cuda_request() -> impl Strategy<Value = Request> {
+    prop_oneof![cuda_setup_request(), cuda_work_request()]
+}
+
+/// Every CUDA reply body.
+fn cuda_response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (any::<i32>(), any::<u32>()).prop_map(|(driver_version, device_count)| {
+            Response::CuInit(InitInfo {
+                driver_version,
+                device_count,
+            })
+        }),
+        (
+            ".{0,64}",
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            prop::collection::vec(
+                (any::<i32>(), any::<i32>())
+                    .prop_map(|(attribute, value)| DeviceAttribute { attribute, value }),
+                0..64
+            )
+        )
+            .prop_map(|(name, uuid, total_mem, attributes)| {
+                Response::CuDeviceGetInfo(DeviceInfo {
+                    name,
+                    uuid,
+                    total_mem,
+                    attributes,
+                })
+            }),
+        (
+            any::<i32>(),
+            prop::collection::vec(any::<u8>(), 0..128),
+            prop::collection::vec(any::<u8>(), 0..128)
+        )
+            .prop_map(|(result, info_log, error_log)| {
+                Response::CuModuleLoad(ModuleLoaded {
+                    result,
+                    info_log,
+                    error_log,
+                })
+            }),
+        prop::option::of(prop::collection::vec(
+            (any::<u32>(), any::<u32>()).prop_map(|(offset, size)| ParamInfo { offset, size }),
+            0..32
+        ))
+        .prop_map(|params| Response::CuModuleGetFunction(FunctionInfo { params })),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(ptr, size)| Response::CuModuleGetGlobal(Global { ptr, size })),
+        any::<u64>().prop_map(|ptr| Response::CuMemAlloc(DevicePtr { ptr })),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(free, total)| Response::CuMemGetInfo(MemInfo { free, total })),
+        any::<u64>().prop_map(|value| Response::CuPointerGetAttribute(PointerAttribute { value })),
+        any::<u32>().prop_map(|millis_bits| Response::CuEventElapsedTime(Elapsed { millis_bits })),
+        any::<i32>().prop_map(|value| Response::CuFuncGetAttribute(IntValue { value })),
+        (any::<i32>(), any::<i32>()).prop_map(|(min_grid_size, block_size)| {
+            Response::CuOccupancyMaxPotentialBlockSize(PotentialBlockSize {
+                min_grid_size,
+                block_size,
+            })
+        }),
+        any::<u64>()
+            .prop_map(|value| Response::CuOccupancyAvailableDynamicSmem(SizeValue { value })),
+    ]
+}
+
 proptest! {
     #[test]
     fn request_round_trips_through_a_frame(
@@ -230,6 +522,15 @@ proptest! {
             prop_assert_eq!(frame.header.request_id, id);
             prop_assert_eq!(decode_response(&frame).expect("decodes"), outcome);
         }
+    }
+
+    #[test]
+    fn cuda_replies_round_trip_through_a_frame(resp in cuda_response(), id in any::<u64>()) {
+        let mut buf = Vec::new();
+        let outcome = Outcome::Ok(resp);
+        encode_response(&mut buf, id, outcome_opcode(&outcome), &outcome);
+        let frame = FrameIter::new(&buf).next().expect("frame").expect("valid");
+        prop_assert_eq!(decode_response(&frame).expect("decodes"), outcome);
     }
 
     #[test]
@@ -383,5 +684,171 @@ fn opcode_numbers_are_stable_and_unique() {
     assert_eq!(Opcode::Ping as u16, 0x0003);
     assert_eq!(Opcode::ClGetPlatformIds as u16, 0x0100);
     assert_eq!(Opcode::ClEnqueueNdRange as u16, 0x0124);
+    assert_eq!(Opcode::CuInit as u16, 0x0200);
+    assert_eq!(Opcode::CuMemcpyHtoD as u16, 0x0233);
+    assert_eq!(Opcode::CuLaunchKernel as u16, 0x0260);
     assert_eq!(Opcode::from_u16(0xffff), None);
+}
+
+fn outcome_opcode(o: &Outcome) -> u16 {
+    match o {
+        Outcome::Ok(r) => r.opcode() as u16,
+        _ => 0,
+    }
+}
+
+#[test]
+fn cuda_limits_are_enforced() {
+    let ctx = StreamRef::Legacy { ctx: 1 };
+    let too_big = [
+        Request::CuModuleLoad(ModuleLoad {
+            id: 1,
+            ctx: 1,
+            kind: ImageKind::Ptx,
+            image_len: limits::MAX_MODULE_IMAGE_LEN + 1,
+            options: vec![],
+            info_log_len: 0,
+            error_log_len: 0,
+        }),
+        Request::CuModuleLoad(ModuleLoad {
+            id: 1,
+            ctx: 1,
+            kind: ImageKind::Cubin,
+            image_len: 16,
+            options: vec![
+                JitOption {
+                    option: 0,
+                    value: 0
+                };
+                limits::MAX_JIT_OPTIONS + 1
+            ],
+            info_log_len: 0,
+            error_log_len: 0,
+        }),
+        Request::CuModuleLoad(ModuleLoad {
+            id: 1,
+            ctx: 1,
+            kind: ImageKind::Fatbin,
+            image_len: 16,
+            options: vec![],
+            info_log_len: 0,
+            error_log_len: limits::MAX_JIT_LOG_LEN as u32 + 1,
+        }),
+        Request::CuModuleGetFunction(GetFunction {
+            id: 1,
+            module: 1,
+            name: "k".repeat(limits::MAX_STRING_LEN + 1),
+        }),
+        Request::CuMemcpyHtoD(MemcpyHtoD {
+            dst: 0,
+            size: limits::MAX_TRANSFER_LEN + 1,
+            stream: ctx,
+        }),
+        Request::CuMemcpyDtoH(MemcpyDtoH {
+            src: 0,
+            size: limits::MAX_TRANSFER_LEN + 1,
+            stream: ctx,
+        }),
+        Request::CuLaunchKernel(LaunchKernel {
+            function: 1,
+            grid: [1; 3],
+            block: [1; 3],
+            shared_mem_bytes: 0,
+            stream: ctx,
+            params: vec![0; limits::MAX_KERNEL_PARAM_BYTES + 1],
+        }),
+        Request::CuOccupancyMaxPotentialBlockSize(OccupancyMaxPotentialBlockSize {
+            function: 1,
+            dynamic_smem: DynamicSmem::PerBlockSize(vec![0; limits::MAX_OCCUPANCY_TABLE + 1]),
+            block_size_limit: 0,
+            flags: 0,
+        }),
+        Request::CuOccupancyMaxPotentialBlockSize(OccupancyMaxPotentialBlockSize {
+            function: 1,
+            dynamic_smem: DynamicSmem::PerBlockSize(vec![]),
+            block_size_limit: 0,
+            flags: 0,
+        }),
+    ];
+    for req in too_big {
+        let mut body = Vec::new();
+        req.encode_body(&mut body);
+        assert!(
+            matches!(
+                Request::decode(req.opcode() as u16, &body),
+                Err(DecodeError::OutOfRange(_))
+            ),
+            "{:?} accepted",
+            req.opcode()
+        );
+    }
+    // The largest legal launch buffer still decodes.
+    let at_limit = Request::CuLaunchKernel(LaunchKernel {
+        function: 1,
+        grid: [1; 3],
+        block: [1; 3],
+        shared_mem_bytes: 0,
+        stream: ctx,
+        params: vec![7; limits::MAX_KERNEL_PARAM_BYTES],
+    });
+    let mut body = Vec::new();
+    at_limit.encode_body(&mut body);
+    assert_eq!(
+        Request::decode(Opcode::CuLaunchKernel as u16, &body),
+        Ok(at_limit)
+    );
+}
+
+#[test]
+fn opcode_families_map_to_features() {
+    use vcompute_protocol::session::{FEATURE_CUDA, FEATURE_OPENCL};
+    for op in Opcode::ALL {
+        let expected = match *op as u16 >> 8 {
+            0x01 => FEATURE_OPENCL,
+            0x02 => FEATURE_CUDA,
+            _ => 0,
+        };
+        assert_eq!(op.feature(), expected, "{op:?}");
+    }
+    assert_eq!(Opcode::CuLaunchKernel.feature(), FEATURE_CUDA);
+    assert_eq!(Opcode::ClFinish.feature(), FEATURE_OPENCL);
+    assert_eq!(Opcode::Ping.feature(), 0);
+    assert_eq!(Opcode::SessionOpen.feature(), 0);
+    assert!(
+        Opcode::ALL
+            .iter()
+            .filter(|o| o.feature() == FEATURE_CUDA)
+            .count()
+            >= 35
+    );
+}
+
+#[test]
+fn cuda_helpers() {
+    let f = FunctionInfo {
+        params: Some(vec![
+            ParamInfo { offset: 0, size: 8 },
+            ParamInfo {
+                offset: 16,
+                size: 4,
+            },
+            ParamInfo { offset: 8, size: 4 },
+        ]),
+    };
+    assert_eq!(f.params_len(), Some(20));
+    assert_eq!(FunctionInfo { params: None }.params_len(), None);
+    assert_eq!(
+        FunctionInfo {
+            params: Some(vec![])
+        }
+        .params_len(),
+        Some(0)
+    );
+    assert_eq!(Elapsed::from_millis(1.5).millis(), 1.5);
+    assert_eq!(MemsetWidth::D16.bytes(), 2);
+    assert_eq!(
+        CuObjectKind::Context.invalid(),
+        cuda::result::INVALID_CONTEXT
+    );
+    assert_eq!(CuObjectKind::Stream.invalid(), cuda::result::INVALID_HANDLE);
 }

@@ -4,14 +4,47 @@
 //! | module | role |
 //! |---|---|
 //! | [`opencl`] | the OpenCL ICD (`clIcdGetPlatformIDsKHR` and the `cl*` API) |
+//! | [`cuda`] | the CUDA driver API (`libcuda.so.1`'s `cu*` entry points) |
+//!
+//! Both API families share the process's one session with the daemon
+//! ([`shared_client`]), so a program that uses both opens one connection.
 //!
 //! The helpers here are the only ways entry points touch caller memory:
 //! they null-check, bound every length, and never panic on caller data.
 
+pub(crate) mod cuda;
 pub(crate) mod opencl;
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use crate::client::Client;
+
+static CLIENT: OnceLock<Option<Client>> = OnceLock::new();
+
+/// The process's session with the daemon named by `VCOMPUTE_ENDPOINT`,
+/// connecting on first use. `None` when the daemon cannot be reached
+/// (said once on stderr; later calls do not retry).
+pub(crate) fn shared_client() -> Option<&'static Client> {
+    CLIENT
+        .get_or_init(|| {
+            let endpoint = std::env::var("VCOMPUTE_ENDPOINT")
+                .unwrap_or_else(|_| "(VCOMPUTE_ENDPOINT unset)".into());
+            match catch_unwind(Client::connect_from_env) {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => {
+                    eprintln!("vcompute: cannot reach daemon at {endpoint}: {e}");
+                    None
+                }
+                Err(_) => {
+                    eprintln!("vcompute: cannot reach daemon: the transport failed internally");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
 
 /// Runs an entry point body, turning a panic into `on_panic` and a log line,
 /// so that no unwind ever crosses the C ABI.

@@ -4,8 +4,13 @@
 //! `SET_MEM_TABLE` as a single region. It is laid out as
 //!
 //! ```text
-//! [rings: NUM_QUEUES x ring::RING_STRIDE][request area][response area][bulk staging]
+//! [rings: NUM_QUEUES x ring::RING_STRIDE][request area][response area][bulk staging][host heap]
 //! ```
+//!
+//! The host heap holds the program's host allocations (`cuMemAllocHost`,
+//! `cuMemHostAlloc`; see [`super::heap`]). Bulk segments that lie in it are
+//! not staged: their descriptors point at them, so the daemon reads and
+//! writes them in place.
 //!
 //! A lone synchronous chain uses the whole request, response and staging
 //! areas. The chains of a pipelined transfer are in flight together, so each
@@ -27,8 +32,12 @@ use super::ring::RING_STRIDE;
 
 /// Guest-physical address of the arena's first byte.
 pub const ARENA_GPA: u64 = 0x1_0000_0000;
-/// Default arena size in MiB; `VCOMPUTE_ARENA_MB` overrides it.
+/// Default arena size in MiB, without the host heap; `VCOMPUTE_ARENA_MB`
+/// overrides it.
 pub const DEFAULT_ARENA_MB: usize = 256;
+/// Default host-heap size in MiB; `VCOMPUTE_HOST_MB` overrides it. The
+/// memfd is sparse, so pages cost memory only once a program touches them.
+pub const DEFAULT_HOST_MB: usize = 512;
 /// Alignment of areas and bulk segments: a cache line, so that copies into
 /// staging start aligned.
 pub const SEGMENT_ALIGN: usize = 64;
@@ -49,21 +58,26 @@ pub struct Layout {
     pub response: Range<usize>,
     /// Bulk staging, shared by in- and out-bulk segments of one chain.
     pub staging: Range<usize>,
+    /// The host heap (may be empty), page-aligned.
+    pub host: Range<usize>,
 }
 
 impl Layout {
-    /// Lays out an arena of `len` bytes for `queues` queues, or `None` if it
-    /// leaves no room for staging.
-    pub fn new(len: usize, queues: usize) -> Option<Self> {
+    /// Lays out an arena of `len` bytes for `queues` queues, the last
+    /// `host_len` bytes (rounded down to pages) being the host heap, or
+    /// `None` if it leaves no room for staging.
+    pub fn new(len: usize, queues: usize, host_len: usize) -> Option<Self> {
         let rings = 0..queues.checked_mul(RING_STRIDE)?;
         let request = rings.end..rings.end.checked_add(align_up(MAX_REQUEST_AREA_LEN))?;
         let response = request.end..request.end.checked_add(align_up(RESPONSE_AREA_LEN))?;
-        let staging = response.end..len;
+        let host_start = len.checked_sub(host_len / 4096 * 4096)? / 4096 * 4096;
+        let staging = response.end..host_start;
         (staging.start < staging.end).then_some(Layout {
             rings,
             request,
             response,
             staging,
+            host: host_start..len,
         })
     }
 }
@@ -191,6 +205,19 @@ impl Arena {
         ARENA_GPA + offset as u64
     }
 
+    /// The arena offset of `len` bytes at address `addr`, if they lie
+    /// within `area` (a range of arena offsets). Address arithmetic only.
+    pub fn offset_in(&self, area: &Range<usize>, addr: usize, len: usize) -> Option<usize> {
+        let off = addr.checked_sub(self.base as usize)?;
+        let end = off.checked_add(len)?;
+        (area.start <= off && end <= area.end && end <= self.len).then_some(off)
+    }
+
+    /// This process's address of byte `offset` (not checked).
+    pub fn addr(&self, offset: usize) -> *mut u8 {
+        self.base.wrapping_add(offset)
+    }
+
     fn check(&self, offset: usize, len: usize) {
         assert!(
             offset.checked_add(len).is_some_and(|end| end <= self.len),
@@ -224,6 +251,27 @@ impl Arena {
     }
 }
 
+impl Arena {
+    /// Gives the pages of `range` back to the kernel (they read as zeros
+    /// afterwards). Best effort: the memory stays usable either way.
+    pub fn discard(&self, range: &Range<usize>) {
+        if range.is_empty() || range.end > self.len {
+            return;
+        }
+        // SAFETY: fallocate on a memfd we own, within its size; punching a
+        // hole only replaces the range's contents with zeros, which nothing
+        // relies on (the range is a freed host allocation).
+        unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                range.start as libc::off_t,
+                range.len() as libc::off_t,
+            );
+        }
+    }
+}
+
 impl Drop for Arena {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` describe the mapping created in `new`, and
@@ -242,18 +290,22 @@ mod tests {
 
     #[test]
     fn layout_orders_areas() {
-        let l = Layout::new(256 << 20, 2).expect("fits");
+        let l = Layout::new(256 << 20, 2, 0).expect("fits");
         assert_eq!(l.rings, 0..2 * RING_STRIDE);
         assert_eq!(l.request.start, l.rings.end);
         assert!(l.request.len() >= MAX_REQUEST_AREA_LEN);
         assert_eq!(l.response.start, l.request.end);
         assert!(l.response.len() >= RESPONSE_AREA_LEN);
         assert_eq!(l.staging, l.response.end..256 << 20);
+        assert!(l.host.is_empty());
+        let h = Layout::new(288 << 20, 2, 32 << 20).expect("fits");
+        assert_eq!(h.staging, l.staging, "the heap comes on top of staging");
+        assert_eq!(h.host, 256 << 20..288 << 20);
     }
 
     #[test]
     fn slots_are_disjoint_aligned_shares() {
-        let l = Layout::new(64 << 20, 2).expect("fits");
+        let l = Layout::new(64 << 20, 2, 0).expect("fits");
         let slots = l.slots(4);
         assert_eq!(slots.len(), 4);
         for (i, s) in slots.iter().enumerate() {
@@ -280,7 +332,9 @@ mod tests {
 
     #[test]
     fn layout_rejects_tiny_arena() {
-        assert_eq!(Layout::new(4 << 20, 2), None);
+        assert_eq!(Layout::new(4 << 20, 2, 0), None);
+        assert_eq!(Layout::new(64 << 20, 2, 64 << 20), None);
+        assert_eq!(Layout::new(64 << 20, 2, 128 << 20), None);
     }
 
     #[test]

@@ -15,18 +15,28 @@
 //! | file | role |
 //! |---|---|
 //! | `vhost_user.rs` | direct mode: the shim is the vhost-user frontend |
+//! | `stream.rs` | records over a byte stream: `AF_VSOCK` or `AF_UNIX` |
 //! | `ring.rs` | the driver side of a split virtqueue |
 //! | `arena.rs` | the shared-memory (memfd) arena and its layout |
+//! | `heap.rs` | the host-allocation heap over a range of the arena |
 //!
 //! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
-//! `vhost-user:/path/to/socket` selects direct mode.
+//!
+//! | value | transport |
+//! |---|---|
+//! | `vhost-user:/path/to/socket` | direct mode (shared-memory virtqueues) |
+//! | `vsock:CID:PORT` | a stream over `AF_VSOCK`; a guest uses CID 2, the host |
+//! | `unix:/path/to/socket` | a stream over `AF_UNIX` |
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use protocol::QueueClass;
 
 pub mod arena;
+pub mod heap;
 pub mod ring;
+pub mod stream;
 pub mod vhost_user;
 
 /// Environment variable naming the daemon endpoint.
@@ -36,7 +46,7 @@ pub const ENDPOINT_ENV: &str = "VCOMPUTE_ENDPOINT";
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// `VCOMPUTE_ENDPOINT` is missing or does not parse.
-    #[error("bad endpoint {0:?}: expected vhost-user:/path/to/socket")]
+    #[error("bad endpoint {0:?}: expected vhost-user:/path, unix:/path or vsock:CID:PORT")]
     BadEndpoint(String),
     /// The daemon could not be reached.
     #[error("cannot connect to the daemon at {path}: {source}")]
@@ -63,6 +73,15 @@ pub enum TransportError {
 pub enum Endpoint {
     /// Direct mode: connect to a vhost-user socket and be its frontend.
     VhostUser(PathBuf),
+    /// A stream to a unix socket.
+    Unix(PathBuf),
+    /// A stream to a vsock port.
+    Vsock {
+        /// Context id (2 = the host).
+        cid: u32,
+        /// Port the daemon listens on.
+        port: u32,
+    },
 }
 
 impl Endpoint {
@@ -73,6 +92,14 @@ impl Endpoint {
         let (scheme, rest) = s.trim().split_once(':').ok_or_else(bad)?;
         match scheme {
             "vhost-user" if !rest.is_empty() => Ok(Endpoint::VhostUser(PathBuf::from(rest))),
+            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
+            "vsock" => {
+                let (cid, port) = rest.split_once(':').ok_or_else(bad)?;
+                Ok(Endpoint::Vsock {
+                    cid: cid.parse().map_err(|_| bad())?,
+                    port: port.parse().map_err(|_| bad())?,
+                })
+            }
             _ => Err(bad()),
         }
     }
@@ -95,6 +122,15 @@ impl Endpoint {
         match self {
             Endpoint::VhostUser(path) => Ok(Box::new(vhost_user::VhostUserTransport::connect(
                 path,
+                &vhost_user::Options::from_env(),
+            )?)),
+            Endpoint::Unix(path) => Ok(Box::new(stream::StreamTransport::connect_unix(
+                path,
+                &vhost_user::Options::from_env(),
+            )?)),
+            Endpoint::Vsock { cid, port } => Ok(Box::new(stream::StreamTransport::connect_vsock(
+                *cid,
+                *port,
                 &vhost_user::Options::from_env(),
             )?)),
         }
@@ -181,6 +217,37 @@ pub trait Transport: Send {
         ))
     }
 
+    /// Allocates `len` bytes of host memory that the daemon can read and
+    /// write in place (see [`Transport::is_shared`]), or `None` if this
+    /// transport has no such memory or it is exhausted. The block stays
+    /// mapped as long as the transport lives.
+    fn host_alloc(&mut self, len: usize) -> Option<*mut u8> {
+        let _ = len;
+        None
+    }
+
+    /// Frees a block from [`Transport::host_alloc`] by its start address;
+    /// returns its length, or `None` if no block starts there. Chains that
+    /// name the block must have completed.
+    fn host_free(&mut self, addr: usize) -> Option<usize> {
+        let _ = addr;
+        None
+    }
+
+    /// The address range of the live host block containing `addr`.
+    fn host_block(&self, addr: usize) -> Option<Range<usize>> {
+        let _ = addr;
+        None
+    }
+
+    /// Whether `len` bytes at `addr` lie in this transport's shared host
+    /// memory. A bulk segment that does is not copied: the daemon reads or
+    /// writes it in place, so it must stay valid until its chain completes.
+    fn is_shared(&self, addr: usize, len: usize) -> bool {
+        let _ = (addr, len);
+        false
+    }
+
     /// Waits for the oldest chain still in flight from [`Transport::start`],
     /// copies its writable bulk segments into `bulk_out` (lengths as given
     /// to `start`) and returns its response area.
@@ -205,8 +272,29 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_parses_streams() {
+        assert_eq!(
+            Endpoint::parse("vsock:2:7000").ok(),
+            Some(Endpoint::Vsock { cid: 2, port: 7000 })
+        );
+        assert_eq!(
+            Endpoint::parse("unix:/tmp/v.sock_7000").ok(),
+            Some(Endpoint::Unix(PathBuf::from("/tmp/v.sock_7000")))
+        );
+    }
+
+    #[test]
     fn endpoint_rejects_garbage() {
-        for s in ["", "vhost-user:", "/run/vc.sock", "vsock:3:1234", "tcp:x"] {
+        for s in [
+            "",
+            "vhost-user:",
+            "unix:",
+            "/run/vc.sock",
+            "vsock:3",
+            "vsock:x:1",
+            "vsock:2:99999999999",
+            "tcp:x",
+        ] {
             assert!(
                 matches!(Endpoint::parse(s), Err(TransportError::BadEndpoint(_))),
                 "{s:?} should be rejected"

@@ -7,6 +7,10 @@
 //! areas. A pipelined transfer keeps up to [`PIPELINE_DEPTH`] chains in
 //! flight on the request queue, each in its own arena [`Slot`] and its own
 //! range of descriptors; a synchronous chain first waits for them all.
+//!
+//! Bulk segments that lie in the arena's host heap (host allocations from
+//! [`Transport::host_alloc`]) are not staged: their descriptors point at
+//! them in place.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -21,7 +25,10 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::arena::{align_up, Arena, Layout, Slot, DEFAULT_ARENA_MB, SEGMENT_ALIGN};
+use super::arena::{
+    align_up, Arena, Layout, Slot, DEFAULT_ARENA_MB, DEFAULT_HOST_MB, SEGMENT_ALIGN,
+};
+use super::heap::HostHeap;
 use super::ring::{Desc, SplitRing, WaitPolicy};
 use super::{Chain, Limits, PipeChain, PipeLimits, Transport, TransportError};
 
@@ -44,8 +51,10 @@ pub const PIPELINE_DEPTH: usize = 4;
 /// Tunables of direct mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Arena size in bytes (`VCOMPUTE_ARENA_MB`).
+    /// Arena size in bytes without the host heap (`VCOMPUTE_ARENA_MB`).
     pub arena_len: usize,
+    /// Host-heap size in bytes (`VCOMPUTE_HOST_MB`; 0 disables it).
+    pub host_len: usize,
     /// Busy-poll time before sleeping (`VCOMPUTE_POLL_US`).
     pub poll: Duration,
     /// Longest wait for one completion (`VCOMPUTE_TIMEOUT_MS`).
@@ -56,6 +65,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             arena_len: DEFAULT_ARENA_MB << 20,
+            host_len: DEFAULT_HOST_MB << 20,
             poll: Duration::from_micros(DEFAULT_POLL_US),
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         }
@@ -63,8 +73,9 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Defaults overridden by `VCOMPUTE_ARENA_MB`, `VCOMPUTE_POLL_US` and
-    /// `VCOMPUTE_TIMEOUT_MS`; unparsable values keep the default.
+    /// Defaults overridden by `VCOMPUTE_ARENA_MB`, `VCOMPUTE_HOST_MB`,
+    /// `VCOMPUTE_POLL_US` and `VCOMPUTE_TIMEOUT_MS`; unparsable values keep
+    /// the default.
     pub fn from_env() -> Self {
         fn num(name: &str) -> Option<u64> {
             std::env::var(name).ok()?.trim().parse().ok()
@@ -74,6 +85,9 @@ impl Options {
             arena_len: num("VCOMPUTE_ARENA_MB")
                 .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
                 .unwrap_or(d.arena_len),
+            host_len: num("VCOMPUTE_HOST_MB")
+                .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
+                .unwrap_or(d.host_len),
             poll: num("VCOMPUTE_POLL_US")
                 .map(Duration::from_micros)
                 .unwrap_or(d.poll),
@@ -111,6 +125,8 @@ pub struct VhostUserTransport {
     queues: Vec<Queue>,
     arena: Arena,
     layout: Layout,
+    /// Host allocations, over `layout.host`.
+    heap: HostHeap,
     policy: WaitPolicy,
     /// Descriptor scratch space, reused by every chain.
     descs: Vec<Desc>,
@@ -187,13 +203,17 @@ impl VhostUserTransport {
             }
         }
 
-        let layout = Layout::new(opts.arena_len, NUM_QUEUES).ok_or_else(|| {
+        let total = opts
+            .arena_len
+            .checked_add(opts.host_len)
+            .ok_or_else(|| TransportError::Setup("arena and host heap sizes overflow".into()))?;
+        let layout = Layout::new(total, NUM_QUEUES, opts.host_len).ok_or_else(|| {
             TransportError::Setup(format!(
                 "arena of {} MiB leaves no room for bulk staging",
                 opts.arena_len >> 20
             ))
         })?;
-        let arena = Arena::new(opts.arena_len).map_err(setup("memfd arena"))?;
+        let arena = Arena::new(total).map_err(setup("memfd arena"))?;
         let region = VhostUserMemoryRegionInfo {
             guest_phys_addr: arena.gpa(0),
             memory_size: arena.len() as u64,
@@ -268,6 +288,7 @@ impl VhostUserTransport {
             slots: layout.slots(PIPELINE_DEPTH),
             in_flight: VecDeque::with_capacity(PIPELINE_DEPTH),
             next_slot: 0,
+            heap: HostHeap::new(layout.host.clone()),
             layout,
             broken: None,
         })
@@ -297,14 +318,16 @@ impl VhostUserTransport {
 
     /// Checks a chain against the areas it is to use, copies its frames and
     /// in-bulk into them and builds its descriptors in `self.descs`.
-    /// Returns the arena offset of each writable bulk segment.
+    /// Each writable segment is given as its length and, if it lies in the
+    /// host heap, its arena offset. Returns the arena offset of each staged
+    /// writable segment (in order), from which the caller copies it back.
     fn stage(
         &mut self,
         areas: &Slot,
         max_segments: usize,
         frames: &[u8],
         bulk_in: &[&[u8]],
-        out_lens: impl Iterator<Item = usize> + Clone,
+        out_lens: impl Iterator<Item = (usize, Option<usize>)> + Clone,
     ) -> Result<Vec<usize>, TransportError> {
         if frames.is_empty() {
             return Err(TransportError::TooLarge(
@@ -326,8 +349,13 @@ impl VhostUserTransport {
         }
         let bulk: usize = bulk_in
             .iter()
+            .filter(|b| self.shared_offset(b).is_none())
             .map(|b| align_up(b.len()))
-            .chain(out_lens.clone().map(align_up))
+            .chain(
+                out_lens
+                    .clone()
+                    .map(|(n, shared)| if shared.is_some() { 0 } else { align_up(n) }),
+            )
             .sum();
         if bulk > areas.staging.len() {
             return Err(TransportError::TooLarge(format!(
@@ -345,13 +373,20 @@ impl VhostUserTransport {
         });
         let mut at = areas.staging.start;
         for b in bulk_in {
-            self.arena.write(at, b);
+            let addr = match self.shared_offset(b) {
+                Some(off) => self.arena.gpa(off),
+                None => {
+                    let off = at;
+                    self.arena.write(off, b);
+                    at += align_up(b.len());
+                    self.arena.gpa(off)
+                }
+            };
             self.descs.push(Desc {
-                addr: self.arena.gpa(at),
+                addr,
                 len: b.len() as u32,
                 write: false,
             });
-            at += align_up(b.len());
         }
         self.descs.push(Desc {
             addr: self.arena.gpa(areas.response.start),
@@ -359,16 +394,33 @@ impl VhostUserTransport {
             write: true,
         });
         let mut outs = Vec::with_capacity(segments - bulk_in.len());
-        for n in out_lens {
+        for (n, shared) in out_lens {
+            let off = match shared {
+                Some(off) => off,
+                None => {
+                    let off = at;
+                    outs.push(off);
+                    at += align_up(n);
+                    off
+                }
+            };
             self.descs.push(Desc {
-                addr: self.arena.gpa(at),
+                addr: self.arena.gpa(off),
                 len: n as u32,
                 write: true,
             });
-            outs.push(at);
-            at += align_up(n);
         }
         Ok(outs)
+    }
+
+    /// The arena offset of `b` if it lies in the host heap (then it is not
+    /// staged). Empty segments are always staged (their address may dangle).
+    fn shared_offset(&self, b: &[u8]) -> Option<usize> {
+        if b.is_empty() {
+            return None;
+        }
+        self.arena
+            .offset_in(&self.layout.host, b.as_ptr() as usize, b.len())
     }
 
     /// Publishes the chain in `self.descs` at descriptor `head` of queue
@@ -464,12 +516,21 @@ impl Transport for VhostUserTransport {
             staging: self.layout.staging.clone(),
         };
         let max_segments = self.limits().max_segments;
+        let shared_outs: Vec<Option<usize>> = chain
+            .bulk_out
+            .iter()
+            .map(|b| self.shared_offset(b))
+            .collect();
         let outs = self.stage(
             &areas,
             max_segments,
             chain.frames,
             chain.bulk_in,
-            chain.bulk_out.iter().map(|b| b.len()),
+            chain
+                .bulk_out
+                .iter()
+                .map(|b| b.len())
+                .zip(shared_outs.iter().copied()),
         )?;
         let qi = match queue {
             QueueClass::Control => CONTROL_QUEUE,
@@ -477,7 +538,12 @@ impl Transport for VhostUserTransport {
         };
         self.publish(qi, 0)?;
         let resp = self.wait(qi, 0, &areas.response, self.policy)?;
-        for (b, at) in chain.bulk_out.iter_mut().zip(outs) {
+        let staged = chain
+            .bulk_out
+            .iter_mut()
+            .zip(&shared_outs)
+            .filter(|(_, shared)| shared.is_none());
+        for ((b, _), at) in staged.zip(outs) {
             self.arena.read(at, b);
         }
         Ok(resp)
@@ -505,7 +571,7 @@ impl Transport for VhostUserTransport {
             limits.max_segments,
             chain.frames,
             chain.bulk_in,
-            chain.out_lens.iter().copied(),
+            chain.out_lens.iter().map(|&n| (n, None)),
         )?;
         let head = (slot * self.slot_descs()) as u16;
         self.publish(REQUEST_QUEUE, head)?;
@@ -519,6 +585,29 @@ impl Transport for VhostUserTransport {
         });
         self.next_slot = (slot + 1) % limits.depth;
         Ok(())
+    }
+
+    fn host_alloc(&mut self, len: usize) -> Option<*mut u8> {
+        let r = self.heap.alloc(len)?;
+        Some(self.arena.addr(r.start))
+    }
+
+    fn host_free(&mut self, addr: usize) -> Option<usize> {
+        let off = self.arena.offset_in(&self.layout.host, addr, 0)?;
+        let r = self.heap.free(off)?;
+        self.arena.discard(&r);
+        Some(r.len())
+    }
+
+    fn host_block(&self, addr: usize) -> Option<std::ops::Range<usize>> {
+        let off = self.arena.offset_in(&self.layout.host, addr, 0)?;
+        let r = self.heap.block_of(off)?;
+        let base = self.arena.addr(0) as usize;
+        Some(base + r.start..base + r.end)
+    }
+
+    fn is_shared(&self, addr: usize, len: usize) -> bool {
+        len > 0 && self.arena.offset_in(&self.layout.host, addr, len).is_some()
     }
 
     fn finish(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {

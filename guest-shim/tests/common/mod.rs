@@ -17,6 +17,23 @@ pub fn build_shim() -> PathBuf {
     lib
 }
 
+/// Builds the cdylib and returns a directory holding `libcuda.so.1` and
+/// `libcuda.so` links to it (what `scripts/libcuda.sh` makes), for
+/// `LD_LIBRARY_PATH` or `dlopen`.
+pub fn cuda_lib_dir() -> PathBuf {
+    let lib = build_shim();
+    let dir = target_dir().join("debug/cuda");
+    std::fs::create_dir_all(&dir).expect("create the libcuda directory");
+    for name in ["libcuda.so.1", "libcuda.so"] {
+        // Atomic replacement: tests in other processes may do the same.
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&lib, &tmp).expect("link libcuda");
+        std::fs::rename(&tmp, dir.join(name)).expect("install the libcuda link");
+    }
+    dir
+}
+
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR")

@@ -9,11 +9,19 @@
 //! |---|---|
 //! | `mod.rs` | the trait, guest buffers, errors, selection |
 //! | `opencl/` | the OpenCL executor over `opencl3` |
+//! | `cuda/` | the CUDA executor over `cudarc` (driver API) |
+//! | `cuda_double.rs` | a recording test double of the CUDA executor |
+//! | `combined.rs` | several API families in one session, routed by opcode |
 
 use std::fmt;
+use std::sync::Arc;
 
 use protocol::{ProtocolError, Request, Response};
+use tracing::info;
 
+pub mod combined;
+pub mod cuda;
+pub mod cuda_double;
 pub mod opencl;
 
 /// A guest-memory segment lent to an executor for the duration of one request.
@@ -70,6 +78,36 @@ impl GuestBuf {
         // is a fresh allocation of `len` bytes and cannot overlap guest memory.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr, v.as_mut_ptr(), self.len) };
         v
+    }
+
+    /// Copies bytes from `offset` into `dst`; returns false (and copies
+    /// nothing) if the range does not lie inside the segment.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: `offset..offset+dst.len()` lies inside the segment, which
+        // the constructor keeps mapped; `dst` is daemon memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies `src` into the segment at `offset`; returns false (and copies
+    /// nothing) if it does not fit.
+    pub fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        if offset
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range lies inside the segment, mapped and writable by
+        // the constructor's contract; `src` is daemon memory.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+        true
     }
 
     /// Copies `src` into the start of the segment; returns false (and copies
@@ -141,7 +179,8 @@ pub trait ExecutorFactory: Send + Sync {
 /// Which executor the daemon should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutorKind {
-    /// CUDA when a driver is present, otherwise OpenCL.
+    /// Every runtime present: CUDA when a driver sees a device, OpenCL when
+    /// a platform exists, both together when both are.
     Auto,
     /// OpenCL through the system ICD loader.
     OpenCl,
@@ -152,21 +191,59 @@ pub enum ExecutorKind {
 /// Errors creating executors.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
-    /// The CUDA executor is not part of this build yet.
-    #[error("the CUDA executor is not available in this build; use --executor opencl")]
-    CudaUnavailable,
+    /// `libcuda.so.1` could not be loaded.
+    #[error("no NVIDIA driver: libcuda.so.1 could not be loaded (use --executor opencl)")]
+    NoCudaDriver,
+    /// `cuInit` or a device query failed.
+    #[error("the NVIDIA driver failed to initialize (CUresult {0})")]
+    CudaInit(i32),
+    /// The driver loaded but sees no GPU.
+    #[error("the NVIDIA driver reports no CUDA device (use --executor opencl)")]
+    NoCudaDevice,
     /// No OpenCL platform could be found.
     #[error("no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)")]
     NoOpenClPlatform,
+    /// Two combined executors claim the same API family.
+    #[error("two executors serve the same API family")]
+    OverlappingFamilies,
+    /// `auto` found neither runtime.
+    #[error("no compute runtime found: CUDA: {cuda}; OpenCL: {opencl}")]
+    NoRuntime {
+        /// Why CUDA is not available.
+        cuda: Box<ExecutorError>,
+        /// Why OpenCL is not available.
+        opencl: Box<ExecutorError>,
+    },
     /// The runtime reported an error while setting up.
     #[error("runtime error {0} while opening the executor")]
     Runtime(i32),
 }
 
-/// Creates the factory for `kind`.
-pub fn factory(kind: ExecutorKind) -> Result<Box<dyn ExecutorFactory>, ExecutorError> {
+/// Creates the factory for `kind`. `Auto` serves every runtime present:
+/// CUDA when the NVIDIA driver loads and sees a device, OpenCL when a
+/// platform exists, and both (each session routed by API family) when both
+/// are.
+pub fn factory(kind: ExecutorKind) -> Result<Arc<dyn ExecutorFactory>, ExecutorError> {
     match kind {
-        ExecutorKind::Cuda => Err(ExecutorError::CudaUnavailable),
-        ExecutorKind::Auto | ExecutorKind::OpenCl => Ok(Box::new(opencl::OpenClFactory::new()?)),
+        ExecutorKind::Cuda => Ok(Arc::new(cuda::CudaFactory::new()?)),
+        ExecutorKind::OpenCl => Ok(Arc::new(opencl::OpenClFactory::new()?)),
+        ExecutorKind::Auto => match (cuda::CudaFactory::new(), opencl::OpenClFactory::new()) {
+            (Ok(c), Ok(o)) => Ok(Arc::new(combined::CombinedFactory::new(
+                vec![Arc::new(c), Arc::new(o)],
+                "cuda+opencl",
+            )?)),
+            (Ok(c), Err(why)) => {
+                info!(reason = %why, "OpenCL not available; serving CUDA only");
+                Ok(Arc::new(c))
+            }
+            (Err(why), Ok(o)) => {
+                info!(reason = %why, "CUDA not available; serving OpenCL only");
+                Ok(Arc::new(o))
+            }
+            (Err(cuda), Err(opencl)) => Err(ExecutorError::NoRuntime {
+                cuda: Box::new(cuda),
+                opencl: Box::new(opencl),
+            }),
+        },
     }
 }

@@ -17,8 +17,10 @@ pub const CHILD_ENV: &str = "VCOMPUTE_TEST_CHILD";
 pub enum Target<'a> {
     /// The system's own ICDs.
     Native,
-    /// The shim, pointed at this daemon.
+    /// The shim, pointed at this daemon's vhost-user socket.
     Shim(&'a Daemon),
+    /// The shim, pointed at this daemon's stream listener (`unix:`).
+    Stream(&'a Daemon),
 }
 
 /// True when a native OpenCL platform is available; otherwise says the test
@@ -70,6 +72,7 @@ pub fn shim_lib() -> PathBuf {
 pub struct Daemon {
     child: Child,
     socket: PathBuf,
+    stream: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -77,12 +80,35 @@ impl Daemon {
     /// Starts `vhost-device-compute --executor opencl` plus `extra` args and
     /// waits for its socket.
     pub fn start(extra: &[&str]) -> Daemon {
+        Self::spawn(extra, None)
+    }
+
+    /// Like [`Daemon::start`], with a stream listener as well
+    /// (`--listen unix:PATH`).
+    pub fn start_with_stream(extra: &[&str]) -> Daemon {
+        Self::spawn(extra, Some("stream.sock"))
+    }
+
+    /// Like [`Daemon::start_with_stream`], the listener named `name` in the
+    /// daemon's directory.
+    pub fn start_with_stream_named(name: &str, extra: &[&str]) -> Daemon {
+        Self::spawn(extra, Some(name))
+    }
+
+    fn spawn(extra: &[&str], stream_name: Option<&str>) -> Daemon {
+        let stream = stream_name.is_some();
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("compute.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_vhost-device-compute"))
-            .arg("--socket")
+        let stream_path = dir.path().join(stream_name.unwrap_or("stream.sock"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vhost-device-compute"));
+        cmd.arg("--socket")
             .arg(&socket)
-            .args(["--executor", "opencl"])
+            .args(["--executor", "opencl"]);
+        if stream {
+            cmd.arg("--listen")
+                .arg(format!("unix:{}", stream_path.display()));
+        }
+        let child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .spawn()
@@ -90,10 +116,11 @@ impl Daemon {
         let mut d = Daemon {
             child,
             socket,
+            stream: stream_path,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !d.socket.exists() {
+        while !d.socket.exists() || (stream && !d.stream.exists()) {
             d.assert_alive();
             assert!(Instant::now() < deadline, "daemon socket never appeared");
             std::thread::sleep(Duration::from_millis(20));
@@ -104,6 +131,16 @@ impl Daemon {
     /// The `VCOMPUTE_ENDPOINT` value naming this daemon.
     pub fn endpoint(&self) -> String {
         format!("vhost-user:{}", self.socket.display())
+    }
+
+    /// The `VCOMPUTE_ENDPOINT` value naming this daemon's stream listener.
+    pub fn stream_endpoint(&self) -> String {
+        format!("unix:{}", self.stream.display())
+    }
+
+    /// The stream listener's path.
+    pub fn stream_path(&self) -> &Path {
+        &self.stream
     }
 
     /// The socket path.
@@ -137,6 +174,14 @@ impl Daemon {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// True while the daemon process runs (not exited, not a zombie).
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(self.proc_path("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.to_owned()))
+            .is_some_and(|r| !r.starts_with('Z'))
     }
 
     /// Panics if the daemon has exited.
@@ -174,6 +219,10 @@ pub fn aim(cmd: &mut Command, target: &Target<'_>) {
         Target::Shim(d) => {
             cmd.env("OCL_ICD_VENDORS", shim_lib())
                 .env("VCOMPUTE_ENDPOINT", d.endpoint());
+        }
+        Target::Stream(d) => {
+            cmd.env("OCL_ICD_VENDORS", shim_lib())
+                .env("VCOMPUTE_ENDPOINT", d.stream_endpoint());
         }
     }
 }

@@ -29,6 +29,34 @@ pub const QSIZE: u16 = 256;
 pub const REQ_AREA: u64 = 0x10_0000;
 pub const RESP_AREA: u64 = 0x20_0000;
 pub const RESP_LEN: u32 = 0x10_0000;
+/// Where bulk segments of [`TestGuest::call_frames`] live (to `MEM_SIZE`).
+pub const BULK_AREA: u64 = 0x30_0000;
+
+/// What [`TestGuest::call_frames`] returns: each answered frame's request
+/// id and outcome, and the bytes of every writable segment.
+pub type Answered = (Vec<(u64, Outcome)>, Vec<Vec<u8>>);
+
+/// One frame of [`TestGuest::call_frames`]: a request, its header flags,
+/// its readable segments and the lengths of its writable ones.
+#[derive(Debug, Clone)]
+pub struct FrameSpec {
+    pub req: Request,
+    pub flags: u16,
+    pub input: Vec<Vec<u8>>,
+    pub output: Vec<u32>,
+}
+
+impl FrameSpec {
+    /// A frame without bulk.
+    pub fn plain(req: Request) -> Self {
+        FrameSpec {
+            req,
+            flags: 0,
+            input: vec![],
+            output: vec![],
+        }
+    }
+}
 
 fn ring_base(q: usize) -> u64 {
     q as u64 * 0x1_0000
@@ -249,6 +277,81 @@ impl TestGuest {
                 })
                 .collect(),
         )
+    }
+
+    /// Sends `frames` as one chain with their bulk segments; returns each
+    /// answered frame's outcome and every writable segment's bytes.
+    pub fn call_frames(&mut self, q: usize, frames: &[FrameSpec]) -> Option<Answered> {
+        let mut area = Vec::new();
+        let mut descs = Vec::new();
+        let mut at = BULK_AREA;
+        for f in frames {
+            let id = self.next_id;
+            self.next_id += 1;
+            encode_request(
+                &mut area,
+                id,
+                f.flags,
+                &f.req,
+                f.input.len() as u16,
+                f.output.len() as u16,
+            )
+            .unwrap();
+        }
+        descs.push((REQ_AREA, area.len() as u32, false));
+        for seg in frames.iter().flat_map(|f| &f.input) {
+            self.mem.write_slice(seg, GuestAddress(at)).unwrap();
+            descs.push((at, seg.len() as u32, false));
+            at += seg.len() as u64;
+        }
+        descs.push((RESP_AREA, RESP_LEN, true));
+        let mut outs = Vec::new();
+        for &len in frames.iter().flat_map(|f| &f.output) {
+            descs.push((at, len, true));
+            outs.push((at, len));
+            at += u64::from(len);
+        }
+        assert!(at <= MEM_SIZE, "bulk does not fit the test guest's memory");
+        self.mem.write_slice(&area, GuestAddress(REQ_AREA)).unwrap();
+        let used = self.submit(q, &descs)?;
+        let mut resp = vec![0u8; used as usize];
+        self.mem
+            .read_slice(&mut resp, GuestAddress(RESP_AREA))
+            .unwrap();
+        let outcomes = FrameIter::new(&resp)
+            .map(|f| {
+                let f = f.unwrap();
+                (f.header.request_id, protocol::decode_response(&f).unwrap())
+            })
+            .collect();
+        let data = outs
+            .into_iter()
+            .map(|(addr, len)| {
+                let mut v = vec![0u8; len as usize];
+                self.mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
+                v
+            })
+            .collect();
+        Some((outcomes, data))
+    }
+
+    /// Opens a session asking for `features`; returns the granted ones.
+    pub fn open_session_with(&mut self, features: u64) -> u64 {
+        let out = self
+            .call(
+                0,
+                &[Request::SessionOpen(SessionOpen {
+                    min_version: 1,
+                    max_version: PROTOCOL_VERSION,
+                    features,
+                    client: "test".into(),
+                })],
+            )
+            .expect("no answer to SessionOpen");
+        match &out[..] {
+            [(_, Outcome::Ok(Response::SessionOpen(o)))] => o.features,
+            other => panic!("unexpected SessionOpen reply {other:?}"),
+        }
     }
 
     /// Opens a session and checks the reply.

@@ -7,7 +7,7 @@
 //! an in-order queue) or to a trailing barrier (out-of-order queue).
 //!
 //! Transfers of at least [`PIPELINE_MIN`] bytes are split into smaller
-//! pieces and pipelined ([`Client::call_pipelined`]): the shim copies one
+//! pieces and pipelined ([`crate::client::Client::call_pipelined`]): the shim copies one
 //! piece into shared memory while the daemon copies the previous one into
 //! (or out of) the buffer, instead of the two copies running in turn. This
 //! holds for non-blocking writes too: posting one would copy it into the
@@ -36,37 +36,26 @@ use super::memory::{get_buffer, in_bounds};
 use super::objects::{Data, Record};
 use super::queue::get_queue;
 use super::{call, chunk_size, cl_error, client, post, status};
-use crate::client::{Client, Piece};
+use crate::client::Piece;
 use crate::ffi::{bytes_out, slice_in};
 
-/// Transfers at least this long are pipelined. Below it one chain costs
-/// less than several: each piece is one blocking runtime call in the
+/// OpenCL transfers at least this long are pipelined. Below it one chain
+/// costs less than several: each piece is one blocking runtime call in the
 /// daemon (some 15-25 µs with POCL on a busy two-core machine), which a
 /// 256 KiB or 1 MiB copy does not repay (`vcompute-bench`, 2 MiB vs
 /// 256 KiB here: 256 KiB transfers 0.2-0.35x -> 0.7-1.1x native
 /// bandwidth, 1 MiB 0.26-0.45x -> 0.5-0.6x).
 pub(crate) const PIPELINE_MIN: usize = 2 << 20;
 
-/// Smallest piece of a pipelined transfer: below this, the cost of a chain
-/// outweighs the copy it overlaps.
+/// Smallest piece of a pipelined OpenCL transfer.
 const PIPELINE_MIN_PIECE: usize = 512 << 10;
 
-/// How a transfer of `len` bytes is split: the piece length, and whether
-/// the pieces are pipelined. A pipelined transfer is cut into at least four
-/// pieces (so even a short one overlaps), of at most the client's pipeline
-/// chunk.
+/// How a transfer of `len` bytes, blocking or not, is split: the piece
+/// length, and whether the pieces are pipelined.
 fn split(len: usize) -> (usize, bool) {
-    let pipe = if len >= PIPELINE_MIN {
-        client().ok().and_then(Client::pipeline_chunk)
-    } else {
-        None
-    };
-    match pipe {
-        Some(chunk) => {
-            let piece = len.div_ceil(4).next_multiple_of(4096);
-            (piece.clamp(PIPELINE_MIN_PIECE, chunk).max(1), true)
-        }
-        None => (chunk_size(), false),
+    match client() {
+        Ok(c) => c.split_transfer_from(len, PIPELINE_MIN, PIPELINE_MIN_PIECE),
+        Err(_) => (chunk_size(), false),
     }
 }
 

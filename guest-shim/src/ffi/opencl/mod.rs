@@ -17,8 +17,9 @@
 //! | [`map`] | `clEnqueueMapBuffer` emulated in host memory |
 //! | [`event`] | events, user events, callbacks, waits |
 //!
-//! This module owns the session: the first `clIcdGetPlatformIDsKHR` (or
-//! `clGetPlatformIDs`) connects once; a missing daemon means no platforms.
+//! The first `clIcdGetPlatformIDsKHR` (or `clGetPlatformIDs`) lists the
+//! platforms once, over the process's one session
+//! ([`crate::ffi::shared_client`]); a missing daemon means no platforms.
 
 pub(crate) mod context;
 pub(crate) mod dispatch;
@@ -61,7 +62,7 @@ pub(crate) fn chunk_size() -> usize {
 /// A connected session and the platforms the daemon reported.
 #[derive(Debug)]
 pub(crate) struct Session {
-    pub client: Client,
+    pub client: &'static Client,
     pub platforms: Vec<Arc<Record>>,
 }
 
@@ -84,13 +85,7 @@ pub(crate) fn session() -> Option<&'static Session> {
 fn connect() -> Option<Session> {
     let endpoint =
         std::env::var("VCOMPUTE_ENDPOINT").unwrap_or_else(|_| "(VCOMPUTE_ENDPOINT unset)".into());
-    let client = match Client::connect_from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vcompute: cannot reach daemon at {endpoint}: {e}");
-            return None;
-        }
-    };
+    let client = crate::ffi::shared_client()?;
     let platforms = match client.call(Request::ClGetPlatformIds(Empty {}), &[], &mut []) {
         Ok(Response::ClGetPlatformIds(list)) => list.handles,
         Ok(_) => {
@@ -110,7 +105,7 @@ fn connect() -> Option<Session> {
 /// The connected client, for calls on objects (which exist only once a
 /// session does).
 pub(crate) fn client() -> Result<&'static Client, cl_int> {
-    session().map(|s| &s.client).ok_or(CL_OUT_OF_RESOURCES)
+    session().map(|s| s.client).ok_or(CL_OUT_OF_RESOURCES)
 }
 
 static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);

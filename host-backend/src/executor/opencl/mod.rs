@@ -429,6 +429,9 @@ impl OpenClExecutor {
             Request::SessionOpen(_) | Request::SessionClose(_) => {
                 Err(ExecError::Protocol(ProtocolError::UnsupportedOpcode))
             }
+            // Another API family: the session layer refuses these before
+            // they get here; this is the executor's own guard.
+            _ => Err(ExecError::Protocol(ProtocolError::ApiUnavailable)),
         }
     }
 }

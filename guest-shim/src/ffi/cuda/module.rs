@@ -1,0 +1,527 @@
+//! Modules: loads from PTX text, cubin (ELF) or fat binaries, kernels and
+//! globals. The driver API passes images without a length, so the shim
+//! finds it from the image itself, as the driver does: PTX runs to its NUL,
+//! an ELF image to the end of its last section or header table, a fat
+//! binary to the end its header states.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+
+use protocol::cuda::{GetFunction, GetGlobal, ImageKind, JitOption, ModuleLoad, ModuleUnload};
+use protocol::limits::{MAX_JIT_LOG_LEN, MAX_JIT_OPTIONS, MAX_MODULE_IMAGE_LEN};
+use protocol::opencl::Handle;
+use protocol::{Request, Response};
+
+use super::state::{self, DevRange, Function, Kind, Module};
+use super::types::*;
+use super::{call, client, current_ctx, entry, out, post, unexpected, CuResult};
+
+const ELF_MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
+/// First word of a fat binary (`__nv_fatbin` contents).
+const FATBIN_MAGIC: u32 = 0xba55_ed50;
+/// First word of a `__fatBinC_Wrapper_t`, which points at a fat binary.
+const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43b1;
+
+/// Copies `n` bytes at `p + off` (the image header the length comes from).
+///
+/// # Safety
+/// `p + off .. p + off + n` is readable (part of the program's image).
+unsafe fn peek(p: *const u8, off: usize, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    // SAFETY: the caller's contract; `v` is a fresh buffer of `n` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(p.wrapping_add(off), v.as_mut_ptr(), n) };
+    v
+}
+
+fn u16_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, |a| u64::from(u16::from_le_bytes(a)))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, |a| u64::from(u32::from_le_bytes(a)))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The length of a 64-bit little-endian ELF image from its headers.
+///
+/// # Safety
+/// `p` points at a readable ELF image.
+unsafe fn elf_len(p: *const u8) -> CuResult<u64> {
+    // SAFETY: an ELF64 header is 64 bytes; the caller's contract.
+    let h = unsafe { peek(p, 0, 64) };
+    if h.get(4) != Some(&2) || h.get(5) != Some(&1) {
+        return Err(CUDA_ERROR_INVALID_IMAGE); // not ELF64 little-endian
+    }
+    let (phoff, shoff) = (u64_at(&h, 0x20), u64_at(&h, 0x28));
+    let (phentsize, phnum) = (u16_at(&h, 0x36), u16_at(&h, 0x38));
+    let (shentsize, shnum) = (u16_at(&h, 0x3a), u16_at(&h, 0x3c));
+    let mut end = 64u64
+        .max(phoff.saturating_add(phentsize * phnum))
+        .max(shoff.saturating_add(shentsize * shnum));
+    if end > MAX_MODULE_IMAGE_LEN || shentsize < 64 && shnum > 0 {
+        return Err(CUDA_ERROR_INVALID_IMAGE);
+    }
+    let shoff = usize::try_from(shoff).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+    for i in 0..shnum as usize {
+        // SAFETY: the section header table lies inside the image (its end
+        // was checked against the bound above; the image is the caller's).
+        let sh = unsafe { peek(p, shoff + i * shentsize as usize, 64) };
+        const SHT_NOBITS: u64 = 8;
+        if u32_at(&sh, 4) != SHT_NOBITS {
+            end = end.max(u64_at(&sh, 0x18).saturating_add(u64_at(&sh, 0x20)));
+        }
+    }
+    Ok(end)
+}
+
+/// What the image at `p` is and its bytes.
+///
+/// # Safety
+/// `p` points at a complete module image: NUL-terminated PTX, an ELF
+/// cubin, a fat binary or a fat binary wrapper, alive for `'a`.
+unsafe fn image<'a>(p: *const c_void) -> CuResult<(ImageKind, &'a [u8])> {
+    if p.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    let p = p.cast::<u8>();
+    // SAFETY: every image kind is at least 4 bytes long.
+    let head = unsafe { peek(p, 0, 4) };
+    let magic = u32_at(&head, 0) as u32;
+    let (kind, start, len) = if head == ELF_MAGIC {
+        // SAFETY: an ELF image, by the caller's contract.
+        (ImageKind::Cubin, p, unsafe { elf_len(p) }?)
+    } else if magic == FATBIN_MAGIC {
+        // SAFETY: a fat binary header is 16 bytes.
+        let h = unsafe { peek(p, 0, 16) };
+        (
+            ImageKind::Fatbin,
+            p,
+            u16_at(&h, 6).saturating_add(u64_at(&h, 8)),
+        )
+    } else if magic == FATBIN_WRAPPER_MAGIC {
+        // SAFETY: the wrapper is { int magic; int version; const void *data; ... }.
+        let w = unsafe { peek(p, 0, 16) };
+        let data = u64_at(&w, 8) as usize as *const c_void;
+        // SAFETY: the wrapper points at a fat binary, by the same contract.
+        return unsafe { image(data) }.and_then(|(k, b)| match k {
+            ImageKind::Fatbin => Ok((k, b)),
+            _ => Err(CUDA_ERROR_INVALID_IMAGE),
+        });
+    } else {
+        // SAFETY: otherwise PTX text, NUL-terminated by the contract.
+        let text = unsafe { CStr::from_ptr(p.cast::<c_char>()) };
+        (ImageKind::Ptx, p, text.to_bytes().len() as u64)
+    };
+    if len == 0 || len > MAX_MODULE_IMAGE_LEN {
+        return Err(CUDA_ERROR_INVALID_IMAGE);
+    }
+    let len = usize::try_from(len).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+    // SAFETY: the image is `len` bytes long, as its own headers say.
+    Ok((kind, unsafe { std::slice::from_raw_parts(start, len) }))
+}
+
+/// What a file or linked buffer holds, judged by its first bytes.
+pub(crate) fn kind_of(bytes: &[u8]) -> ImageKind {
+    let magic = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes);
+    if bytes.starts_with(&ELF_MAGIC) {
+        ImageKind::Cubin
+    } else if magic == Some(FATBIN_MAGIC) {
+        ImageKind::Fatbin
+    } else {
+        ImageKind::Ptx
+    }
+}
+
+/// JIT log buffers the program asked for, written after the load.
+#[derive(Default)]
+struct Logs {
+    info: Option<(*mut u8, usize, usize)>,
+    error: Option<(*mut u8, usize, usize)>,
+    wall_time: Option<usize>,
+}
+
+/// Splits JIT options into plain ones for the daemon and log buffers.
+///
+/// # Safety
+/// `options` and `values` are NULL or hold `n` entries.
+unsafe fn jit_options(
+    n: c_uint,
+    options: *const c_int,
+    values: *const *mut c_void,
+) -> CuResult<(Vec<JitOption>, Logs)> {
+    let n = n as usize;
+    if n > MAX_JIT_OPTIONS {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: the caller's contract.
+    let (opts, vals) = unsafe {
+        (
+            crate::ffi::slice_in(options, n).ok_or(CUDA_ERROR_INVALID_VALUE)?,
+            crate::ffi::slice_in(values, n).ok_or(CUDA_ERROR_INVALID_VALUE)?,
+        )
+    };
+    let (mut plain, mut logs) = (Vec::new(), Logs::default());
+    let (mut info_buf, mut info_len, mut err_buf, mut err_len) = (None, 0, None, 0);
+    for (i, (&o, &v)) in opts.iter().zip(vals).enumerate() {
+        let word = v as usize;
+        match o {
+            CU_JIT_INFO_LOG_BUFFER => info_buf = Some(v.cast::<u8>()),
+            CU_JIT_ERROR_LOG_BUFFER => err_buf = Some(v.cast::<u8>()),
+            CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES => info_len = word as u32 as usize,
+            CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES => err_len = word as u32 as usize,
+            CU_JIT_WALL_TIME => logs.wall_time = Some(i),
+            _ => plain.push(JitOption {
+                option: u32::try_from(o).map_err(|_| CUDA_ERROR_INVALID_VALUE)?,
+                value: word as u32 as u64,
+            }),
+        }
+    }
+    let slot = |want| opts.iter().position(|&o| o == want).unwrap_or(0);
+    if let Some(b) = info_buf.filter(|b| !b.is_null() && info_len > 0) {
+        logs.info = Some((b, info_len, slot(CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES)));
+    }
+    if let Some(b) = err_buf.filter(|b| !b.is_null() && err_len > 0) {
+        logs.error = Some((b, err_len, slot(CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)));
+    }
+    Ok((plain, logs))
+}
+
+/// Copies a returned log into the program's buffer (NUL-terminated) and
+/// stores the bytes written in its size option.
+///
+/// # Safety
+/// `buf` holds `cap` writable bytes; `values` holds the option slots.
+unsafe fn put_log(log: &[u8], (buf, cap, slot): (*mut u8, usize, usize), values: *mut *mut c_void) {
+    let n = log.len().min(cap - 1);
+    // SAFETY: the caller's contract; `n + 1 <= cap`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(log.as_ptr(), buf, n);
+        buf.add(n).write(0);
+        values.add(slot).write((n + 1) as *mut c_void);
+    }
+}
+
+/// Loads an image into the current context.
+///
+/// # Safety
+/// `values` is NULL or holds the option slots `logs` refers to.
+unsafe fn load(
+    module: *mut Opaque,
+    kind: ImageKind,
+    bytes: &[u8],
+    options: Vec<JitOption>,
+    logs: Logs,
+    values: *mut *mut c_void,
+) -> CuResult {
+    if module.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    let ctx = current_ctx()?;
+    let c = client()?;
+    if bytes.len() > c.max_chunk() {
+        super::log_limited(format_args!(
+            "a module image of {} bytes exceeds what one call carries",
+            bytes.len()
+        ));
+        return Err(CUDA_ERROR_INVALID_IMAGE);
+    }
+    let id = c.new_handle();
+    let cap = |l: &Option<(*mut u8, usize, usize)>| {
+        l.map_or(0, |(_, n, _)| n.min(MAX_JIT_LOG_LEN as usize) as u32)
+    };
+    let req = Request::CuModuleLoad(ModuleLoad {
+        id,
+        ctx,
+        kind,
+        image_len: bytes.len() as u64,
+        options,
+        info_log_len: cap(&logs.info),
+        error_log_len: cap(&logs.error),
+    });
+    let loaded = match call(req, &[bytes], &mut [])? {
+        Response::CuModuleLoad(l) => l,
+        r => return Err(unexpected(r)),
+    };
+    // SAFETY: the log buffers and slots come from the caller's options.
+    unsafe {
+        if let Some(l) = logs.info {
+            put_log(&loaded.info_log, l, values);
+        }
+        if let Some(l) = logs.error {
+            put_log(&loaded.error_log, l, values);
+        }
+        if let Some(slot) = logs.wall_time {
+            values
+                .add(slot)
+                .write(0f32.to_bits() as usize as *mut c_void);
+        }
+    }
+    if loaded.result != 0 {
+        return Err(CUresult::try_from(loaded.result).unwrap_or(CUDA_ERROR_UNKNOWN));
+    }
+    state::with(|s| {
+        s.modules.insert(
+            id,
+            Module {
+                ctx,
+                functions: Default::default(),
+            },
+        )
+    });
+    // SAFETY: checked non-null above; the caller's contract.
+    unsafe { out(module, state::to_opaque(Kind::Module, id)) }
+}
+
+/// `cuModuleLoadDataEx`
+///
+/// # Safety
+/// `image` is a complete module image; `options`/`values` hold
+/// `num_options` entries; `module` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleLoadDataEx(
+    module: *mut Opaque,
+    image: *const c_void,
+    num_options: c_uint,
+    options: *mut c_int,
+    values: *mut *mut c_void,
+) -> CUresult {
+    entry("cuModuleLoadDataEx", || {
+        // SAFETY: the caller's contract.
+        let (kind, bytes) = unsafe { self::image(image) }?;
+        // SAFETY: the caller's contract.
+        let (opts, logs) = unsafe { jit_options(num_options, options, values) }?;
+        // SAFETY: the caller's contract.
+        unsafe { load(module, kind, bytes, opts, logs, values) }
+    })
+}
+
+/// `cuModuleLoadData`
+///
+/// # Safety
+/// `image` is a complete module image; `module` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleLoadData(module: *mut Opaque, image: *const c_void) -> CUresult {
+    // SAFETY: same contract, no options.
+    unsafe { cuModuleLoadDataEx(module, image, 0, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+/// `cuModuleLoadFatBinary`
+///
+/// # Safety
+/// `fat` is a fat binary (or its wrapper); `module` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleLoadFatBinary(
+    module: *mut Opaque,
+    fat: *const c_void,
+) -> CUresult {
+    // SAFETY: same contract; the image's own magic says what it is.
+    unsafe { cuModuleLoadData(module, fat) }
+}
+
+/// `cuModuleLoad`: the file is read by the shim and sent as an image.
+///
+/// # Safety
+/// `fname` is a NUL-terminated path; `module` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleLoad(module: *mut Opaque, fname: *const c_char) -> CUresult {
+    entry("cuModuleLoad", || {
+        // SAFETY: the caller's contract.
+        let path = unsafe { crate::ffi::c_string(fname) }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let mut bytes = std::fs::read(&path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
+        let kind = kind_of(&bytes);
+        if kind == ImageKind::Ptx {
+            if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+                bytes.truncate(nul);
+            }
+        }
+        // SAFETY: no options, so no slots are written.
+        unsafe {
+            load(
+                module,
+                kind,
+                &bytes,
+                Vec::new(),
+                Logs::default(),
+                std::ptr::null_mut(),
+            )
+        }
+    })
+}
+
+/// The handle behind a `CUmodule` argument, if live.
+fn module_handle(m: Opaque) -> CuResult<Handle> {
+    let h = state::from_opaque(Kind::Module, m).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+    if state::with(|s| s.modules.contains_key(&h)) {
+        Ok(h)
+    } else {
+        Err(CUDA_ERROR_INVALID_HANDLE)
+    }
+}
+
+/// `cuModuleUnload` (posted: its functions and globals go with it).
+#[no_mangle]
+pub extern "C" fn cuModuleUnload(hmod: Opaque) -> CUresult {
+    entry("cuModuleUnload", || {
+        let h = module_handle(hmod)?;
+        state::with(|s| s.forget_module(h));
+        post(Request::CuModuleUnload(ModuleUnload { module: h }), &[])
+    })
+}
+
+/// `cuModuleGetFunction`: one round trip per name, which also brings the
+/// kernel's parameter layout; later lookups of the name are local.
+///
+/// # Safety
+/// `hfunc` is writable; `name` is NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleGetFunction(
+    hfunc: *mut Opaque,
+    hmod: Opaque,
+    name: *const c_char,
+) -> CUresult {
+    entry("cuModuleGetFunction", || {
+        let module = module_handle(hmod)?;
+        // SAFETY: the caller's contract.
+        let name = unsafe { crate::ffi::c_string(name) }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        if hfunc.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let cached = state::with(|s| {
+            s.modules
+                .get(&module)
+                .and_then(|m| m.functions.get(&name).copied())
+        });
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let id = client()?.new_handle();
+                let req = Request::CuModuleGetFunction(GetFunction {
+                    id,
+                    module,
+                    name: name.clone(),
+                });
+                let info = match call(req, &[], &mut [])? {
+                    Response::CuModuleGetFunction(i) => i,
+                    r => return Err(unexpected(r)),
+                };
+                state::with(|s| {
+                    s.functions.insert(id, Function { module, info });
+                    if let Some(m) = s.modules.get_mut(&module) {
+                        m.functions.insert(name, id);
+                    }
+                });
+                id
+            }
+        };
+        // SAFETY: checked non-null; the caller's contract.
+        unsafe { out(hfunc, state::to_opaque(Kind::Function, id)) }
+    })
+}
+
+/// `cuModuleGetGlobal_v2`: either output may be NULL.
+///
+/// # Safety
+/// `dptr` and `bytes` are NULL or writable; `name` is NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn cuModuleGetGlobal_v2(
+    dptr: *mut CUdeviceptr,
+    bytes: *mut usize,
+    hmod: Opaque,
+    name: *const c_char,
+) -> CUresult {
+    entry("cuModuleGetGlobal_v2", || {
+        let module = module_handle(hmod)?;
+        // SAFETY: the caller's contract.
+        let name = unsafe { crate::ffi::c_string(name) }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let g = match call(
+            Request::CuModuleGetGlobal(GetGlobal { module, name }),
+            &[],
+            &mut [],
+        )? {
+            Response::CuModuleGetGlobal(g) => g,
+            r => return Err(unexpected(r)),
+        };
+        state::with(|s| {
+            let ctx = s.modules.get(&module).map_or(0, |m| m.ctx);
+            s.dev.insert(
+                g.ptr,
+                DevRange {
+                    len: g.size,
+                    ctx,
+                    module: Some(module),
+                },
+            );
+        });
+        // SAFETY: the caller's contract.
+        unsafe {
+            crate::ffi::write_opt(dptr, g.ptr);
+            crate::ffi::write_opt(bytes, usize::try_from(g.size).unwrap_or(usize::MAX));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_recognised_and_measured() {
+        let ptx = c".version 8.0\n.target sm_80\n";
+        // SAFETY: a live NUL-terminated string.
+        let (k, b) = unsafe { image(ptx.as_ptr().cast()) }.unwrap_or((ImageKind::Cubin, &[]));
+        assert_eq!(k, ImageKind::Ptx);
+        assert_eq!(b, ptx.to_bytes());
+
+        let mut fat = vec![0u8; 16 + 100];
+        fat[..4].copy_from_slice(&FATBIN_MAGIC.to_le_bytes());
+        fat[6..8].copy_from_slice(&16u16.to_le_bytes());
+        fat[8..16].copy_from_slice(&100u64.to_le_bytes());
+        // SAFETY: a live fat binary of the stated length.
+        let (k, b) = unsafe { image(fat.as_ptr().cast()) }.unwrap_or((ImageKind::Ptx, &[]));
+        assert_eq!((k, b.len()), (ImageKind::Fatbin, 116));
+
+        let mut wrapper = [0u8; 24];
+        wrapper[..4].copy_from_slice(&FATBIN_WRAPPER_MAGIC.to_le_bytes());
+        wrapper[8..16].copy_from_slice(&(fat.as_ptr() as u64).to_le_bytes());
+        // SAFETY: a live wrapper pointing at the fat binary above.
+        let (k, b) = unsafe { image(wrapper.as_ptr().cast()) }.unwrap_or((ImageKind::Ptx, &[]));
+        assert_eq!((k, b.len()), (ImageKind::Fatbin, 116));
+
+        // An ELF64 header with one section header at 64, a section
+        // reaching byte 300.
+        let mut elf = vec![0u8; 300];
+        elf[..4].copy_from_slice(&ELF_MAGIC);
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[0x28..0x30].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&1u16.to_le_bytes());
+        elf[64 + 0x18..64 + 0x20].copy_from_slice(&200u64.to_le_bytes());
+        elf[64 + 0x20..64 + 0x28].copy_from_slice(&100u64.to_le_bytes());
+        // SAFETY: a live ELF image of 300 bytes.
+        let (k, b) = unsafe { image(elf.as_ptr().cast()) }.unwrap_or((ImageKind::Ptx, &[]));
+        assert_eq!((k, b.len()), (ImageKind::Cubin, 300));
+
+        // A 32-bit ELF is refused.
+        elf[4] = 1;
+        assert_eq!(
+            // SAFETY: as above.
+            unsafe { image(elf.as_ptr().cast()) }.err(),
+            Some(CUDA_ERROR_INVALID_IMAGE)
+        );
+        assert_eq!(kind_of(&fat), ImageKind::Fatbin);
+        assert_eq!(kind_of(b".version"), ImageKind::Ptx);
+    }
+}

@@ -1,0 +1,191 @@
+//! What the CUDA end-to-end tests share: the daemon's server running
+//! in-process over the recording test double, child processes that load
+//! the built `libcuda.so.1` as a CUDA program would, and typed entry
+//! points of that library.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use host_backend::executor::cuda_double::{Recorder, RecordingCudaFactory};
+use host_backend::limits::session_limits;
+use host_backend::server::{Server, ServerConfig, StopHandle};
+
+/// A PTX module with one kernel of three parameters: a pointer, a float
+/// and an int (packed at offsets 0, 8 and 12).
+pub const PTX: &str = ".version 7.0\n.target sm_50\n.address_size 64\n\
+    .visible .entry scale(.param .u64 p, .param .f32 k, .param .u32 n) { ret; }\n\0";
+
+/// The daemon's server over the recording double, in this process.
+pub struct Daemon {
+    pub recorder: Arc<Recorder>,
+    pub socket: PathBuf,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn start(tag: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("vcompute-cuda-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("compute.sock");
+        let factory = Arc::new(RecordingCudaFactory::new());
+        let recorder = factory.recorder();
+        let server = Server::bind(
+            ServerConfig {
+                socket: Some(socket.clone()),
+                listen: None,
+                vsock: None,
+                max_sessions: 4,
+                limits: session_limits(1000, 1 << 30),
+                poll: Duration::from_micros(50),
+            },
+            factory,
+        )
+        .expect("bind the server");
+        let stop = server.stop_handle();
+        let thread = std::thread::spawn(move || server.run().expect("server runs"));
+        Daemon {
+            recorder,
+            socket,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("vhost-user:{}", self.socket.display())
+    }
+
+    /// Runs the ignored test `name` of this binary in a child process,
+    /// pointed at this daemon and at the built `libcuda.so.1`; asserts it
+    /// passed and printed `SCENARIO OK`. Returns its stdout.
+    pub fn run_scenario(&self, name: &str) -> String {
+        let lib = super::common::cuda_lib_dir().join("libcuda.so.1");
+        let out: Output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                name,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("VCOMPUTE_TEST_LIBCUDA", lib)
+            .env("VCOMPUTE_ENDPOINT", self.endpoint())
+            .env("VCOMPUTE_HOST_MB", "64")
+            .env("VCOMPUTE_ARENA_MB", "64")
+            .output()
+            .expect("run the scenario");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("SCENARIO OK"),
+            "{name} did not run:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(self.socket.parent().unwrap());
+    }
+}
+
+pub type P = *mut c_void;
+
+macro_rules! entry_points {
+    ($( $name:ident ( $($arg:ty),* ); )*) => {
+        /// The driver API, as loaded from the built library (fields keep
+        /// the C names).
+        #[allow(non_snake_case)]
+        pub struct Cu {
+            _lib: libloading::Library,
+            $( pub $name: unsafe extern "C" fn($($arg),*) -> c_uint, )*
+        }
+
+        impl Cu {
+            /// Loads the library named by `VCOMPUTE_TEST_LIBCUDA`, or `None`
+            /// when not run as a scenario.
+            pub fn load() -> Option<Cu> {
+                let path = std::env::var("VCOMPUTE_TEST_LIBCUDA").ok()?;
+                // SAFETY: the shim runs no initialisers with preconditions.
+                let lib = unsafe { libloading::Library::new(path) }.expect("dlopen libcuda.so.1");
+                // SAFETY: each symbol has the signature of cuda.h (checked
+                // by the shim's unit tests against the header bindings).
+                unsafe {
+                    Some(Cu {
+                        $( $name: *lib.get(concat!(stringify!($name), "\0").as_bytes()).expect(stringify!($name)), )*
+                        _lib: lib,
+                    })
+                }
+            }
+        }
+    };
+}
+
+entry_points! {
+    cuInit(c_uint);
+    cuDriverGetVersion(*mut c_int);
+    cuDeviceGetCount(*mut c_int);
+    cuDeviceGet(*mut c_int, c_int);
+    cuDeviceGetName(*mut c_char, c_int, c_int);
+    cuDeviceGetAttribute(*mut c_int, c_int, c_int);
+    cuDeviceTotalMem_v2(*mut usize, c_int);
+    cuCtxCreate_v2(*mut P, c_uint, c_int);
+    cuCtxDestroy_v2(P);
+    cuCtxGetCurrent(*mut P);
+    cuCtxSynchronize();
+    cuDevicePrimaryCtxRetain(*mut P, c_int);
+    cuDevicePrimaryCtxRelease_v2(c_int);
+    cuCtxSetCurrent(P);
+    cuModuleLoadData(*mut P, *const c_void);
+    cuModuleGetFunction(*mut P, P, *const c_char);
+    cuModuleUnload(P);
+    cuFuncGetParamInfo(P, usize, *mut usize, *mut usize);
+    cuMemAlloc_v2(*mut u64, usize);
+    cuMemFree_v2(u64);
+    cuMemGetInfo_v2(*mut usize, *mut usize);
+    cuMemcpyHtoD_v2(u64, *const c_void, usize);
+    cuMemcpyDtoH_v2(*mut c_void, u64, usize);
+    cuMemcpyDtoD_v2(u64, u64, usize);
+    cuMemcpyHtoDAsync_v2(u64, *const c_void, usize, P);
+    cuMemcpyDtoHAsync_v2(*mut c_void, u64, usize, P);
+    cuMemsetD32_v2(u64, c_uint, usize);
+    cuMemsetD8Async(u64, u8, usize, P);
+    cuMemHostAlloc(*mut P, usize, c_uint);
+    cuMemAllocHost_v2(*mut P, usize);
+    cuMemFreeHost(P);
+    cuPointerGetAttribute(*mut c_void, c_int, u64);
+    cuStreamCreate(*mut P, c_uint);
+    cuStreamDestroy_v2(P);
+    cuStreamSynchronize(P);
+    cuStreamQuery(P);
+    cuEventCreate(*mut P, c_uint);
+    cuEventRecord(P, P);
+    cuEventSynchronize(P);
+    cuEventElapsedTime(*mut f32, P, P);
+    cuEventDestroy_v2(P);
+    cuStreamWaitEvent(P, P, c_uint);
+    cuLinkCreate_v2(c_uint, *mut c_int, *mut *mut c_void, *mut P);
+    cuLinkAddData_v2(P, c_int, *mut c_void, usize, *const c_char, c_uint, *mut c_int, *mut *mut c_void);
+    cuLinkComplete(P, *mut P, *mut usize);
+    cuLinkDestroy(P);
+    cuLaunchKernel(P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, *mut *mut c_void, *mut *mut c_void);
+    cuLaunchKernel_ptsz(P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, *mut *mut c_void, *mut *mut c_void);
+}
+
+/// Asserts a `CUresult`.
+#[track_caller]
+pub fn ok(rc: c_uint) {
+    assert_eq!(rc, 0, "CUresult {rc}");
+}
