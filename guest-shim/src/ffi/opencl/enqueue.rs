@@ -50,11 +50,24 @@ pub(crate) const PIPELINE_MIN: usize = 2 << 20;
 /// Smallest piece of a pipelined OpenCL transfer.
 const PIPELINE_MIN_PIECE: usize = 512 << 10;
 
-/// How a transfer of `len` bytes, blocking or not, is split: the piece
-/// length, and whether the pieces are pipelined.
-fn split(len: usize) -> (usize, bool) {
+/// How a transfer of the host bytes `host`, blocking or not, is split:
+/// the piece length, and whether the pieces are pipelined. Bytes in the
+/// transport's shared host memory are read or written in place, so there
+/// is no copy to overlap: they go in as few calls as the limits allow.
+fn split(host: &[u8]) -> (usize, bool) {
+    let len = host.len();
     match client() {
-        Ok(c) => c.split_transfer_from(len, PIPELINE_MIN, PIPELINE_MIN_PIECE),
+        Ok(c) => {
+            let start = host.as_ptr() as usize;
+            let shared = c
+                .host_block(start)
+                .is_some_and(|b| start.checked_add(len).is_some_and(|end| end <= b.end));
+            if shared {
+                (chunk_size(), false)
+            } else {
+                c.split_transfer_from(len, PIPELINE_MIN, PIPELINE_MIN_PIECE)
+            }
+        }
         Err(_) => (chunk_size(), false),
     }
 }
@@ -144,7 +157,7 @@ pub(crate) fn write_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let (chunk, pipelined) = split(data.len());
+    let (chunk, pipelined) = split(data);
     let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
     let (commons, tail) = plan(q.handle, is_out_of_order(q), chunks.len(), wait, event);
     let reqs = commons
@@ -186,7 +199,7 @@ pub(crate) fn read_pieces(
     wait: &[Handle],
     event: Option<Handle>,
 ) -> Result<(), cl_int> {
-    let (chunk, pipelined) = split(out.len());
+    let (chunk, pipelined) = split(out);
     let n = out.len().div_ceil(chunk);
     let (commons, tail) = plan(q.handle, is_out_of_order(q), n, wait, event);
     let reqs = commons

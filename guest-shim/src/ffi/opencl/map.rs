@@ -2,7 +2,11 @@
 //! memory: mapping reads the region into a shim allocation (unless
 //! `CL_MAP_WRITE_INVALIDATE_REGION`), unmapping writes it back when it was
 //! mapped for writing. A `CL_MEM_USE_HOST_PTR` buffer maps onto the
-//! program's own memory, as the API promises.
+//! program's own memory, as the API promises. A `CL_MEM_ALLOC_HOST_PTR`
+//! buffer maps onto the transport's shared host memory when there is
+//! some, so that transfers from and to the mapping (the OpenCL way to use
+//! pinned memory) are not copied by the shim: the daemon reads and writes
+//! it in place.
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::ffi::c_void;
@@ -10,14 +14,15 @@ use std::ptr::NonNull;
 
 use opencl_sys::{
     cl_bool, cl_command_queue, cl_event, cl_int, cl_map_flags, cl_mem, cl_uint, CL_INVALID_VALUE,
-    CL_MAP_READ, CL_MAP_WRITE, CL_MAP_WRITE_INVALIDATE_REGION, CL_OUT_OF_HOST_MEMORY,
+    CL_MAP_READ, CL_MAP_WRITE, CL_MAP_WRITE_INVALIDATE_REGION, CL_MEM_ALLOC_HOST_PTR,
+    CL_OUT_OF_HOST_MEMORY,
 };
 
 use super::enqueue::{begin, marker, read_pieces, same_context, write_pieces};
 use super::event::{event_handle, publish};
 use super::memory::{get_buffer, in_bounds};
 use super::objects::{lock, Data, Mapping};
-use super::{creating, status};
+use super::{client, creating, status};
 
 /// Alignment of mapped memory: enough for any OpenCL vector type.
 const MAP_ALIGN: usize = 128;
@@ -26,7 +31,8 @@ const MAP_ALIGN: usize = 128;
 #[derive(Debug)]
 pub(crate) struct HostAlloc {
     ptr: NonNull<u8>,
-    layout: Layout,
+    /// `None`: a block of the transport's shared host memory.
+    layout: Option<Layout>,
 }
 
 // SAFETY: the allocation is plain bytes owned by this value; moving the
@@ -36,18 +42,39 @@ unsafe impl Send for HostAlloc {}
 unsafe impl Sync for HostAlloc {}
 
 impl HostAlloc {
-    fn new(size: usize) -> Option<HostAlloc> {
+    /// `size` bytes, from shared host memory if `shared` and the transport
+    /// has some left, else from the process heap.
+    fn new(size: usize, shared: bool) -> Option<HostAlloc> {
+        if shared {
+            let block = client().ok().and_then(|c| c.host_alloc(size.max(1)));
+            if let Some(ptr) = block.and_then(NonNull::new) {
+                // Shared blocks are page-aligned, more than MAP_ALIGN.
+                return Some(HostAlloc { ptr, layout: None });
+            }
+        }
         let layout = Layout::from_size_align(size.max(1), MAP_ALIGN).ok()?;
         // SAFETY: `layout` has a non-zero size.
         let p = unsafe { alloc(layout) };
-        NonNull::new(p).map(|ptr| HostAlloc { ptr, layout })
+        NonNull::new(p).map(|ptr| HostAlloc {
+            ptr,
+            layout: Some(layout),
+        })
     }
 }
 
 impl Drop for HostAlloc {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this very layout, freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+        match self.layout {
+            // SAFETY: allocated in `new` with this very layout, freed once.
+            Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
+            // Sends pending calls (which may name the block) first. A
+            // failure leaves the block to the transport, not to a reuse.
+            None => {
+                if let Ok(c) = client() {
+                    let _ = c.host_free(self.ptr.as_ptr() as usize);
+                }
+            }
+        }
     }
 }
 
@@ -80,13 +107,20 @@ pub unsafe extern "C" fn clEnqueueMapBuffer(
         {
             return Err(CL_INVALID_VALUE);
         }
-        let Data::Mem { host_ptr, maps, .. } = &buf.data else {
+        let Data::Mem {
+            host_ptr,
+            maps,
+            flags,
+            ..
+        } = &buf.data
+        else {
             return Err(CL_INVALID_VALUE);
         };
         let (addr, owned) = if *host_ptr != 0 {
             (host_ptr.wrapping_add(offset), None)
         } else {
-            let a = HostAlloc::new(size).ok_or(CL_OUT_OF_HOST_MEMORY)?;
+            let shared = flags & CL_MEM_ALLOC_HOST_PTR != 0;
+            let a = HostAlloc::new(size, shared).ok_or(CL_OUT_OF_HOST_MEMORY)?;
             (a.ptr.as_ptr() as usize, Some(a))
         };
         let ev = event_handle(event)?;
