@@ -121,3 +121,103 @@ fn missing_daemon_reports_platform_not_found_promptly() {
         "the log line should name the endpoint: {stderr}"
     );
 }
+
+/// Whether `addr` lies in a mapping of the shim's shared arena.
+fn in_shared_arena(addr: usize) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines().any(|l| {
+        let Some((range, rest)) = l.split_once(' ') else {
+            return false;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            return false;
+        };
+        let (a, b) = (
+            usize::from_str_radix(a, 16).unwrap_or(0),
+            usize::from_str_radix(b, 16).unwrap_or(0),
+        );
+        (a..b).contains(&addr) && rest.contains("memfd:vcompute-arena")
+    })
+}
+
+/// Child entry point: maps a `CL_MEM_ALLOC_HOST_PTR` buffer, says whether
+/// the mapping lies in shared memory, and checks a write from it and a
+/// read into it.
+#[test]
+fn child_alloc_host_ptr_map() {
+    use opencl3::command_queue::CommandQueue;
+    use opencl3::context::Context;
+    use opencl3::device::{Device, CL_DEVICE_TYPE_ALL};
+    use opencl3::memory::{
+        Buffer, ClMem, CL_MAP_READ, CL_MAP_WRITE, CL_MEM_ALLOC_HOST_PTR, CL_MEM_READ_WRITE,
+    };
+    use opencl3::types::{cl_mem, CL_BLOCKING};
+
+    if std::env::var(CHILD_ENV).as_deref() != Ok("hostmap") {
+        return;
+    }
+    let platform = opencl3::platform::get_platforms().unwrap()[0];
+    let device = Device::new(platform.get_devices(CL_DEVICE_TYPE_ALL).unwrap()[0]);
+    let ctx = Context::from_device(&device).unwrap();
+    let q = CommandQueue::create_default_with_properties(&ctx, 0, 0).unwrap();
+    let len = 3 << 20;
+    // SAFETY: no host pointer is passed.
+    let host = unsafe {
+        Buffer::<u8>::create(
+            &ctx,
+            CL_MEM_ALLOC_HOST_PTR | CL_MEM_READ_WRITE,
+            len,
+            std::ptr::null_mut(),
+        )
+    }
+    .unwrap();
+    // SAFETY: as above.
+    let mut dev =
+        unsafe { Buffer::<u8>::create(&ctx, CL_MEM_READ_WRITE, len, std::ptr::null_mut()) }
+            .unwrap();
+    let mut ptr: cl_mem = std::ptr::null_mut();
+    let flags = CL_MAP_READ | CL_MAP_WRITE;
+    // SAFETY: a blocking map of the whole buffer into `ptr`.
+    unsafe { q.enqueue_map_buffer(&host, CL_BLOCKING, flags, 0, len, &mut ptr, &[]) }.unwrap();
+    println!("T|shared={}", in_shared_arena(ptr as usize));
+    // SAFETY: the mapping covers `len` bytes until the unmap below.
+    let mapped = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+    let pattern: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+    mapped.copy_from_slice(&pattern);
+    // SAFETY: blocking transfers between live buffers and the mapping.
+    unsafe { q.enqueue_write_buffer(&mut dev, CL_BLOCKING, 0, mapped, &[]) }.unwrap();
+    mapped.fill(0);
+    // SAFETY: as above.
+    unsafe { q.enqueue_read_buffer(&dev, CL_BLOCKING, 0, mapped, &[]) }.unwrap();
+    println!("T|round_trip={}", mapped == pattern.as_slice());
+    // SAFETY: `ptr` is the address the map returned for `host`.
+    unsafe { q.enqueue_unmap_mem_object(host.get(), ptr, &[]) }.unwrap();
+    q.finish().unwrap();
+    println!("T|done");
+}
+
+#[test]
+fn alloc_host_ptr_maps_are_shared_memory_on_the_virtqueue_transport() {
+    if !have_native_opencl() {
+        return;
+    }
+    let daemon = Daemon::start_with_stream(&[]);
+    let run = |target: &Target<'_>| {
+        let out = run_child(
+            child_command("child_alloc_host_ptr_map", "hostmap", target),
+            Duration::from_secs(120),
+        );
+        let t = transcript(&out);
+        assert!(
+            t.contains(&"done".to_string()) && t.contains(&"round_trip=true".to_string()),
+            "{t:?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    };
+    // Transfers from and to the mapping are then read and written in place.
+    assert!(run(&Target::Shim(&daemon)).contains(&"shared=true".to_string()));
+    // Without shared memory (a stream) the mapping is ordinary memory.
+    assert!(run(&Target::Stream(&daemon)).contains(&"shared=false".to_string()));
+    assert!(run(&Target::Native).contains(&"shared=false".to_string()));
+}
