@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::api::Api;
+use crate::api::{Api, Side};
 
 /// virtio-compute benchmark harness: each workload natively and through
 /// virtio-compute, interleaved in one run.
@@ -89,7 +89,8 @@ pub struct RunArgs {
     /// The daemon binary [default: next to this binary].
     #[arg(long)]
     pub daemon: Option<PathBuf>,
-    /// The shim library [default: next to this binary].
+    /// The shim library, libvcompute_shim.so, for either API [default:
+    /// next to this binary].
     #[arg(long)]
     pub shim: Option<PathBuf>,
     /// Directory for results.json and results.svg.
@@ -122,6 +123,10 @@ pub struct WorkerArgs {
     /// The API to open.
     #[arg(long, value_enum)]
     pub api: Api,
+    /// The side this worker measures (CUDA checks that it loaded the
+    /// matching `libcuda.so.1`).
+    #[arg(long, value_enum)]
+    pub side: Side,
 }
 
 #[cfg(test)]

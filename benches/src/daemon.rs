@@ -35,10 +35,7 @@ impl Daemon {
         cmd.arg(flag)
             .arg(value)
             .arg("--executor")
-            .arg(match api {
-                Api::OpenCl => "opencl",
-                Api::Cuda => "cuda",
-            })
+            .arg(api.arg())
             .stdin(Stdio::null());
         // SAFETY: the hook runs in the forked child before exec and only
         // makes one async-signal-safe system call (prctl), which asks the

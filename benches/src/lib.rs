@@ -9,8 +9,9 @@
 //! | [`config`] | the checked run plan |
 //! | [`workload`] | the workload catalogue, shared by every API |
 //! | [`reference`](mod@reference) | inputs and CPU references |
+//! | [`problem`] | each workload's inputs, reference and check, shared by every API |
 //! | [`check`] | comparing results with the references |
-//! | [`api`] | one backend per compute API (`api::opencl`) |
+//! | [`api`] | one backend per compute API (`api::opencl`, `api::cuda`) |
 //! | [`worker`] | a worker process: one backend against one runtime |
 //! | [`ipc`] | the runner–worker line protocol |
 //! | [`runner`] | interleaving native and virtualized workers |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod ipc;
 pub mod machine;
+pub mod problem;
 pub mod reference;
 pub mod report;
 pub mod runner;
@@ -110,7 +112,7 @@ pub fn main_with(command: Command) -> i32 {
             print!("{}", list(a.quick));
             Ok(())
         }
-        Command::Worker(a) => worker::run(a.api).map_err(Error::from),
+        Command::Worker(a) => worker::run(a.api, a.side).map_err(Error::from),
     };
     match result {
         Ok(()) => 0,

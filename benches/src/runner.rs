@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::{Api, Side, VirtualTarget};
+use crate::api::cuda::libdir::ShimLibDir;
+use crate::api::{Api, Side, VirtualTarget, SHIM_FILE};
 use crate::args::Transport;
 use crate::config::Config;
 use crate::daemon::Daemon;
@@ -81,11 +82,7 @@ impl Worker {
     fn spawn(api: Api, side: Side, target: &VirtualTarget) -> Result<Worker, RunError> {
         let exe = std::env::current_exe().map_err(|e| RunError::Setup(e.to_string()))?;
         let mut cmd = Command::new(exe);
-        cmd.args(["worker", "--api"])
-            .arg(match api {
-                Api::OpenCl => "opencl",
-                Api::Cuda => "cuda",
-            })
+        cmd.args(["worker", "--api", api.arg(), "--side", side.arg()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -246,11 +243,11 @@ fn progress(total: u64) -> ProgressBar {
 /// Runs the plan in `cfg`.
 pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
     cfg.api
-        .check_built()
+        .check_available()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let shim = match &cfg.shim {
         Some(p) => p.clone(),
-        None => sibling(cfg.api.shim_file())?,
+        None => sibling(SHIM_FILE)?,
     };
     if !shim.exists() {
         return Err(RunError::Setup(format!(
@@ -258,6 +255,10 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
             shim.display()
         )));
     }
+    let cuda_lib_dir = match cfg.api {
+        Api::Cuda => Some(ShimLibDir::create(&shim).map_err(RunError::Setup)?),
+        Api::OpenCl => None,
+    };
     let mut daemon = None;
     let endpoint = match &cfg.endpoint {
         Some(e) => e.clone(),
@@ -282,6 +283,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, RunError> {
     let target = VirtualTarget {
         shim,
         endpoint: endpoint.clone(),
+        cuda_lib_dir,
     };
     // Says what became of the daemon, for a virtualized-side failure.
     let context = |daemon: &mut Option<Daemon>| match daemon {

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::api::{self, Api};
+use crate::api::{self, Api, Side};
 use crate::ipc::{encode, FromWorker, ToWorker, PREFIX};
 
 /// Worker failures that end the process.
@@ -29,10 +29,10 @@ fn send(out: &mut impl Write, msg: &FromWorker) -> std::io::Result<()> {
 }
 
 /// Serves requests until stdin closes.
-pub fn run(api: Api) -> Result<(), WorkerError> {
+pub fn run(api: Api, side: Side) -> Result<(), WorkerError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut backend = match api::open(api) {
+    let mut backend = match api::open(api, side) {
         Ok(b) => b,
         Err(e) => {
             send(

@@ -5,10 +5,9 @@
 //! | module | API |
 //! |---|---|
 //! | [`opencl`] | OpenCL, through the ICD loader (native ICDs, or our shim) |
-//!
-//! A CUDA backend goes beside it: a `cuda` module implementing [`Backend`],
-//! an arm in [`open`] and in [`Api::point_at`].
+//! | [`cuda`] | the CUDA driver API, through `libcuda.so.1` (NVIDIA's driver, or our shim) |
 
+pub mod cuda;
 pub mod opencl;
 
 use std::path::PathBuf;
@@ -31,7 +30,7 @@ pub enum Api {
 }
 
 /// Which runtime a worker process sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
 pub enum Side {
     /// The vendor runtime, directly.
     Native,
@@ -47,18 +46,36 @@ impl Side {
             Side::Virtual => "virtio-compute",
         }
     }
+
+    /// The `--side` value a worker is started with.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Side::Native => "native",
+            Side::Virtual => "virtual",
+        }
+    }
 }
 
 /// Where a virtualized worker finds the shim and the daemon.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct VirtualTarget {
     /// The shim library.
     pub shim: PathBuf,
     /// The `VCOMPUTE_ENDPOINT` of the daemon.
     pub endpoint: String,
+    /// CUDA: a directory whose `libcuda.so.1` is the shim.
+    pub cuda_lib_dir: Option<cuda::libdir::ShimLibDir>,
 }
 
 impl Api {
+    /// The name `--api` takes.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Api::OpenCl => "opencl",
+            Api::Cuda => "cuda",
+        }
+    }
+
     /// Sets a worker's environment so that its calls reach `side`.
     pub fn point_at(self, cmd: &mut Command, side: Side, target: &VirtualTarget) {
         match (self, side) {
@@ -72,18 +89,26 @@ impl Api {
                 cmd.env("OCL_ICD_VENDORS", &target.shim)
                     .env("VCOMPUTE_ENDPOINT", &target.endpoint);
             }
-            (Api::Cuda, _) => {}
-        }
-    }
-
-    /// The shim library's file name.
-    pub fn shim_file(self) -> &'static str {
-        match self {
-            Api::OpenCl => "libvcompute_shim.so",
-            Api::Cuda => "libcuda.so.1",
+            (Api::Cuda, Side::Native) => {
+                // The library path stays the user's: the driver (and
+                // NVRTC) this process found, as `probe::check_native` saw.
+                cmd.env_remove("VCOMPUTE_ENDPOINT");
+            }
+            (Api::Cuda, Side::Virtual) => {
+                // The shim's directory first, so that `libcuda.so.1` is the
+                // shim; NVRTC is still found where the user's path has it.
+                if let Some(dir) = &target.cuda_lib_dir {
+                    let previous = std::env::var_os("LD_LIBRARY_PATH");
+                    cmd.env("LD_LIBRARY_PATH", dir.library_path(previous.as_deref()));
+                }
+                cmd.env("VCOMPUTE_ENDPOINT", &target.endpoint);
+            }
         }
     }
 }
+
+/// The shim library's file name (both APIs: one cdylib).
+pub const SHIM_FILE: &str = "libvcompute_shim.so";
 
 /// Why a case failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +118,7 @@ pub enum WorkloadError {
     Call {
         call: &'static str,
         code: i32,
-        name: &'static str,
+        name: String,
     },
     /// A result differs from the CPU reference.
     #[error("wrong result: {0}")]
@@ -122,23 +147,22 @@ pub trait Backend {
 }
 
 impl Api {
-    /// Fails for an API whose workloads this build does not have.
-    pub fn check_built(self) -> Result<(), WorkloadError> {
+    /// Checks, before a run starts anything, that this machine has what
+    /// the native side of `self` needs; the error names what is missing.
+    /// (OpenCL's needs show when its worker opens the first platform.)
+    pub fn check_available(self) -> Result<(), WorkloadError> {
         match self {
             Api::OpenCl => Ok(()),
-            Api::Cuda => Err(WorkloadError::Unavailable(
-                "the CUDA workloads are not built yet; use --api opencl".into(),
-            )),
+            Api::Cuda => cuda::probe::check_native().map_err(WorkloadError::Unavailable),
         }
     }
 }
 
-/// Opens the backend for `api` in this process.
-pub fn open(api: Api) -> Result<Box<dyn Backend>, WorkloadError> {
-    api.check_built()?;
+/// Opens the backend for `api` in this process, as `side` sees it.
+pub fn open(api: Api, side: Side) -> Result<Box<dyn Backend>, WorkloadError> {
     match api {
         Api::OpenCl => Ok(Box::new(opencl::OpenCl::open()?)),
-        Api::Cuda => Err(WorkloadError::Unavailable("CUDA".into())),
+        Api::Cuda => Ok(Box::new(cuda::Cuda::open(side)?)),
     }
 }
 
@@ -168,9 +192,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unbuilt_apis_are_refused_by_name() {
-        assert!(Api::OpenCl.check_built().is_ok());
-        let e = Api::Cuda.check_built().unwrap_err().to_string();
-        assert!(e.contains("CUDA workloads are not built yet"), "{e}");
+    fn the_cuda_side_environments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shim = tmp.path().join(SHIM_FILE);
+        std::fs::write(&shim, b"").unwrap();
+        let target = VirtualTarget {
+            shim: shim.clone(),
+            endpoint: "vhost-user:/s".into(),
+            cuda_lib_dir: Some(cuda::libdir::ShimLibDir::create(&shim).unwrap()),
+        };
+        let env = |side| {
+            let mut cmd = Command::new("true");
+            Api::Cuda.point_at(&mut cmd, side, &target);
+            cmd.get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+                .collect::<Vec<_>>()
+        };
+        let virt = env(Side::Virtual);
+        let lib = virt
+            .iter()
+            .find(|(k, _)| k == "LD_LIBRARY_PATH")
+            .and_then(|(_, v)| v.clone())
+            .unwrap();
+        let dir = target.cuda_lib_dir.as_ref().unwrap().path();
+        assert!(
+            lib.to_string_lossy()
+                .starts_with(&dir.display().to_string()),
+            "{lib:?}"
+        );
+        assert!(virt.contains(&("VCOMPUTE_ENDPOINT".into(), Some("vhost-user:/s".into()))));
+        let native = env(Side::Native);
+        assert_eq!(native, [("VCOMPUTE_ENDPOINT".into(), None)]);
+        assert!(Api::OpenCl.check_available().is_ok());
     }
 }

@@ -6,7 +6,7 @@
 
 use super::{arg, arg_buf, OpenCl, Source};
 use crate::api::{sample, timed, WorkloadError};
-use crate::check::{self, Tolerance};
+use crate::problem;
 use crate::reference;
 use crate::workload::MATRIX_TILE;
 
@@ -46,9 +46,8 @@ pub(super) fn vector_add(
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
-    let a = reference::floats(n, 1, -1.0, 1.0);
-    let b = reference::floats(n, 2, -1.0, 1.0);
-    let want = reference::vector_add(&a, &b);
+    let p = problem::VectorAdd::new(n);
+    let (a, b) = (&p.a, &p.b);
     let k = cl.kernel(&VECTOR_ADD, "vector_add")?;
     let (mut da, mut db, mut dc) = (cl.buffer(n)?, cl.buffer(n)?, cl.buffer(n)?);
     arg_buf(&k, 0, &da)?;
@@ -56,19 +55,15 @@ pub(super) fn vector_add(
     arg_buf(&k, 2, &dc)?;
     arg(&k, 3, u32_arg(n)?)?;
     let mut got = vec![0f32; n];
-    let tol = Tolerance {
-        abs: 0.0,
-        rel: 1e-6,
-    };
     sample(warmup, reps, || {
         cl.poison(&mut dc, f32::NAN, n)?;
         let ((), ns) = timed(|| {
-            cl.post_write(&mut da, &a)?;
-            cl.post_write(&mut db, &b)?;
+            cl.post_write(&mut da, a)?;
+            cl.post_write(&mut db, b)?;
             cl.launch(&k, &[n], None)?;
             cl.read(&dc, &mut got)
         })?;
-        check::close("vectorAdd c", &got, &want, tol)?;
+        p.check(&got)?;
         Ok(ns)
     })
 }
@@ -85,9 +80,7 @@ pub(super) fn matrix_mul(
             "matrixMul needs a size that is a multiple of {MATRIX_TILE}, not {n}"
         )));
     }
-    let a = reference::floats(n * n, 3, -1.0, 1.0);
-    let b = reference::floats(n * n, 4, -1.0, 1.0);
-    let want = cl.refs.get_or(key, || reference::matrix_mul(&a, &b, n));
+    let p = problem::MatrixMul::new(&mut cl.refs, key, n);
     let k = cl.kernel(&MATRIX_MUL, "matrix_mul")?;
     let (mut da, mut db, mut dc) = (cl.buffer(n * n)?, cl.buffer(n * n)?, cl.buffer(n * n)?);
     arg_buf(&k, 0, &da)?;
@@ -95,20 +88,15 @@ pub(super) fn matrix_mul(
     arg_buf(&k, 2, &dc)?;
     arg(&k, 3, u32_arg(n)?)?;
     let mut got = vec![0f32; n * n];
-    // f32 accumulation over n terms against an f64 reference.
-    let tol = Tolerance {
-        abs: 1e-3,
-        rel: 1e-4,
-    };
     sample(warmup, reps, || {
         cl.poison(&mut dc, f32::NAN, n * n)?;
         let ((), ns) = timed(|| {
-            cl.post_write(&mut da, &a)?;
-            cl.post_write(&mut db, &b)?;
+            cl.post_write(&mut da, &p.a)?;
+            cl.post_write(&mut db, &p.b)?;
             cl.launch(&k, &[n, n], Some(&[MATRIX_TILE, MATRIX_TILE]))?;
             cl.read(&dc, &mut got)
         })?;
-        check::close("matrixMul C", &got, &want, tol)?;
+        p.check(&got)?;
         Ok(ns)
     })
 }
@@ -120,15 +108,7 @@ pub(super) fn black_scholes(
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
-    let s = reference::floats(n, 5, 5.0, 30.0);
-    let x = reference::floats(n, 6, 1.0, 100.0);
-    let t = reference::floats(n, 7, 0.25, 10.0);
-    let want = cl.refs.get_or(key, || {
-        let (mut call, put) = reference::black_scholes(&s, &x, &t);
-        call.extend(put);
-        call
-    });
-    let (want_call, want_put) = want.split_at(n);
+    let p = problem::BlackScholes::new(&mut cl.refs, key, n);
     let k = cl.kernel(&BLACK_SCHOLES, "black_scholes")?;
     let (mut dcall, mut dput) = (cl.buffer(n)?, cl.buffer(n)?);
     let (mut ds, mut dx, mut dt) = (cl.buffer(n)?, cl.buffer(n)?, cl.buffer(n)?);
@@ -141,24 +121,18 @@ pub(super) fn black_scholes(
     arg(&k, 6, reference::BS_VOLATILITY)?;
     arg(&k, 7, u32_arg(n)?)?;
     let (mut call, mut put) = (vec![0f32; n], vec![0f32; n]);
-    // Single-precision exp/log (a few ulp) against an f64 reference.
-    let tol = Tolerance {
-        abs: 2e-3,
-        rel: 1e-4,
-    };
     sample(warmup, reps, || {
         cl.poison(&mut dcall, f32::NAN, n)?;
         cl.poison(&mut dput, f32::NAN, n)?;
         let ((), ns) = timed(|| {
-            cl.post_write(&mut ds, &s)?;
-            cl.post_write(&mut dx, &x)?;
-            cl.post_write(&mut dt, &t)?;
+            cl.post_write(&mut ds, &p.s)?;
+            cl.post_write(&mut dx, &p.x)?;
+            cl.post_write(&mut dt, &p.t)?;
             cl.launch(&k, &[n], None)?;
             cl.read(&dcall, &mut call)?;
             cl.read(&dput, &mut put)
         })?;
-        check::close("BlackScholes call", &call, want_call, tol)?;
-        check::close("BlackScholes put", &put, want_put, tol)?;
+        p.check(&call, &put)?;
         Ok(ns)
     })
 }
@@ -171,19 +145,12 @@ pub(super) fn fwt(
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
-    if log2_kernel > log2_data || log2_data > 28 {
-        return Err(WorkloadError::Unavailable(format!(
+    let p = problem::Fwt::new(&mut cl.refs, key, log2_data, log2_kernel).ok_or_else(|| {
+        WorkloadError::Unavailable(format!(
             "fastWalshTransform sizes 2^{log2_data} / 2^{log2_kernel} are out of range"
-        )));
-    }
-    let n = 1usize << log2_data;
-    let data = reference::floats(n, 8, -1.0, 1.0);
-    let filter = reference::floats(1 << log2_kernel, 9, -1.0, 1.0);
-    let mut padded = vec![0f32; n];
-    padded[..filter.len()].copy_from_slice(&filter);
-    let want = cl
-        .refs
-        .get_or(key, || reference::dyadic_convolution(&data, &filter));
+        ))
+    })?;
+    let n = p.data.len();
     let stage = cl.kernel(&FWT, "fwt_stage")?;
     let modulate = cl.kernel(&FWT, "modulate")?;
     let (mut dd, mut dk) = (cl.buffer::<f32>(n)?, cl.buffer::<f32>(n)?);
@@ -201,24 +168,19 @@ pub(super) fn fwt(
         Ok::<(), WorkloadError>(())
     };
     let mut got = vec![0f32; n];
-    // Values pass through 2·log2(n) stages of f32 sums.
-    let tol = Tolerance {
-        abs: 1e-3,
-        rel: 1e-3,
-    };
     sample(warmup, reps, || {
         // The data buffer is both input and output.
         cl.poison(&mut dd, f32::NAN, n)?;
         let ((), ns) = timed(|| {
-            cl.post_write(&mut dd, &data)?;
-            cl.post_write(&mut dk, &padded)?;
+            cl.post_write(&mut dd, &p.data)?;
+            cl.post_write(&mut dk, &p.filter)?;
             transform(cl, &dd)?;
             transform(cl, &dk)?;
             cl.launch(&modulate, &[n], None)?;
             transform(cl, &dd)?;
             cl.read(&dd, &mut got)
         })?;
-        check::close("fastWalshTransform", &got, &want, tol)?;
+        p.check(&got)?;
         Ok(ns)
     })
 }
@@ -232,17 +194,12 @@ pub(super) fn convolution(
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
     let n = w * h;
-    let src = reference::floats(n, 10, 0.0, 1.0);
-    let filter = reference::conv_filter();
-    let want = cl.refs.get_or(key, || {
-        let rows = reference::convolve_pass(&src, w, h, &filter, true);
-        reference::convolve_pass(&rows, w, h, &filter, false)
-    });
+    let p = problem::Convolution::new(&mut cl.refs, key, w, h);
     let rows = cl.kernel(&CONVOLUTION, "conv_rows")?;
     let cols = cl.kernel(&CONVOLUTION, "conv_cols")?;
     let (mut dsrc, dtmp, mut ddst) = (cl.buffer(n)?, cl.buffer::<f32>(n)?, cl.buffer(n)?);
-    let mut dk = cl.buffer(filter.len())?;
-    cl.write(&mut dk, &filter)?;
+    let mut dk = cl.buffer(p.filter.len())?;
+    cl.write(&mut dk, &p.filter)?;
     for (k, dst, from) in [(&rows, &dtmp, &dsrc), (&cols, &ddst, &dtmp)] {
         arg_buf(k, 0, dst)?;
         arg_buf(k, 1, from)?;
@@ -251,20 +208,15 @@ pub(super) fn convolution(
         arg(k, 4, u32_arg(h)?)?;
     }
     let mut got = vec![0f32; n];
-    // Same summation order as the reference; allow for fused multiply-add.
-    let tol = Tolerance {
-        abs: 1e-5,
-        rel: 1e-4,
-    };
     sample(warmup, reps, || {
         cl.poison(&mut ddst, f32::NAN, n)?;
         let ((), ns) = timed(|| {
-            cl.post_write(&mut dsrc, &src)?;
+            cl.post_write(&mut dsrc, &p.src)?;
             cl.launch(&rows, &[w, h], None)?;
             cl.launch(&cols, &[w, h], None)?;
             cl.read(&ddst, &mut got)
         })?;
-        check::close("convolutionSeparable", &got, &want, tol)?;
+        p.check(&got)?;
         Ok(ns)
     })
 }

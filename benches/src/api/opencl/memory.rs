@@ -12,7 +12,7 @@ use opencl3::types::{cl_mem, CL_BLOCKING};
 use super::{arg, arg_buf, Cl, OpenCl, Source};
 use crate::api::{sample, timed, WorkloadError};
 use crate::check;
-use crate::reference;
+use crate::problem;
 use crate::workload::{AlignedType, Direction, HostMem};
 
 const ALIGNED_TYPES: Source = Source {
@@ -113,7 +113,7 @@ pub(super) fn bandwidth(
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
-    let pattern = reference::bytes(bytes, 11);
+    let pattern = problem::bandwidth_pattern(bytes);
     let mut dev = cl.buffer::<u8>(bytes)?;
     let mut back = vec![0u8; bytes];
     if dir == Direction::D2D {
@@ -174,7 +174,7 @@ pub(super) fn aligned_types(
     let len = n * ty.size();
     let count = u32::try_from(n)
         .map_err(|_| WorkloadError::Unavailable(format!("{n} elements exceed u32")))?;
-    let src = reference::bytes(len, 12);
+    let src = problem::aligned_source(len);
     let k = cl.kernel(&ALIGNED_TYPES, &format!("copy_{}", ty.name()))?;
     let (mut dsrc, mut ddst) = (cl.buffer::<u8>(len)?, cl.buffer::<u8>(len)?);
     cl.write(&mut dsrc, &src)?;
@@ -205,18 +205,17 @@ pub(super) fn small_copy(
     let mut host = vec![0u8; bytes];
     let mut back = vec![0u8; bytes];
     if dir == Direction::H2D {
-        // A different payload each run, so a stale buffer cannot pass.
-        let mut seed = 100u64;
+        let mut run = 0;
         sample(warmup, reps, || {
-            seed += 1;
-            host.copy_from_slice(&reference::bytes(bytes, seed));
+            run += 1;
+            host.copy_from_slice(&problem::small_upload(bytes, run));
             let ((), ns) = timed(|| cl.write(&mut dev, &host))?;
             cl.read(&dev, &mut back)?;
             check::exact("small H2D copy", &back, &host)?;
             Ok(ns)
         })
     } else {
-        let pattern = reference::bytes(bytes, 13);
+        let pattern = problem::small_download(bytes);
         cl.write(&mut dev, &pattern)?;
         sample(warmup, reps, || {
             host.fill(0);

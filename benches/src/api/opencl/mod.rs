@@ -45,7 +45,7 @@ impl<T> Cl<T> for Result<T, ClError> {
         self.map_err(|e| WorkloadError::Call {
             call,
             code: e.0,
-            name: error_text(e.0),
+            name: error_text(e.0).to_string(),
         })
     }
 }

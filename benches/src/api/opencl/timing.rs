@@ -10,9 +10,8 @@ use opencl3::types::CL_NON_BLOCKING;
 
 use super::{arg, arg_buf, Cl, OpenCl, Source};
 use crate::api::{sample, timed, WorkloadError};
-use crate::check;
 use crate::ipc::Measurement;
-use crate::reference;
+use crate::problem::{self, ASYNC_INCREMENT};
 
 const TIMING: Source = Source {
     name: "timing",
@@ -22,9 +21,6 @@ const TIMING: Source = Source {
 
 /// The work-group size `TIMING` is built for.
 const GROUP: usize = 256;
-
-/// What asyncAPI adds to each element.
-const INCREMENT: i32 = 26;
 
 /// asyncAPI: a non-blocking upload, a kernel and a non-blocking download,
 /// then the host polls the download's event, counting the polls as the
@@ -38,12 +34,11 @@ pub(super) fn async_api(
     warmup: usize,
     reps: usize,
 ) -> Result<Measurement, WorkloadError> {
-    let data = reference::ints(n, 14);
-    let want: Vec<i32> = data.iter().map(|v| v + INCREMENT).collect();
+    let p = problem::AsyncApi::new(n);
     let k = cl.kernel(&TIMING, "increment")?;
     let mut dev = cl.buffer::<i32>(n)?;
     arg_buf(&k, 0, &dev)?;
-    arg(&k, 1, INCREMENT)?;
+    arg(&k, 1, ASYNC_INCREMENT)?;
     let mut out = vec![0i32; n];
     let mut issue = Vec::new();
     let mut polls = Vec::new();
@@ -51,7 +46,7 @@ pub(super) fn async_api(
         out.fill(0);
         let start = Instant::now();
         let waited = (|| {
-            cl.post_write(&mut dev, &data)?;
+            cl.post_write(&mut dev, &p.data)?;
             cl.launch(&k, &[n], None)?;
             // SAFETY: `out` is neither read nor moved until the event below
             // reports completion (or, on failure, until `finish`).
@@ -77,7 +72,7 @@ pub(super) fn async_api(
                 return Err(e);
             }
         };
-        check::exact("asyncAPI", &out, &want)?;
+        p.check(&out)?;
         issue.push(issued);
         polls.push(count as f64);
         Ok(total)
@@ -110,12 +105,11 @@ pub(super) fn clock(
         )));
     }
     let n = groups * group_size;
-    let input = reference::ints(n, 15);
-    let want = reference::group_sums(&input, group_size);
+    let p = problem::Clock::new(groups, group_size);
     let k = cl.kernel(&TIMING, "group_sum")?;
     let mut din = cl.buffer::<i32>(n)?;
     let mut dout = cl.buffer::<i32>(groups)?;
-    cl.write(&mut din, &input)?;
+    cl.write(&mut din, &p.input)?;
     arg_buf(&k, 0, &din)?;
     arg_buf(&k, 1, &dout)?;
     cl.profiling_queue()?;
@@ -139,7 +133,7 @@ pub(super) fn clock(
             .profiling_command_end()
             .cl("clGetEventProfilingInfo")?;
         cl.read(&dout, &mut got)?;
-        check::exact("clock group sums", &got, &want)?;
+        p.check(&got)?;
         if end < start {
             return Err(WorkloadError::Unavailable(format!(
                 "device timestamps go backwards: start {start}, end {end}"
@@ -176,8 +170,6 @@ pub(super) fn launch_rate(
     let mut count = cl.buffer::<u32>(1)?;
     arg_buf(&k, 0, &count)?;
     let mut got = [0u32];
-    let want = [u32::try_from(launches)
-        .map_err(|_| WorkloadError::Unavailable(format!("{launches} launches exceed u32")))?];
     sample(warmup, reps, || {
         cl.poison(&mut count, 0u32, 1)?;
         let ((), ns) = timed(|| {
@@ -187,7 +179,7 @@ pub(super) fn launch_rate(
             cl.finish()
         })?;
         cl.read(&count, &mut got)?;
-        check::exact("launch counter", &got, &want)?;
+        problem::check_launch_count(got[0], launches)?;
         Ok(ns)
     })
 }
