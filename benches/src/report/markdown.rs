@@ -155,7 +155,7 @@ pub fn render(r: &Results) -> String {
             let _ = writeln!(
                 o,
                 "- {}: the host spent {} (native) and {} (virtio-compute) inside the \
-                 three enqueue calls, of {} and {} in all.",
+                 calls that issue the work, of {} and {} in all.",
                 x.name,
                 fmt_time(n),
                 fmt_time(v),
@@ -165,9 +165,16 @@ pub fn render(r: &Results) -> String {
         }
         if let Some((n, v)) = extra_median(x, "host_wall_ns") {
             notes = true;
+            let how = match extra_median(x, "device_cycles") {
+                Some((nc, vc)) => format!(
+                    "clock64() in the kernel, mean per block: {nc:.0} (native) and {vc:.0} \
+                     (virtio-compute) cycles at the device's clock rate"
+                ),
+                None => "event profiling".into(),
+            };
             let _ = writeln!(
                 o,
-                "- {}: device-timed (event profiling); host wall time around the \
+                "- {}: device-timed ({how}); host wall time around the \
                  launch {} (native) and {} (virtio-compute).",
                 x.name,
                 fmt_time(n),

@@ -1,10 +1,11 @@
 //! Results: every sample with its summary, the ratios, the geometric means,
-//! where the run stands against the performance targets, and the machine.
-//! Rendered as a Markdown table (`markdown`), JSON (serde) and an SVG plot
-//! (`plot`).
+//! where the run stands against the performance targets (`targets`), and
+//! the machine. Rendered as a Markdown table (`markdown`), JSON (serde)
+//! and an SVG plot (`plot`).
 
 pub mod markdown;
 pub mod plot;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,8 @@ use crate::machine::Machine;
 use crate::runner::Outcome;
 use crate::stats::{geomean, summarize, Summary};
 use crate::workload::{Case, Unit, FAMILIES};
+
+pub use targets::{TargetCheck, GEOMEAN_TARGET_CPU, GEOMEAN_TARGET_GPU};
 
 /// One side of one case.
 #[derive(Clone, Debug, Serialize)]
@@ -66,16 +69,6 @@ pub struct Geomeans {
     pub n_rows: usize,
 }
 
-/// Where the run stands against one performance target.
-#[derive(Clone, Debug, Serialize)]
-pub struct TargetCheck {
-    pub target: String,
-    pub measured: String,
-    /// `None` when this run cannot judge it (nothing measured at the sizes
-    /// the target names).
-    pub met: Option<bool>,
-}
-
 /// Everything a run produced; serialized as the JSON file.
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
@@ -94,15 +87,7 @@ pub struct Results {
     pub targets: Vec<TargetCheck>,
 }
 
-/// Bandwidth target: transfers of at least this many bytes…
-pub const BANDWIDTH_TARGET_MIN_BYTES: usize = 16 << 20;
-/// …reach at least this fraction of native bandwidth.
-pub const BANDWIDTH_TARGET: f64 = 0.9;
-/// Geometric-mean target on a CPU runtime, and on a GPU.
-pub const GEOMEAN_TARGET_CPU: f64 = 1.10;
-pub const GEOMEAN_TARGET_GPU: f64 = 1.05;
-
-fn geomeans(rows: &[Row]) -> Geomeans {
+pub(crate) fn geomeans(rows: &[Row]) -> Geomeans {
     let thesis: Vec<&Row> = rows.iter().filter(|r| r.in_geomean).collect();
     let per_workload: Vec<(String, f64)> = FAMILIES
         .iter()
@@ -123,49 +108,6 @@ fn geomeans(rows: &[Row]) -> Geomeans {
         rows: geomean(&all),
         n_rows: all.len(),
     }
-}
-
-fn targets(rows: &[Row], g: &Geomeans, gpu: bool) -> Vec<TargetCheck> {
-    let limit = if gpu {
-        GEOMEAN_TARGET_GPU
-    } else {
-        GEOMEAN_TARGET_CPU
-    };
-    let mut out = vec![TargetCheck {
-        target: format!(
-            "geometric mean of virt/native over the thesis workloads ≤ {limit:.2} ({})",
-            if gpu { "GPU" } else { "CPU" }
-        ),
-        measured: if g.per_workload.is_empty() {
-            "no thesis workload measured".into()
-        } else {
-            format!("{:.3} over {} workloads", g.workloads, g.per_workload.len())
-        },
-        met: (!g.per_workload.is_empty()).then_some(g.workloads <= limit),
-    }];
-    let big: Vec<&Row> = rows
-        .iter()
-        .filter(|r| {
-            r.family == "bandwidthTest"
-                && matches!(r.unit, Unit::Bytes(b) if b >= BANDWIDTH_TARGET_MIN_BYTES)
-        })
-        .collect();
-    let worst = big
-        .iter()
-        .map(|r| (1.0 / r.ratio, r.name.as_str()))
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    out.push(TargetCheck {
-        target: format!(
-            "bandwidthTest at ≥ {} MiB: ≥ {BANDWIDTH_TARGET:.1}× native bandwidth",
-            BANDWIDTH_TARGET_MIN_BYTES >> 20
-        ),
-        measured: match worst {
-            Some((frac, name)) => format!("lowest {frac:.2}× ({name})"),
-            None => "no transfer that large in this run".into(),
-        },
-        met: worst.map(|(frac, _)| frac >= BANDWIDTH_TARGET),
-    });
-    out
 }
 
 impl Results {
@@ -197,7 +139,7 @@ impl Results {
             .collect();
         let geomean = geomeans(&rows);
         let gpu = outcome.native_runtime.device_type.contains("GPU");
-        let targets = targets(&rows, &geomean, gpu);
+        let targets = targets::judge(&rows, &geomean, api, gpu);
         Results {
             harness: format!("vcompute-bench {}", env!("CARGO_PKG_VERSION")),
             command: std::env::args().collect(),
@@ -349,28 +291,5 @@ pub(crate) mod tests {
         assert_eq!(g.n_rows, 3);
         assert!((g.rows - 2f64.powf(1.0 / 3.0)).abs() < 1e-12);
         assert_eq!(g.per_workload.len(), 2);
-    }
-
-    #[test]
-    fn targets_judge_only_what_was_measured() {
-        let rows = vec![
-            bw(Direction::H2D, 1 << 20, 100.0, 300.0),
-            bw(Direction::H2D, 16 << 20, 100.0, 105.0),
-            bw(Direction::D2H, 64 << 20, 100.0, 125.0),
-        ];
-        let g = geomeans(&rows);
-        let t = targets(&rows, &g, false);
-        assert_eq!(t[1].met, Some(false));
-        assert!(
-            t[1].measured
-                .contains("0.80× (bandwidthTest D2H pageable 64 MiB)"),
-            "{t:?}"
-        );
-        assert_eq!(t[0].met, Some(false));
-        let small = vec![bw(Direction::H2D, 1 << 20, 100.0, 100.0)];
-        let t = targets(&small, &geomeans(&small), true);
-        assert_eq!(t[1].met, None);
-        assert_eq!(t[0].met, Some(true));
-        assert!(t[0].target.contains("1.05"));
     }
 }

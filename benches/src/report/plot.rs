@@ -7,7 +7,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 use super::markdown::gib_s;
-use super::{Results, Row, GEOMEAN_TARGET_CPU};
+use super::{Results, Row, GEOMEAN_TARGET_CPU, GEOMEAN_TARGET_GPU};
 use crate::workload::{Case, Direction, HostMem, Unit, FAMILIES};
 
 /// Plot failures.
@@ -53,7 +53,7 @@ fn size_label(bytes: f64) -> String {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn draw_ratios(area: &Area, rows: &[&Row]) -> DrawResult {
+fn draw_ratios(area: &Area, rows: &[&Row], target: f64) -> DrawResult {
     let n = rows.len() as i32;
     let max = rows.iter().map(|r| r.ratio).fold(1.2f64, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(area)
@@ -98,7 +98,7 @@ fn draw_ratios(area: &Area, rows: &[&Row]) -> DrawResult {
             ("sans-serif", 12),
         )
     }))?;
-    for (x, color) in [(1.0, BLACK), (GEOMEAN_TARGET_CPU, RED)] {
+    for (x, color) in [(1.0, BLACK), (target, RED)] {
         chart.draw_series(LineSeries::new(
             [(x, SegmentValue::Exact(0)), (x, SegmentValue::Last)],
             color.stroke_width(1),
@@ -240,7 +240,12 @@ pub fn write_svg(r: &Results, path: &Path) -> Result<(), PlotError> {
         root.fill(&WHITE)?;
         let (top, bottom) = root.split_vertically(bar_h);
         if !thesis.is_empty() {
-            draw_ratios(&top, &thesis)?;
+            let target = if r.native_runtime.device_type.contains("GPU") {
+                GEOMEAN_TARGET_GPU
+            } else {
+                GEOMEAN_TARGET_CPU
+            };
+            draw_ratios(&top, &thesis, target)?;
         }
         if has_bw {
             let panels = bottom.split_evenly((1, 3));

@@ -4,6 +4,10 @@
 //! `LD_LIBRARY_PATH`. Made in a fresh temporary directory, removed on drop.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Tells apart the directories one process makes.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A directory of `libcuda` links to the shim; removed on drop.
 #[derive(Debug)]
@@ -17,8 +21,11 @@ impl ShimLibDir {
         let shim = shim
             .canonicalize()
             .map_err(|e| format!("the shim {}: {e}", shim.display()))?;
-        let dir =
-            std::env::temp_dir().join(format!("vcompute-bench-libcuda-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "vcompute-bench-libcuda-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let made = ShimLibDir { dir };
