@@ -5,7 +5,8 @@
 # shim), and the Rust toolchain pinned in rust-toolchain.toml. For the
 # booted-guest test (scripts/vm-test.sh): QEMU 10 from bookworm-backports,
 # busybox-static and cpio (the guest kernel itself is fetched by
-# scripts/vm/build-initramfs.sh). Idempotent.
+# scripts/vm/build-initramfs.sh). NVRTC from PyPI for compiling the CUDA
+# benchmark kernels (see below). Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -44,3 +45,24 @@ if ! command -v cargo >/dev/null; then
 fi
 # rust-toolchain.toml pins the version; this makes rustup fetch it if needed.
 cargo --version >/dev/null
+
+# NVRTC, for the compile check of the CUDA benchmark kernels (NVRTC needs
+# no GPU): NVIDIA's nvidia-cuda-nvrtc-cu12 wheel from PyPI, the CUDA 12.4
+# release the workspace's cudarc bindings are pinned to, checked against
+# its hash and unpacked once into target/nvrtc. 25 MB; skipped with
+# VCOMPUTE_NO_NVRTC=1. Not fatal: without it the check prints SKIPPED.
+root=$(cd "$(dirname "$0")/.." && pwd)
+nvrtc_dir=$root/target/nvrtc
+nvrtc_wheel=nvidia_cuda_nvrtc_cu12-12.4.127-py3-none-manylinux2014_x86_64.whl
+nvrtc_sha256=a178759ebb095827bd30ef56598ec182b85547f1508941a3d560eb7ea1fbf338
+if [ -z "${VCOMPUTE_NO_NVRTC:-}" ] && [ ! -e "$nvrtc_dir/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+    mkdir -p "$nvrtc_dir"
+    if python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+        --platform manylinux2014_x86_64 -d "$nvrtc_dir" nvidia-cuda-nvrtc-cu12==12.4.127 &&
+        echo "$nvrtc_sha256  $nvrtc_dir/$nvrtc_wheel" | sha256sum -c --quiet; then
+        python3 -m zipfile -e "$nvrtc_dir/$nvrtc_wheel" "$nvrtc_dir"
+        rm -f "$nvrtc_dir/$nvrtc_wheel"
+    else
+        echo "deps.sh: warning: could not fetch NVRTC; the CUDA kernel compile check will be SKIPPED" >&2
+    fi
+fi
