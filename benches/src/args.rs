@@ -166,4 +166,30 @@ mod tests {
         assert_eq!(a.api, Api::OpenCl);
         assert_eq!(a.transport, Transport::VhostUser);
     }
+
+    #[test]
+    fn cuda_runs_and_workers_parse() {
+        let cli = Cli::try_parse_from(["vcompute-bench", "run", "--api", "cuda"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(a.api, Api::Cuda);
+        for side in [Side::Native, Side::Virtual] {
+            let cli = Cli::try_parse_from([
+                "vcompute-bench",
+                "worker",
+                "--api",
+                Api::Cuda.arg(),
+                "--side",
+                side.arg(),
+            ])
+            .unwrap();
+            let Command::Worker(w) = cli.command else {
+                panic!("not worker");
+            };
+            assert_eq!((w.api, w.side), (Api::Cuda, side));
+        }
+        // A worker must be told its side.
+        assert!(Cli::try_parse_from(["vcompute-bench", "worker", "--api", "cuda"]).is_err());
+    }
 }
