@@ -56,6 +56,46 @@ fn extra_median(row: &Row, key: &str) -> Option<(f64, f64)> {
     Some((summarize(n).median, summarize(v).median))
 }
 
+/// The notes under the tables for one row (asyncAPI's issue time, how
+/// clock was timed), one line each.
+fn notes_of(x: &Row) -> String {
+    let mut o = String::new();
+    if let Some((n, v)) = extra_median(x, "issue_ns") {
+        let _ = writeln!(
+            o,
+            "- {}: the host spent {} (native) and {} (virtio-compute) inside the \
+             calls that issue the work, of {} and {} in all.",
+            x.name,
+            fmt_time(n),
+            fmt_time(v),
+            fmt_time(x.native.summary.median),
+            fmt_time(x.virt.summary.median)
+        );
+    }
+    if let Some((n, v)) = extra_median(x, "host_wall_ns") {
+        let how = match (
+            extra_median(x, "device_cycles"),
+            extra_median(x, "clock_khz"),
+        ) {
+            (Some((nc, vc)), Some((khz, _))) => format!(
+                "clock64() in the kernel, mean per block: {nc:.0} (native) and {vc:.0} \
+                 (virtio-compute) cycles at {:.0} MHz",
+                khz / 1e3
+            ),
+            _ => "event profiling".into(),
+        };
+        let _ = writeln!(
+            o,
+            "- {}: device-timed ({how}); host wall time around the \
+             launch {} (native) and {} (virtio-compute).",
+            x.name,
+            fmt_time(n),
+            fmt_time(v)
+        );
+    }
+    o
+}
+
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
     let mut o = String::new();
@@ -148,42 +188,9 @@ pub fn render(r: &Results) -> String {
         }
         let _ = writeln!(o);
     }
-    let mut notes = false;
-    for x in &r.rows {
-        if let Some((n, v)) = extra_median(x, "issue_ns") {
-            notes = true;
-            let _ = writeln!(
-                o,
-                "- {}: the host spent {} (native) and {} (virtio-compute) inside the \
-                 calls that issue the work, of {} and {} in all.",
-                x.name,
-                fmt_time(n),
-                fmt_time(v),
-                fmt_time(x.native.summary.median),
-                fmt_time(x.virt.summary.median)
-            );
-        }
-        if let Some((n, v)) = extra_median(x, "host_wall_ns") {
-            notes = true;
-            let how = match extra_median(x, "device_cycles") {
-                Some((nc, vc)) => format!(
-                    "clock64() in the kernel, mean per block: {nc:.0} (native) and {vc:.0} \
-                     (virtio-compute) cycles at the device's clock rate"
-                ),
-                None => "event profiling".into(),
-            };
-            let _ = writeln!(
-                o,
-                "- {}: device-timed ({how}); host wall time around the \
-                 launch {} (native) and {} (virtio-compute).",
-                x.name,
-                fmt_time(n),
-                fmt_time(v)
-            );
-        }
-    }
-    if notes {
-        let _ = writeln!(o);
+    let notes: String = r.rows.iter().map(notes_of).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(o, "{notes}");
     }
     let _ = writeln!(o, "| target | measured | status |");
     let _ = writeln!(o, "|---|---|---|");
@@ -204,6 +211,41 @@ mod tests {
     use super::*;
     use crate::report::tests::{bw, row};
     use crate::workload::{Case, Direction};
+
+    #[test]
+    fn clock_notes_say_how_the_device_timed_itself() {
+        let mut r = row(
+            Case::Clock {
+                groups: 4,
+                group_size: 256,
+            },
+            1000.0,
+            1000.0,
+        );
+        let extra = |k: &str, v: f64| (k.to_string(), vec![v; 3]);
+        r.native.extra = [extra("host_wall_ns", 9000.0)].into();
+        r.virt.extra = r.native.extra.clone();
+        assert!(
+            notes_of(&r).contains("device-timed (event profiling)"),
+            "{}",
+            notes_of(&r)
+        );
+        for side in [&mut r.native, &mut r.virt] {
+            side.extra.extend([
+                extra("device_cycles", 1980.0),
+                extra("clock_khz", 1_980_000.0),
+            ]);
+        }
+        let n = notes_of(&r);
+        assert!(
+            n.contains(
+                "clock64() in the kernel, mean per block: 1980 (native) and 1980 \
+                        (virtio-compute) cycles at 1980 MHz"
+            ),
+            "{n}"
+        );
+        assert!(notes_of(&row(Case::NullSync, 1.0, 1.0)).is_empty());
+    }
 
     #[test]
     fn units_read_naturally() {

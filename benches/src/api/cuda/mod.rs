@@ -172,8 +172,9 @@ pub struct Cuda {
     ctx: cu::CUcontext,
     /// Compute capability as `10 * major + minor`.
     cc: i32,
-    /// The SM clock rate the device reports (kHz).
-    clock_khz: i32,
+    /// The SM clock rate the device reports (kHz), if it does (CUDA 13
+    /// deprecates the attribute).
+    clock_khz: Option<i32>,
     /// The NVRTC architecture, chosen at the first compile.
     arch: Option<String>,
     modules: HashMap<&'static str, cu::CUmodule>,
@@ -243,7 +244,9 @@ impl Cuda {
         let major = attribute(dev, Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attribute(dev, Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let sms = attribute(dev, Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
-        let clock_khz = attribute(dev, Attr::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?;
+        let clock_khz = attribute(dev, Attr::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)
+            .ok()
+            .filter(|&k| k > 0);
         let info = RuntimeInfo {
             api: "CUDA".into(),
             platform_name: if driver.is_shim {

@@ -121,11 +121,15 @@ fn mean_block_cycles(stamps: &[i64]) -> Result<f64, String> {
     Ok(sum / blocks as f64)
 }
 
+/// Counts one cycle as one nanosecond when the device reports no clock
+/// rate: both sides use the same rate, so their ratio is unaffected.
+const NOMINAL_KHZ: i32 = 1_000_000;
+
 /// clock, as CUDA's sample does it: a reduction kernel whose blocks time
 /// themselves with `clock64()`. The sample is the mean cycles per block at
-/// the SM clock rate the device reports (`CU_DEVICE_ATTRIBUTE_CLOCK_RATE`),
-/// in nanoseconds; the cycles and the host's wall time around the launch
-/// are kept beside it.
+/// the SM clock rate the device reports (`CU_DEVICE_ATTRIBUTE_CLOCK_RATE`,
+/// or [`NOMINAL_KHZ`] without it), in nanoseconds; the cycles, the rate
+/// used and the host's wall time around the launch are kept beside it.
 pub(super) fn clock(
     cu: &mut Cuda,
     groups: usize,
@@ -138,12 +142,7 @@ pub(super) fn clock(
             "clock is built for blocks of {CLOCK_GROUP_SIZE}, not {group_size}"
         )));
     }
-    if cu.clock_khz <= 0 {
-        return Err(WorkloadError::Unavailable(format!(
-            "the device reports a clock rate of {} kHz",
-            cu.clock_khz
-        )));
-    }
+    let khz = cu.clock_khz.unwrap_or(NOMINAL_KHZ);
     let p = problem::Clock::new(groups, group_size);
     let k = cu.func(&TIMING, "group_sum")?;
     let din = cu.alloc_for::<i32>(groups * group_size)?;
@@ -169,12 +168,16 @@ pub(super) fn clock(
         let c = mean_block_cycles(&stamps).map_err(WorkloadError::Unavailable)?;
         wall.push(host_ns);
         cycles.push(c);
-        Ok(cycles_to_ns(c, cu.clock_khz))
+        Ok(cycles_to_ns(c, khz))
     })?;
     let skip = wall.len() - samples_ns.len();
     let extra = BTreeMap::from([
         ("host_wall_ns".to_string(), wall.split_off(skip)),
         ("device_cycles".to_string(), cycles.split_off(skip)),
+        (
+            "clock_khz".to_string(),
+            vec![f64::from(khz); samples_ns.len()],
+        ),
     ]);
     Ok(Measurement { samples_ns, extra })
 }
