@@ -163,10 +163,10 @@ check() {
         say "$name: SKIPPED ($1 is not there)"
         return
     fi
-    VCOMPUTE_EXPECT_KERNELS=1 timeout 120 "$@" >"$out/$name.native" 2>&1
+    VCOMPUTE_EXPECT_KERNELS=1 timeout 60 "$@" >"$out/$name.native" 2>&1
     local native_rc=$?
     LD_LIBRARY_PATH="$shimdir:$LD_LIBRARY_PATH" VCOMPUTE_ENDPOINT="vhost-user:$sock" \
-        VCOMPUTE_EXPECT_KERNELS=1 timeout 120 "$@" >"$out/$name.shim" 2>&1
+        VCOMPUTE_EXPECT_KERNELS=1 timeout 60 "$@" >"$out/$name.shim" 2>&1
     local shim_rc=$?
     if grep -q '^SKIPPED' "$out/$name.native"; then
         say "$name: $(grep -m1 '^SKIPPED' "$out/$name.native")"
