@@ -11,6 +11,10 @@
 #                         guest-shim/tests/c/cuda_vadd.c
 #      cuda_python        scripts/gpu/cuda_python_check.py
 #      numba              scripts/gpu/numba_check.py
+#    Then the daemon's own CUDA tests against the real driver
+#    (host-backend/src/executor/cuda/tests: conformance, hostile input,
+#    two sessions' isolation by raw device pointer, memory returned after a
+#    dropped session), which only print SKIPPED on a host without a GPU.
 # 2. The benchmark harness, --api cuda: every thesis workload and the
 #    micro-benchmarks, natively and through virtio-compute in one run,
 #    every result checked against a CPU reference, judged against the
@@ -50,11 +54,17 @@ while (($#)); do
     *) echo "usage: $0 [--quick] [--prebuilt DIR] | --bundle DIR" >&2; exit 2 ;;
     esac
 done
-binaries=(vhost-device-compute vcompute-bench libvcompute_shim.so examples/cudarc_check)
+binaries=(vhost-device-compute vcompute-bench libvcompute_shim.so examples/cudarc_check daemon-tests)
 
+# Builds everything the steps run; the daemon's unit-test binary is copied
+# to target/release/daemon-tests.
 build() {
     cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench &&
-        cargo build --release -p vcompute-shim --example cudarc_check
+        cargo build --release -p vcompute-shim --example cudarc_check || return 1
+    local tests
+    tests=$(cargo test --release -p vhost-device-compute --lib --no-run 2>&1 |
+        grep -o 'target/release/deps/vhost_device_compute-[0-9a-f]*' | head -1)
+    [ -n "$tests" ] && cp "$tests" target/release/daemon-tests
 }
 
 if [ -n "$bundle" ]; then
@@ -89,6 +99,7 @@ if [ -n "$prebuilt" ]; then
         [ -x "$bin/$(basename "$b")" ] || { say "FAIL: $bin/$(basename "$b") is missing"; exit 1; }
     done
     example=$bin/cudarc_check
+    daemon_tests=$bin/daemon-tests
 else
     say "building (release) ..."
     if ! build >"$out/build.log" 2>&1; then
@@ -98,6 +109,7 @@ else
     fi
     bin=target/release
     example=$bin/examples/cudarc_check
+    daemon_tests=$bin/daemon-tests
 fi
 say "built or found in ${SECONDS} s"
 
@@ -191,6 +203,22 @@ check numba python3 scripts/gpu/numba_check.py
 kill $daemon 2>/dev/null
 wait $daemon 2>/dev/null
 trap - EXIT
+
+# The daemon's CUDA executor tests against the real driver. On a GPU host
+# none may say SKIPPED: that would mean the real executor was not tested.
+timeout 180 "$daemon_tests" executor::cuda --test-threads 2 --nocapture >"$out/daemon-tests.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ]; then
+    say "daemon-tests: FAIL (rc $rc; see $out/daemon-tests.log)"
+    grep -E '^(test .* FAILED|failures:)|panicked' "$out/daemon-tests.log" | head -10 | tee -a "$summary"
+    failed=1
+elif grep -q 'SKIPPED' "$out/daemon-tests.log"; then
+    say "daemon-tests: FAIL (the real executor was skipped on a GPU host:)"
+    grep -m3 'SKIPPED' "$out/daemon-tests.log" | tee -a "$summary"
+    failed=1
+else
+    say "daemon-tests: OK, $(grep -m1 -o '[0-9]* passed' "$out/daemon-tests.log") (real driver: conformance, hostile input, isolation, cleanup)"
+fi
 
 # ---- 2. and 3. the benchmark harness ----
 # bench NAME SECONDS ARGS...: one harness run (its own daemon) into
