@@ -110,6 +110,127 @@ pub fn magic_matches(kind: ImageKind, bytes: &[u8]) -> bool {
     }
 }
 
+/// True when everything the image's own headers point at lies inside it.
+///
+/// The driver takes an image by address alone and finds its extent from
+/// those headers (`cuModuleLoadData` has no length), so a cubin whose
+/// section or program headers, or a fat binary whose entries, reach past
+/// the bytes the guest sent would make the driver read daemon memory
+/// beyond the copy. PTX is NUL-terminated by the session and has no
+/// interior NUL (see [`magic_matches`]).
+pub fn extent_fits(kind: ImageKind, bytes: &[u8]) -> bool {
+    match kind {
+        ImageKind::Ptx => true,
+        ImageKind::Cubin => elf_fits(bytes),
+        ImageKind::Fatbin => fatbin_fits(bytes),
+    }
+}
+
+/// True when `off..off + len` lies inside `b`.
+fn range_fits(b: &[u8], off: Option<u64>, len: Option<u64>) -> bool {
+    match (off, len) {
+        (Some(o), Some(n)) => o.checked_add(n).is_some_and(|e| e <= b.len() as u64),
+        _ => false,
+    }
+}
+
+/// Header table offsets and the offsets of one field in each entry: the
+/// entries that lie in `b`, or `None` if the table does not.
+fn table(b: &[u8], off: u64, num: u16, entsize: u16, min: u16) -> Option<Vec<usize>> {
+    if num == 0 {
+        return Some(Vec::new());
+    }
+    let len = u64::from(num) * u64::from(entsize);
+    if entsize < min || !range_fits(b, Some(off), Some(len)) {
+        return None;
+    }
+    let off = usize::try_from(off).ok()?;
+    Some(
+        (0..usize::from(num))
+            .map(|i| off + i * usize::from(entsize))
+            .collect(),
+    )
+}
+
+fn elf_fits(b: &[u8]) -> bool {
+    // EI_CLASS 2 = 64-bit, EI_DATA 1 = little-endian, as every cubin is.
+    if b.len() < 64 || !b.starts_with(ELF_MAGIC) || b.get(4) != Some(&2) || b.get(5) != Some(&1) {
+        return false;
+    }
+    let field16 = |at| read_u16(b, at).unwrap_or(0);
+    let (phoff, shoff) = (
+        read_u64(b, 0x20).unwrap_or(0),
+        read_u64(b, 0x28).unwrap_or(0),
+    );
+    let (phentsize, phnum) = (field16(0x36), field16(0x38));
+    let (shentsize, shnum, shstrndx) = (field16(0x3a), field16(0x3c), field16(0x3e));
+    // Extended numbering (a count of 0 with a table, or an index of
+    // SHN_XINDEX) keeps the real numbers elsewhere; no cubin uses it.
+    if (shnum == 0 && shoff != 0) || (shnum > 0 && shstrndx >= shnum) {
+        return false;
+    }
+    let (Some(shdrs), Some(phdrs)) = (
+        table(b, shoff, shnum, shentsize, 64),
+        table(b, phoff, phnum, phentsize, 56),
+    ) else {
+        return false;
+    };
+    // SHT_NOBITS (8) has no bytes in the file.
+    let sections = shdrs.iter().all(|&at| {
+        read_u32(b, at + 4) == Some(8) || range_fits(b, read_u64(b, at + 24), read_u64(b, at + 32))
+    });
+    // p_offset at 8, p_filesz at 32.
+    let segments = phdrs
+        .iter()
+        .all(|&at| range_fits(b, read_u64(b, at + 8), read_u64(b, at + 32)));
+    sections && segments
+}
+
+fn fatbin_fits(b: &[u8]) -> bool {
+    // Header: u32 magic, u16 version, u16 header size, u64 size of entries.
+    let (Some(hsize), Some(total)) = (read_u16(b, 6), read_u64(b, 8)) else {
+        return false;
+    };
+    let start = usize::from(hsize);
+    let end = usize::try_from(total)
+        .ok()
+        .and_then(|t| start.checked_add(t));
+    let Some(end) = end.filter(|&e| hsize >= 16 && e <= b.len()) else {
+        return false;
+    };
+    // Entries: u16 kind, u16 version, u32 header size, u64 payload size,
+    // tiling the region up to zero padding.
+    let mut at = start;
+    while at < end {
+        if b.get(at..end)
+            .is_some_and(|rest| rest.iter().all(|&c| c == 0))
+        {
+            break;
+        }
+        let (Some(ehsize), Some(psize)) = (read_u32(b, at + 4), read_u64(b, at + 8)) else {
+            return false;
+        };
+        let data_at = usize::try_from(ehsize)
+            .ok()
+            .filter(|&h| h >= 16)
+            .and_then(|h| at.checked_add(h))
+            .filter(|&d| d <= end);
+        let next = data_at
+            .zip(usize::try_from(psize).ok())
+            .and_then(|(d, p)| d.checked_add(p))
+            .filter(|&n| n <= end);
+        let (Some(data_at), Some(next)) = (data_at, next) else {
+            return false;
+        };
+        let payload = b.get(data_at..next).unwrap_or_default();
+        if payload.starts_with(ELF_MAGIC) && !elf_fits(payload) {
+            return false;
+        }
+        at = next;
+    }
+    true
+}
+
 /// Parses an image whose magic already matched its kind.
 pub fn parse(kind: ImageKind, bytes: &[u8]) -> ImageInfo {
     match kind {

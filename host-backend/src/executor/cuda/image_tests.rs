@@ -350,6 +350,7 @@ mod properties {
         #[test]
         fn arbitrary_images_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
             for kind in [ImageKind::Ptx, ImageKind::Cubin, ImageKind::Fatbin] {
+                let _ = extent_fits(kind, &bytes);
                 let info = parse(kind, &bytes);
                 for layout in info.kernels.values().flatten() {
                     for w in layout.windows(2) {
@@ -372,10 +373,13 @@ mod properties {
                 (ImageKind::Fatbin, fatbin(&[(1, PTX.as_bytes()), (2, &cubin())])),
             ];
             for (kind, mut img) in images {
+                prop_assert!(extent_fits(kind, &img));
                 let i = at.index(img.len());
                 img[i] = byte;
                 let _ = parse(kind, &img);
-                let _ = parse(kind, &img[..cut.index(img.len())]);
+                let cut = &img[..cut.index(img.len())];
+                let _ = parse(kind, cut);
+                let _ = extent_fits(kind, cut);
             }
         }
     }
