@@ -16,7 +16,9 @@ use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Respo
 use protocol::{SessionOpen, SessionOpened};
 use tracing::{debug, info};
 
-use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, SessionLimits};
+use crate::executor::{
+    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorFactory, SessionLimits,
+};
 use crate::limited_warn;
 use crate::limits::WarnLimiter;
 
@@ -48,6 +50,8 @@ pub struct Session {
     open: Option<Open>,
     counters: Counters,
     warn: WarnLimiter,
+    /// The open executor's abandoner, for transports.
+    abandon: Arc<AbandonSet>,
 }
 
 impl std::fmt::Debug for Session {
@@ -70,7 +74,15 @@ impl Session {
             open: None,
             counters: Counters::default(),
             warn: WarnLimiter::new(),
+            abandon: Arc::default(),
         }
+    }
+
+    /// What a transport calls, from any thread, when the guest is gone
+    /// (or its device resets) while this session may be blocked in a wait
+    /// only the guest could have ended. It stays valid across executors.
+    pub fn abandoner(&self) -> Arc<dyn Abandon> {
+        self.abandon.clone()
     }
 
     /// The negotiated version, or `None` while closed.
@@ -104,7 +116,9 @@ impl Session {
 
     /// Drops the executor (device reset, disconnect, `SessionClose`).
     pub fn reset(&mut self) {
-        if let Some(open) = self.open.take() {
+        let open = self.open.take();
+        self.abandon.clear();
+        if let Some(open) = open {
             info!(
                 executor = self.factory.name(),
                 version = open.version,
@@ -205,6 +219,9 @@ impl Session {
             }
         };
         let features = req.features & (self.factory.features() | FEATURE_BATCH) & KNOWN_FEATURES;
+        if let Some(a) = executor.abandoner() {
+            self.abandon.add(a);
+        }
         self.open = Some(Open {
             version,
             features,

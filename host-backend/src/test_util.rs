@@ -1,16 +1,19 @@
 //! Test doubles shared by the unit tests of chains and streams: a fake
 //! executor that writes `out` into every out-bulk segment, records what it
-//! was asked to run, answers `ClFinish` with success and anything else with
-//! native error -30.
+//! was asked to run, answers `ClFinish` with success, blocks in
+//! `ClWaitForEvents` until it is abandoned (a wait only the guest could
+//! end), and answers anything else with native error -30.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use protocol::opencl::Empty;
 use protocol::session::FEATURE_OPENCL;
 use protocol::{Request, Response};
 
-use crate::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use crate::executor::{
+    Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
@@ -22,7 +25,22 @@ pub(crate) struct Seen {
 pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 pub(crate) struct FakeFactory(pub Log);
-pub(crate) struct FakeExecutor(pub Log);
+pub(crate) struct FakeExecutor(pub Log, Arc<Gate>);
+
+/// What a fake `ClWaitForEvents` waits for: the session being abandoned.
+#[derive(Default)]
+pub(crate) struct Gate(Mutex<bool>, Condvar);
+
+impl Abandon for Gate {
+    fn abandon(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+
+    fn resume(&self) {
+        *self.0.lock().unwrap() = false;
+    }
+}
 
 impl Executor for FakeExecutor {
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
@@ -36,8 +54,20 @@ impl Executor for FakeExecutor {
         });
         match req {
             Request::ClFinish(_) => Ok(Response::ClFinish(Empty {})),
+            Request::ClWaitForEvents(_) => {
+                let gate = &self.1;
+                let mut open = gate.0.lock().unwrap();
+                while !*open {
+                    open = gate.1.wait(open).unwrap();
+                }
+                Ok(Response::ClWaitForEvents(Empty {}))
+            }
             _ => Err(ExecError::Native(-30)),
         }
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.1.clone())
     }
 }
 
@@ -49,6 +79,6 @@ impl ExecutorFactory for FakeFactory {
         FEATURE_OPENCL
     }
     fn open(&self, _: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(FakeExecutor(self.0.clone())))
+        Ok(Box::new(FakeExecutor(self.0.clone(), Arc::default())))
     }
 }

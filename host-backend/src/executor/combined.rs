@@ -13,7 +13,9 @@ use std::sync::Arc;
 use protocol::{ProtocolError, Request, Response};
 use tracing::warn;
 
-use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{
+    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
+};
 
 /// Opens one executor per family, on demand.
 pub struct CombinedFactory {
@@ -70,6 +72,7 @@ impl ExecutorFactory for CombinedFactory {
                 })
                 .collect(),
             limits,
+            abandon: Arc::default(),
         }))
     }
 }
@@ -84,6 +87,8 @@ struct Slot {
 struct CombinedExecutor {
     slots: Vec<Slot>,
     limits: SessionLimits,
+    /// The abandoners of the executors opened so far.
+    abandon: Arc<AbandonSet>,
 }
 
 impl Executor for CombinedExecutor {
@@ -93,6 +98,10 @@ impl Executor for CombinedExecutor {
 
     fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         self.executor_for(&req)?.execute_posted(req, bulk)
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.abandon.clone())
     }
 }
 
@@ -111,7 +120,12 @@ impl CombinedExecutor {
         let executor = match &mut slot.executor {
             Some(e) => e,
             empty => match slot.factory.open(self.limits) {
-                Ok(e) => empty.insert(e),
+                Ok(e) => {
+                    if let Some(a) = e.abandoner() {
+                        self.abandon.add(a);
+                    }
+                    empty.insert(e)
+                }
                 Err(e) => {
                     warn!(executor = slot.factory.name(), error = %e, "cannot open an executor for a session");
                     return Err(unavailable);

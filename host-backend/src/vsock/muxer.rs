@@ -22,6 +22,10 @@
 //! - `SHUTDOWN` ends the session's input; once the session has finished
 //!   and its output is sent, the daemon resets the connection. A session
 //!   that ends by itself (bad stream) is reset the same way.
+//! - A connection that ends by the guest's hand (`SHUTDOWN`, `RST`) or the
+//!   daemon's (a reset, the VM gone) abandons its session
+//!   ([`crate::executor::Abandon`]): no request can follow, so a wait only
+//!   the guest could have ended must end now for the session to finish.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use tracing::{debug, info};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::pipe::{Pipe, SessionEnd};
-use crate::executor::{ExecutorFactory, SessionLimits};
+use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
 use crate::limited_warn;
 use crate::limits::WarnLimiter;
 use crate::session::Session;
@@ -101,6 +105,8 @@ pub struct MuxCounters {
 struct Conn {
     pipe: Arc<Pipe>,
     thread: Option<JoinHandle<()>>,
+    /// The session's abandoner, usable while its thread is blocked.
+    abandon: Arc<dyn Abandon>,
     /// The guest's receive buffer and consumption (its credit to us).
     peer_buf_alloc: u32,
     peer_fwd_cnt: u32,
@@ -115,6 +121,13 @@ struct Conn {
 }
 
 impl Conn {
+    /// Closes the pipe both ways and abandons the session, so that its
+    /// thread ends whatever it was doing.
+    fn close(&self) {
+        self.pipe.close_all();
+        self.abandon.abandon();
+    }
+
     /// Bytes the guest can take now.
     fn peer_credit(&self) -> u32 {
         self.peer_buf_alloc
@@ -232,7 +245,7 @@ impl Muxer {
     /// Drops connection `peer` (if open) and resets it toward the guest.
     fn reset_conn(&mut self, peer: u32) {
         if let Some(c) = self.conns.remove(&peer) {
-            c.pipe.close_all();
+            c.close();
             self.closing.push(c);
             self.counters.resets += 1;
             self.control.push_back(self.to_guest(peer, op::RST, 0));
@@ -292,12 +305,14 @@ impl Muxer {
                 c.pipe.push_inbound(data);
             }
             op::SHUTDOWN => {
-                // The guest sends no more; its session finishes what it has.
+                // The guest sends no more; its session finishes what it
+                // has, and nothing it waits on can be ended by the guest.
                 c.pipe.close_inbound();
+                c.abandon.abandon();
             }
             op::RST => {
                 if let Some(c) = self.conns.remove(&peer) {
-                    c.pipe.close_all();
+                    c.close();
                     self.closing.push(c);
                     debug!(peer, "vsock connection reset by the guest");
                 }
@@ -338,11 +353,11 @@ impl Muxer {
         let peer = h.src_port;
         let pipe = Pipe::new(self.wake.clone());
         let end = SessionEnd(pipe.clone());
-        let factory = self.factory.clone();
-        let limits = self.limits;
+        let session = Session::new(self.factory.clone(), self.limits);
+        let abandon = session.abandoner();
         let spawned = std::thread::Builder::new()
             .name(format!("vcompute-vsock-{peer}"))
-            .spawn(move || serve_session(end, factory, limits, peer));
+            .spawn(move || serve_session(end, session, peer));
         let thread = match spawned {
             Ok(t) => t,
             Err(e) => {
@@ -357,6 +372,7 @@ impl Muxer {
             Conn {
                 pipe,
                 thread: Some(thread),
+                abandon,
                 peer_buf_alloc: h.buf_alloc,
                 peer_fwd_cnt: h.fwd_cnt,
                 tx_cnt: 0,
@@ -448,12 +464,13 @@ impl Muxer {
     }
 
     /// Closes every connection and waits for every session to end (the
-    /// guest is gone). Sessions blocked in the runtime finish their call.
+    /// guest is gone). Sessions are abandoned first; one busy in the
+    /// runtime on its own work finishes that call.
     pub fn shutdown(&mut self) {
         let conns = std::mem::take(&mut self.conns);
         self.closing.extend(conns.into_values());
         for c in &self.closing {
-            c.pipe.close_all();
+            c.close();
         }
         for mut c in self.closing.drain(..) {
             if let Some(t) = c.thread.take() {
@@ -470,13 +487,7 @@ impl Drop for Muxer {
     }
 }
 
-fn serve_session(
-    mut end: SessionEnd,
-    factory: Arc<dyn ExecutorFactory>,
-    limits: SessionLimits,
-    peer: u32,
-) {
-    let mut session = Session::new(factory, limits);
+fn serve_session(mut end: SessionEnd, mut session: Session, peer: u32) {
     match crate::stream::serve(&mut end, &mut session) {
         Ok(()) => debug!(peer, "vsock session ended"),
         Err(e) => debug!(peer, error = %e, "vsock session ended with an error"),

@@ -276,3 +276,34 @@ fn the_connection_limit_is_enforced() {
     m.on_packet(&pkt(1, op::RST, 0), &[]);
     connect(&mut m, 2);
 }
+
+fn wait_record(id: u64) -> Vec<u8> {
+    let mut f = Vec::new();
+    let wait = Request::ClWaitForEvents(protocol::opencl::WaitForEvents { events: vec![1] });
+    encode_request(&mut f, id, 0, &wait, 0, 0).unwrap();
+    let mut rec = Vec::new();
+    encode_request_record(&mut rec, QueueClass::Request, &f, &[], &[]).unwrap();
+    rec
+}
+
+#[test]
+fn a_session_waiting_on_its_guest_ends_with_the_connection() {
+    // The fake executor's wait ends only when its session is abandoned,
+    // as a wait on the guest's own user event does.
+    for end in [op::RST, op::SHUTDOWN] {
+        let mut m = muxer(4);
+        connect(&mut m, 1);
+        send(&mut m, 1, &open_record());
+        assert_eq!(response_ids(&mut m, 1), vec![1]);
+        send(&mut m, 1, &wait_record(2));
+        std::thread::sleep(Duration::from_millis(50));
+        m.on_packet(&pkt(1, end, 0), &[]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            m.shutdown();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the session never ended after op {end}"));
+    }
+}

@@ -406,6 +406,7 @@ impl OpenClExecutor {
         self.check_new(req.id)?;
         let ctx = self.table.context(req.context)?.get();
         let ev = cl3::event::create_user_event(ctx).map_err(native)?;
+        self.user_events.add(ev);
         self.table.insert(
             req.id,
             Object::Event(EventObj {

@@ -9,6 +9,7 @@
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
 //! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
+//! | `user_events.rs` | the session's user events, completed from another thread when the guest is gone |
 //! | `tests/` | tests against the system's runtime (POCL in CI) |
 //!
 //! The guest is untrusted: every handle is looked up with the kind it must
@@ -23,6 +24,7 @@ mod program;
 mod staging;
 #[cfg(test)]
 mod tests;
+mod user_events;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -40,9 +42,10 @@ use protocol::opencl::{
 };
 use protocol::{ProtocolError, Request, Response};
 
-use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
 use handles::{native, Object, Table};
 use program::IssuedBinaries;
+use user_events::UserEvents;
 
 /// `CL_QUEUE_PRIORITY_KHR` and `CL_QUEUE_THROTTLE_KHR`: plain values, safe to
 /// pass on.
@@ -127,6 +130,7 @@ pub struct OpenClExecutor {
     memory: Arc<AtomicU64>,
     binaries: Arc<IssuedBinaries>,
     staging: staging::Staging,
+    user_events: Arc<UserEvents>,
 }
 
 impl fmt::Debug for OpenClExecutor {
@@ -168,6 +172,7 @@ impl OpenClExecutor {
             memory: Arc::new(AtomicU64::new(0)),
             binaries,
             staging: staging::Staging::default(),
+            user_events: Arc::default(),
         })
     }
 
@@ -360,6 +365,10 @@ impl Executor for OpenClExecutor {
 
     fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         self.run(req, bulk, true)
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.user_events.clone())
     }
 }
 
