@@ -2,7 +2,9 @@
 //! executor that writes `out` into every out-bulk segment, records what it
 //! was asked to run, answers `ClFinish` with success, blocks in
 //! `ClWaitForEvents` until it is abandoned (a wait only the guest could
-//! end), and answers anything else with native error -30.
+//! end), spends [`BUSY`] in `ClBuildProgram` (a long call of the guest's
+//! own, which abandoning does not cut short), and answers anything else
+//! with native error -30.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +25,9 @@ pub(crate) struct Seen {
 }
 
 pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// How long the fake executor's `ClBuildProgram` keeps its session busy.
+pub(crate) const BUSY: std::time::Duration = std::time::Duration::from_millis(700);
 
 pub(crate) struct FakeFactory(pub Log);
 pub(crate) struct FakeExecutor(pub Log, Arc<Gate>);
@@ -54,6 +59,10 @@ impl Executor for FakeExecutor {
         });
         match req {
             Request::ClFinish(_) => Ok(Response::ClFinish(Empty {})),
+            Request::ClBuildProgram(_) => {
+                std::thread::sleep(BUSY);
+                Err(ExecError::Native(-30))
+            }
             Request::ClWaitForEvents(_) => {
                 let gate = &self.1;
                 let mut open = gate.0.lock().unwrap();

@@ -19,4 +19,4 @@ mod muxer;
 mod pipe;
 
 pub use device::{VhuVsock, VsockError, WAKE_EVENT};
-pub use muxer::{Hdr, MuxCounters, BUF_ALLOC, HOST_CID};
+pub use muxer::{Hdr, MuxCounters, BUF_ALLOC, HOST_CID, MAX_OWED_RESETS};

@@ -9,7 +9,11 @@
 //! Rules:
 //! - `REQUEST` to the daemon's port opens a connection (answered with
 //!   `RESPONSE`) and starts its session thread; to any other port, or past
-//!   the connection limit, it gets `RST`.
+//!   the connection limit, it gets `RST`. Connections the daemon has closed
+//!   whose sessions are still ending count against the limit, so a guest
+//!   cannot hold more sessions than that by resetting busy connections.
+//! - At most [`MAX_OWED_RESETS`] resets wait for a receive buffer; a guest
+//!   that provokes more without taking them gets no more.
 //! - Any packet but `REQUEST` for a connection that does not exist, a
 //!   packet of another socket type, an unknown op, a packet that does not
 //!   parse, and data beyond the credit the daemon granted all get `RST`;
@@ -47,6 +51,14 @@ pub const TYPE_STREAM: u16 = 1;
 /// Receive buffer the daemon grants each connection (the guest may have
 /// this many unread bytes outstanding).
 pub const BUF_ALLOC: u32 = 256 << 10;
+
+/// Resets owed to the guest and not yet sent. Each bad packet owes one,
+/// and the guest decides when it takes them (by posting receive buffers),
+/// so without a bound a guest flooding closed ports would grow the queue
+/// without end; past it further resets are dropped (and counted): the
+/// guest's connect times out, or its next packet on a dropped connection
+/// is reset then.
+pub const MAX_OWED_RESETS: usize = 1024;
 
 /// Packet operations (virtio specification, 5.10.6).
 pub mod op {
@@ -100,6 +112,8 @@ pub struct MuxCounters {
     pub resets: u64,
     /// Credit violations seen.
     pub credit_violations: u64,
+    /// Resets not sent because [`MAX_OWED_RESETS`] were already owed.
+    pub resets_dropped: u64,
 }
 
 struct Conn {
@@ -222,13 +236,27 @@ impl Muxer {
         }
     }
 
+    /// Queues a reset for the guest, unless [`MAX_OWED_RESETS`] are owed.
+    fn owe_reset(&mut self, h: Hdr) {
+        if self.control.len() >= MAX_OWED_RESETS {
+            self.counters.resets_dropped += 1;
+            limited_warn!(
+                self.warn,
+                owed = self.control.len(),
+                "the guest takes no resets; dropping one"
+            );
+            return;
+        }
+        self.counters.resets += 1;
+        self.control.push_back(h);
+    }
+
     /// Queues a reset answering `h` (never for a reset).
     fn reset_reply(&mut self, h: &Hdr) {
         if h.op == op::RST {
             return;
         }
-        self.counters.resets += 1;
-        self.control.push_back(Hdr {
+        self.owe_reset(Hdr {
             src_cid: h.dst_cid,
             dst_cid: h.src_cid,
             src_port: h.dst_port,
@@ -247,8 +275,7 @@ impl Muxer {
         if let Some(c) = self.conns.remove(&peer) {
             c.close();
             self.closing.push(c);
-            self.counters.resets += 1;
-            self.control.push_back(self.to_guest(peer, op::RST, 0));
+            self.owe_reset(self.to_guest(peer, op::RST, 0));
             debug!(peer, "vsock connection reset");
         }
     }
@@ -341,7 +368,9 @@ impl Muxer {
     }
 
     fn open(&mut self, h: &Hdr) {
-        if self.conns.len() >= self.max_conns {
+        // Sessions of closed connections still hold their resources.
+        self.retire();
+        if self.conns.len() + self.closing.len() >= self.max_conns {
             limited_warn!(
                 self.warn,
                 max = self.max_conns,
