@@ -41,11 +41,11 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use crate::args::Config;
 use crate::executor::{self, Abandon, ExecutorError, ExecutorFactory, SessionLimits};
-use crate::limited_warn;
 use crate::limits::WarnLimiter;
 use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
 use crate::vsock::{VhuVsock, WAKE_EVENT};
+use crate::{limited_info, limited_warn};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +180,8 @@ pub struct Server {
     live: Arc<Mutex<HashMap<u64, Live>>>,
     next_id: u64,
     warn: WarnLimiter,
+    /// Connect and disconnect lines, which a client can repeat at will.
+    lifecycle: Arc<Mutex<WarnLimiter>>,
     /// Stream connections watched for the peer's hang-up, by connection id.
     hangups: Epoll,
 }
@@ -238,6 +240,7 @@ impl Server {
             live: Arc::new(Mutex::new(HashMap::new())),
             next_id: 0,
             warn: WarnLimiter::new(),
+            lifecycle: Arc::default(),
             hangups,
         })
     }
@@ -445,13 +448,19 @@ impl Server {
         self.next_id += 1;
         self.stats.live.fetch_add(1, Ordering::SeqCst);
         self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        info!(connection = id, live = self.stats.live(), "guest connected");
+        limited_info!(
+            lock(&self.lifecycle),
+            connection = id,
+            live = self.stats.live(),
+            "guest connected"
+        );
         let shutdown = daemon.shutdown_handle();
         // Registered before the waiter starts so the waiter's removal cannot
         // run first.
         let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let live = self.live.clone();
         let stats = self.stats.clone();
+        let lifecycle = self.lifecycle.clone();
         let waiter = thread::Builder::new()
             .name(format!("vcompute-wait-{id}"))
             .spawn(move || {
@@ -467,7 +476,7 @@ impl Server {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
                 stats.live.fetch_sub(1, Ordering::SeqCst);
-                info!(connection = id, "guest disconnected");
+                limited_info!(lock(&lifecycle), connection = id, "guest disconnected");
             });
         match waiter {
             Ok(waiter) => {
@@ -517,7 +526,8 @@ impl Server {
         self.next_id += 1;
         self.stats.live.fetch_add(1, Ordering::SeqCst);
         self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        info!(
+        limited_info!(
+            lock(&self.lifecycle),
             connection = id,
             live = self.stats.live(),
             "stream client connected"
@@ -536,6 +546,7 @@ impl Server {
         let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let live = self.live.clone();
         let stats = self.stats.clone();
+        let lifecycle = self.lifecycle.clone();
         let waiter = thread::Builder::new()
             .name(format!("vcompute-stream-{id}"))
             .spawn(move || {
@@ -549,7 +560,11 @@ impl Server {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
                 stats.live.fetch_sub(1, Ordering::SeqCst);
-                info!(connection = id, "stream client disconnected");
+                limited_info!(
+                    lock(&lifecycle),
+                    connection = id,
+                    "stream client disconnected"
+                );
             });
         match waiter {
             Ok(waiter) => {
@@ -595,6 +610,10 @@ impl Server {
             }
         }
     }
+}
+
+fn lock(l: &Mutex<WarnLimiter>) -> std::sync::MutexGuard<'_, WarnLimiter> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Binds the stream listener, replacing a stale socket file.

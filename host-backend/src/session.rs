@@ -14,13 +14,13 @@ use protocol::opencl::Empty;
 use protocol::session::{negotiate_version, FEATURE_BATCH, KNOWN_FEATURES, PROTOCOL_VERSION};
 use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Response, FLAG_ASYNC};
 use protocol::{SessionOpen, SessionOpened};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::executor::{
     Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorFactory, SessionLimits,
 };
-use crate::limited_warn;
-use crate::limits::WarnLimiter;
+use crate::limits::{logged_name, WarnLimiter};
+use crate::{limited_info, limited_warn};
 
 /// What a session has done, for logs and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Session {
     open: Option<Open>,
     counters: Counters,
     warn: WarnLimiter,
+    /// Session open and close lines, which a guest can repeat at will.
+    lifecycle: WarnLimiter,
     /// The open executor's abandoner, for transports.
     abandon: Arc<AbandonSet>,
 }
@@ -74,6 +76,7 @@ impl Session {
             open: None,
             counters: Counters::default(),
             warn: WarnLimiter::new(),
+            lifecycle: WarnLimiter::new(),
             abandon: Arc::default(),
         }
     }
@@ -119,7 +122,8 @@ impl Session {
         let open = self.open.take();
         self.abandon.clear();
         if let Some(open) = open {
-            info!(
+            limited_info!(
+                self.lifecycle,
                 executor = self.factory.name(),
                 version = open.version,
                 chains = self.counters.chains,
@@ -203,7 +207,7 @@ impl Session {
         let Some(version) = negotiate_version(req.min_version, req.max_version) else {
             limited_warn!(
                 self.warn,
-                client = %req.client,
+                client = %logged_name(&req.client),
                 min = req.min_version,
                 max = req.max_version,
                 ours = PROTOCOL_VERSION,
@@ -228,8 +232,9 @@ impl Session {
             executor,
         });
         self.counters.opens += 1;
-        info!(
-            client = %req.client,
+        limited_info!(
+            self.lifecycle,
+            client = %logged_name(&req.client),
             version,
             features = format_args!("{features:#x}"),
             executor = self.factory.name(),
@@ -248,5 +253,74 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.reset();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use protocol::session::FEATURE_OPENCL;
+    use protocol::{encode_request, FrameIter};
+
+    use super::*;
+    use crate::test_util::FakeFactory;
+
+    /// Log output, captured.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_guest_cannot_flood_or_forge_the_log_with_session_opens() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let forged = "x\nERROR forged line\u{1b}[2J".repeat(1000);
+        tracing::subscriber::with_default(subscriber, || {
+            let mut s = Session::new(
+                Arc::new(FakeFactory(Default::default())),
+                crate::limits::session_limits(16, 0),
+            );
+            let open = Request::SessionOpen(SessionOpen {
+                min_version: 1,
+                max_version: PROTOCOL_VERSION,
+                features: FEATURE_OPENCL,
+                client: forged.clone(),
+            });
+            let mut area = Vec::new();
+            encode_request(&mut area, 1, 0, &open, 0, 0).unwrap();
+            let frame = FrameIter::new(&area).next().unwrap().unwrap();
+            for _ in 0..1000 {
+                let r = s.handle_frame(QueueClass::Control, &frame, &Bulk::default());
+                assert!(matches!(r, Outcome::Ok(_)));
+            }
+        });
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines = log.lines().count();
+        assert!(lines <= 40, "{lines} log lines for 1000 opens");
+        assert!(
+            !log.lines().any(|l| l.starts_with("ERROR forged")),
+            "a guest's client name started a log line"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "an escape sequence reached the log"
+        );
+        assert!(log.len() < 64 << 10, "{} bytes of log", log.len());
     }
 }

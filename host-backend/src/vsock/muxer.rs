@@ -35,14 +35,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tracing::{debug, info};
+use tracing::debug;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::pipe::{Pipe, SessionEnd};
 use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
-use crate::limited_warn;
 use crate::limits::WarnLimiter;
 use crate::session::Session;
+use crate::{limited_info, limited_warn};
 
 /// The host's context id.
 pub const HOST_CID: u64 = 2;
@@ -170,6 +170,8 @@ pub struct Muxer {
     last: u32,
     counters: MuxCounters,
     warn: WarnLimiter,
+    /// Connection lines, which the guest can repeat at will.
+    lifecycle: WarnLimiter,
 }
 
 impl std::fmt::Debug for Muxer {
@@ -207,6 +209,7 @@ impl Muxer {
             last: 0,
             counters: MuxCounters::default(),
             warn: WarnLimiter::new(),
+            lifecycle: WarnLimiter::new(),
         }
     }
 
@@ -410,7 +413,8 @@ impl Muxer {
                 need_credit: false,
             },
         );
-        info!(
+        limited_info!(
+            self.lifecycle,
             peer,
             live = self.conns.len(),
             "guest vsock connection opened"
@@ -523,7 +527,7 @@ fn serve_session(mut end: SessionEnd, mut session: Session, peer: u32) {
     }
     // Everything the guest made is freed before the device hears of it.
     drop(session);
-    info!(peer, "guest vsock connection closed");
+    debug!(peer, "guest vsock connection closed");
     end.0.finish_session();
 }
 
