@@ -259,39 +259,16 @@ impl Drop for Session {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Mutex;
-
     use protocol::session::FEATURE_OPENCL;
     use protocol::{encode_request, FrameIter};
 
     use super::*;
-    use crate::test_util::FakeFactory;
-
-    /// Log output, captured.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_util::{capture_log, FakeFactory};
 
     #[test]
     fn a_guest_cannot_flood_or_forge_the_log_with_session_opens() {
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
         let forged = "x\nERROR forged line\u{1b}[2J".repeat(1000);
-        tracing::subscriber::with_default(subscriber, || {
+        let log = capture_log(|| {
             let mut s = Session::new(
                 Arc::new(FakeFactory(Default::default())),
                 crate::limits::session_limits(16, 0),
@@ -310,8 +287,7 @@ mod tests {
                 assert!(matches!(r, Outcome::Ok(_)));
             }
         });
-        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let lines = log.lines().count();
+        let lines = log.lines().filter(|l| l.contains("session")).count();
         assert!(lines <= 40, "{lines} log lines for 1000 opens");
         assert!(
             !log.lines().any(|l| l.starts_with("ERROR forged")),
