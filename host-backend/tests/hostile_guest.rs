@@ -460,3 +460,116 @@ fn sigterm_stops_a_daemon_whose_sessions_wait_forever() {
     );
     drop((g, c));
 }
+
+/// Opens a session with a context and a command queue on the first
+/// device; returns the handles (context 1, queue 2).
+fn context_and_queue(c: &mut impl Conn) {
+    assert!(matches!(
+        c.call(true, &[open_req()]).as_deref(),
+        Some([Outcome::Ok(_)])
+    ));
+    let platform = match c
+        .call(false, &[Request::ClGetPlatformIds(Empty {})])
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetPlatformIds(l))]) => l.handles[0],
+        other => panic!("platforms: {other:?}"),
+    };
+    let device = match c
+        .call(
+            false,
+            &[Request::ClGetDeviceIds(GetDeviceIds {
+                platform,
+                device_type: u64::from(u32::MAX),
+            })],
+        )
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetDeviceIds(l))]) => l.handles[0],
+        other => panic!("devices: {other:?}"),
+    };
+    let setup = [
+        Request::ClCreateContext(CreateContext {
+            id: 1,
+            properties: vec![],
+            devices: vec![device],
+        }),
+        Request::ClCreateCommandQueue(CreateCommandQueue {
+            id: 2,
+            context: 1,
+            device,
+            properties: vec![],
+        }),
+    ];
+    let out = c.call(false, &setup).expect("setup answered");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Ok(_))), "{out:?}");
+}
+
+#[test]
+fn failing_a_user_event_behind_markers_does_not_kill_the_daemon() {
+    // POCL 3.1 aborts the process when a failed event fails a marker or
+    // barrier that no event handle refers to any more; the daemon gets an
+    // event for every command and drops the ones the guest did not ask for.
+    if !have_native_opencl() {
+        return;
+    }
+    let mut daemon = Daemon::start(&[]);
+    let mut g = TestGuest::connect(daemon.socket()).expect("connect");
+    context_and_queue(&mut g);
+    let common = |wait: Vec<Handle>, event| EnqueueCommon {
+        queue: 2,
+        wait,
+        event,
+    };
+    let reqs = [
+        Request::ClCreateUserEvent(CreateUserEvent { id: 3, context: 1 }),
+        Request::ClCreateBuffer(CreateBuffer {
+            id: 4,
+            context: 1,
+            flags: 1,
+            size: 4096,
+        }),
+        // A barrier gated on the user event, its event not asked for.
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![3], None),
+            barrier: true,
+        }),
+        // A marker whose event the guest asks for and then releases.
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![3], Some(5)),
+            barrier: false,
+        }),
+        Request::ClRelease(Release {
+            kind: ObjectKind::Event,
+            object: 5,
+        }),
+        // Work behind them, and an implicit barrier after it.
+        Request::ClEnqueueFillBuffer(EnqueueFillBuffer {
+            common: common(vec![], None),
+            buffer: 4,
+            pattern: vec![7],
+            offset: 0,
+            size: 4096,
+        }),
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![], None),
+            barrier: true,
+        }),
+        Request::ClFlush(QueueOp { queue: 2 }),
+    ];
+    let out = g.call(1, &reqs).expect("answered");
+    assert!(
+        out.iter().all(|(_, o)| matches!(o, Outcome::Ok(_))),
+        "{out:?}"
+    );
+    let fail = Request::ClSetUserEventStatus(SetUserEventStatus {
+        event: 3,
+        status: -1,
+    });
+    assert!(matches!(one(&mut g, fail), Outcome::Ok(_)));
+    // The failure reaches the commands behind the event; the daemon and
+    // the session carry on.
+    let _ = one(&mut g, Request::ClFinish(QueueOp { queue: 2 }));
+    assert_eq!(g.ping(), Outcome::Ok(Response::Ping(Empty {})));
+    daemon.assert_alive();
+}

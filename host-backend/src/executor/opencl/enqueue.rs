@@ -360,6 +360,9 @@ impl OpenClExecutor {
 
     pub(super) fn marker(&mut self, req: EnqueueMarker) -> Result<Empty, ExecError> {
         let p = self.prepare(&req.common)?;
+        if !self.markers.room() {
+            return Err(native(cl3::error_codes::CL_OUT_OF_RESOURCES));
+        }
         // SAFETY: the queue and events are live objects of this session; the
         // wait list is NULL or `wait_len()` events that outlive the call.
         let ev = unsafe {
@@ -378,6 +381,8 @@ impl OpenClExecutor {
             }
         }
         .map_err(native)?;
+        // Never without a handle while it can still fail (see `markers`).
+        self.markers.hold(ev);
         self.finish_enqueue(&req.common, ev)
     }
 

@@ -8,6 +8,7 @@
 //! | `info.rs` | `clGet*Info` queries and image formats |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
+//! | `markers.rs` | marker and barrier events, held until they complete |
 //! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
 //! | `user_events.rs` | the session's user events, completed from another thread when the guest is gone |
 //! | `tests/` | tests against the system's runtime (POCL in CI) |
@@ -20,6 +21,7 @@
 mod enqueue;
 mod handles;
 mod info;
+mod markers;
 mod program;
 mod staging;
 #[cfg(test)]
@@ -131,6 +133,9 @@ pub struct OpenClExecutor {
     binaries: Arc<IssuedBinaries>,
     staging: staging::Staging,
     user_events: Arc<UserEvents>,
+    /// Dropped after the table (fields drop after `Drop::drop`), once the
+    /// session's user events have completed.
+    markers: markers::Markers,
 }
 
 impl fmt::Debug for OpenClExecutor {
@@ -173,6 +178,7 @@ impl OpenClExecutor {
             binaries,
             staging: staging::Staging::default(),
             user_events: Arc::default(),
+            markers: markers::Markers::default(),
         })
     }
 

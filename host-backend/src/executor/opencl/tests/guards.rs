@@ -717,3 +717,48 @@ fn abandoning_ends_a_wait_on_the_sessions_own_user_event() {
     }
     assert!(ex.user_events.held() < 200, "{}", ex.user_events.held());
 }
+
+#[test]
+fn markers_are_held_until_they_complete_and_bounded() {
+    let Some(mut ex) = session(LIMITS) else {
+        return;
+    };
+    setup(&mut ex, vec![]);
+    let marker = |wait: Vec<Handle>| {
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: EnqueueCommon {
+                queue: QUEUE,
+                wait,
+                event: None,
+            },
+            barrier: false,
+        })
+    };
+    // Markers that complete are let go as more come.
+    for _ in 0..1000 {
+        ok(&mut ex, marker(vec![]));
+    }
+    ok(&mut ex, Request::ClFinish(QueueOp { queue: QUEUE }));
+    for _ in 0..200 {
+        ok(&mut ex, marker(vec![]));
+    }
+    assert!(ex.markers.held() < 500, "{} held", ex.markers.held());
+    // Markers held back by a user event pile up only to the bound.
+    ok(
+        &mut ex,
+        Request::ClCreateUserEvent(CreateUserEvent {
+            id: 40,
+            context: CTX,
+        }),
+    );
+    let mut refused = None;
+    for i in 0..super::super::markers::MAX_PENDING_MARKERS + 10 {
+        if let Err(e) = call(&mut ex, marker(vec![40])) {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (at, e) = refused.expect("pending markers were never refused");
+    assert_eq!(e, ExecError::Native(CL_OUT_OF_RESOURCES));
+    assert!(at <= super::super::markers::MAX_PENDING_MARKERS);
+}
