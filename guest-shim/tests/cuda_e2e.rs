@@ -465,6 +465,26 @@ fn scenario_forged() {
         assert_eq!((cu.cuMemAlloc_v2)(null_mut(), 16), INVALID_VALUE);
         assert_eq!((cu.cuCtxGetCurrent)(null_mut()), INVALID_VALUE);
         assert_eq!((cu.cuMemFreeHost)(0x1234 as P), INVALID_VALUE);
+        // Lengths no buffer can have, and NULL host sides: errors, as the
+        // driver returns, not a crash of the program.
+        let d = alloc(&cu, 64);
+        let mut host = [0u8; 64];
+        assert_eq!(
+            (cu.cuMemcpyHtoD_v2)(d, host.as_ptr().cast(), usize::MAX),
+            INVALID_VALUE
+        );
+        assert_eq!(
+            (cu.cuMemcpyDtoH_v2)(host.as_mut_ptr().cast(), d, usize::MAX),
+            INVALID_VALUE
+        );
+        assert_eq!(
+            (cu.cuMemcpyHtoDAsync_v2)(d, host.as_ptr().cast(), usize::MAX / 2, null_mut()),
+            INVALID_VALUE
+        );
+        let h = host.as_mut_ptr() as u64;
+        assert_eq!((cu.cuMemcpy)(h, 0, 16), INVALID_VALUE);
+        assert_eq!((cu.cuMemcpy)(0, h, 16), INVALID_VALUE);
+        assert_eq!((cu.cuMemcpy)(h, h + 8, usize::MAX), INVALID_VALUE);
         // After all that, the session still works.
         let d = alloc(&cu, 64);
         ok((cu.cuMemsetD32_v2)(d, 7, 16));

@@ -132,6 +132,40 @@ macro_rules! limited_warn {
     };
 }
 
+/// Logs an `info!` through a [`WarnLimiter`]: for lifecycle lines a guest
+/// can repeat at will (opening and closing sessions).
+#[macro_export]
+macro_rules! limited_info {
+    ($limiter:expr, $($arg:tt)+) => {
+        if let Some(suppressed) = $limiter.allow() {
+            if suppressed > 0 {
+                tracing::info!(suppressed, $($arg)+);
+            } else {
+                tracing::info!($($arg)+);
+            }
+        }
+    };
+}
+
+/// Characters of a guest-chosen name (such as the session's client name)
+/// that reach the log.
+pub const LOGGED_NAME_CHARS: usize = 64;
+
+/// A guest-chosen name as the log shows it: at most
+/// [`LOGGED_NAME_CHARS`] characters, control characters escaped, so that
+/// it can neither start a forged log line nor steer a terminal.
+pub fn logged_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(LOGGED_NAME_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().nth(LOGGED_NAME_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +175,14 @@ mod tests {
         assert_eq!(session_limits(5, 0).max_device_memory, u64::MAX);
         assert_eq!(session_limits(5, 1 << 30).max_device_memory, 1 << 30);
         assert_eq!(session_limits(5, 0).max_objects, 5);
+    }
+
+    #[test]
+    fn logged_names_are_short_and_escaped() {
+        assert_eq!(logged_name("clinfo"), "clinfo");
+        assert_eq!(logged_name("a\nb\u{1b}"), "a\\nb\\u{1b}");
+        let long = "x".repeat(1000);
+        assert_eq!(logged_name(&long).chars().count(), LOGGED_NAME_CHARS + 1);
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! - The stream listener (`--listen unix:PATH`): each connection is one
 //!   session served by [`crate::stream::serve`] on its own thread.
 //!
+//! A session's thread may be blocked in a wait only its guest could have
+//! ended (see [`crate::executor::Abandon`]). So the loop abandons a
+//! session as soon as its guest is seen to go: a vhost-user connection's
+//! waiter does it when the frontend has gone, and the accept loop watches
+//! every stream connection for the peer's hang-up.
+//!
 //! Connections beyond `max_sessions` (both kinds counted together) are
 //! accepted and closed at once.
 //!
@@ -31,14 +37,15 @@ use tracing::{debug, error, info};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use crate::args::Config;
-use crate::executor::{self, ExecutorError, ExecutorFactory, SessionLimits};
-use crate::limited_warn;
+use crate::executor::{self, Abandon, ExecutorError, ExecutorFactory, SessionLimits};
 use crate::limits::WarnLimiter;
 use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
 use crate::vsock::{VhuVsock, WAKE_EVENT};
+use crate::{limited_info, limited_warn};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +163,9 @@ enum Stopper {
 struct Live {
     stop: Stopper,
     waiter: Option<JoinHandle<()>>,
+    /// A stream session's abandoner (a vhost-user connection's waiter
+    /// abandons its own).
+    abandon: Option<Arc<dyn Abandon>>,
 }
 
 /// A bound listening socket and the connections it serves.
@@ -170,6 +180,10 @@ pub struct Server {
     live: Arc<Mutex<HashMap<u64, Live>>>,
     next_id: u64,
     warn: WarnLimiter,
+    /// Connect and disconnect lines, which a client can repeat at will.
+    lifecycle: Arc<Mutex<WarnLimiter>>,
+    /// Stream connections watched for the peer's hang-up, by connection id.
+    hangups: Epoll,
 }
 
 impl std::fmt::Debug for Server {
@@ -214,6 +228,7 @@ impl Server {
             None => None,
         };
         let stop_rx = stop_rx.0;
+        let hangups = Epoll::new().map_err(ServerError::Poll)?;
         Ok(Server {
             config,
             factory,
@@ -225,6 +240,8 @@ impl Server {
             live: Arc::new(Mutex::new(HashMap::new())),
             next_id: 0,
             warn: WarnLimiter::new(),
+            lifecycle: Arc::default(),
+            hangups,
         })
     }
 
@@ -269,8 +286,12 @@ impl Server {
             let ready = wait_readable(
                 self.listener.as_ref().map(AsRawFd::as_raw_fd),
                 self.stream.as_ref().map(AsRawFd::as_raw_fd),
+                self.hangups.as_raw_fd(),
                 &self.stop_rx,
             )?;
+            if ready.hangup {
+                self.abandon_hung_up();
+            }
             if ready.stop {
                 let mut buf = [0u8; 16];
                 let _ = (&self.stop_rx).read(&mut buf);
@@ -281,6 +302,28 @@ impl Server {
             }
             if ready.stream {
                 self.accept_stream();
+            }
+        }
+    }
+
+    /// Abandons the sessions of stream connections whose peer hung up:
+    /// they may be blocked in a wait only that peer could have ended. Each
+    /// connection is watched once (`EPOLLONESHOT`); closing it removes it.
+    fn abandon_hung_up(&mut self) {
+        let mut events = [EpollEvent::default(); 16];
+        let n = match self.hangups.wait(0, &mut events) {
+            Ok(n) => n,
+            Err(e) => {
+                limited_warn!(self.warn, error = %e, "watching stream connections failed");
+                return;
+            }
+        };
+        let table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        for ev in events.iter().take(n) {
+            // A connection that has ended meanwhile is no longer listed.
+            if let Some(a) = table.get(&ev.data()).and_then(|l| l.abandon.as_ref()) {
+                debug!(connection = ev.data(), "stream peer hung up");
+                a.abandon();
             }
         }
     }
@@ -328,7 +371,9 @@ impl Server {
                     self.config.poll,
                     mem.clone(),
                 ));
-                self.start_vhost(backend, mem, |_| Ok(()));
+                let gone = backend.clone();
+                let on_gone = Box::new(move || gone.abandon_session());
+                self.start_vhost(backend, mem, on_gone, |_| Ok(()));
             }
             Some(v) => {
                 let backend = match VhuVsock::new(
@@ -347,7 +392,8 @@ impl Server {
                     }
                 };
                 let wake = backend.wake_fd();
-                self.start_vhost(backend, mem, |daemon| {
+                // Dropping the device abandons and ends its sessions.
+                self.start_vhost(backend, mem, Box::new(|| {}), |daemon| {
                     // One worker thread serves every queue; the wake event
                     // joins its epoll set.
                     let handlers = daemon.get_epoll_handlers();
@@ -361,11 +407,13 @@ impl Server {
     }
 
     /// Starts a vhost-user daemon for `backend` on the next connection of
-    /// the listener; `setup` runs once the daemon exists.
+    /// the listener; `setup` runs once the daemon exists, `on_gone` once
+    /// the frontend has gone, before the worker threads are joined.
     fn start_vhost<B>(
         &mut self,
         backend: Arc<B>,
         mem: GuestMemoryAtomic<GuestMemoryMmap>,
+        on_gone: Box<dyn FnOnce() + Send>,
         setup: impl FnOnce(&VhostUserDaemon<Arc<B>>) -> io::Result<()>,
     ) where
         B: vhost_user_backend::VhostUserBackend<
@@ -400,26 +448,35 @@ impl Server {
         self.next_id += 1;
         self.stats.live.fetch_add(1, Ordering::SeqCst);
         self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        info!(connection = id, live = self.stats.live(), "guest connected");
+        limited_info!(
+            lock(&self.lifecycle),
+            connection = id,
+            live = self.stats.live(),
+            "guest connected"
+        );
         let shutdown = daemon.shutdown_handle();
         // Registered before the waiter starts so the waiter's removal cannot
         // run first.
         let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let live = self.live.clone();
         let stats = self.stats.clone();
+        let lifecycle = self.lifecycle.clone();
         let waiter = thread::Builder::new()
             .name(format!("vcompute-wait-{id}"))
             .spawn(move || {
                 if let Err(e) = daemon.wait() {
                     debug!(connection = id, error = %e, "connection ended with an error");
                 }
+                // A worker may be blocked in a wait only the guest could
+                // have ended; end it, or joining the workers never returns.
+                on_gone();
                 // Stops the worker threads and drops the session with it.
                 drop(daemon);
                 live.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
                 stats.live.fetch_sub(1, Ordering::SeqCst);
-                info!(connection = id, "guest disconnected");
+                limited_info!(lock(&lifecycle), connection = id, "guest disconnected");
             });
         match waiter {
             Ok(waiter) => {
@@ -428,6 +485,7 @@ impl Server {
                     Live {
                         stop: Stopper::Vhost(shutdown),
                         waiter: Some(waiter),
+                        abandon: None,
                     },
                 );
             }
@@ -468,21 +526,31 @@ impl Server {
         self.next_id += 1;
         self.stats.live.fetch_add(1, Ordering::SeqCst);
         self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        info!(
+        limited_info!(
+            lock(&self.lifecycle),
             connection = id,
             live = self.stats.live(),
             "stream client connected"
         );
+        let mut session = Session::new(self.factory.clone(), self.config.limits);
+        let abandon = session.abandoner();
+        // Watched for the peer's hang-up while the session may be blocked.
+        let watch = EventSet::READ_HANG_UP | EventSet::HANG_UP | EventSet::ONE_SHOT;
+        if let Err(e) = self.hangups.ctl(
+            ControlOperation::Add,
+            conn.as_raw_fd(),
+            EpollEvent::new(watch, id),
+        ) {
+            limited_warn!(self.warn, error = %e, "cannot watch a stream connection");
+        }
         let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let live = self.live.clone();
         let stats = self.stats.clone();
-        let factory = self.factory.clone();
-        let limits = self.config.limits;
+        let lifecycle = self.lifecycle.clone();
         let waiter = thread::Builder::new()
             .name(format!("vcompute-stream-{id}"))
             .spawn(move || {
                 let mut conn = conn;
-                let mut session = Session::new(factory, limits);
                 if let Err(e) = crate::stream::serve(&mut conn, &mut session) {
                     debug!(connection = id, error = %e, "stream connection ended with an error");
                 }
@@ -492,7 +560,11 @@ impl Server {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
                 stats.live.fetch_sub(1, Ordering::SeqCst);
-                info!(connection = id, "stream client disconnected");
+                limited_info!(
+                    lock(&lifecycle),
+                    connection = id,
+                    "stream client disconnected"
+                );
             });
         match waiter {
             Ok(waiter) => {
@@ -501,6 +573,7 @@ impl Server {
                     Live {
                         stop: Stopper::Stream(stop),
                         waiter: Some(waiter),
+                        abandon: Some(abandon),
                     },
                 );
             }
@@ -527,6 +600,9 @@ impl Server {
                     let _ = s.shutdown(Shutdown::Both);
                 }
             }
+            if let Some(a) = &l.abandon {
+                a.abandon();
+            }
         }
         for mut l in live {
             if let Some(w) = l.waiter.take() {
@@ -534,6 +610,10 @@ impl Server {
             }
         }
     }
+}
+
+fn lock(l: &Mutex<WarnLimiter>) -> std::sync::MutexGuard<'_, WarnLimiter> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Binds the stream listener, replacing a stale socket file.
@@ -556,19 +636,23 @@ fn bind_stream(path: &Path) -> Result<UnixListener, ServerError> {
 struct Ready {
     vhost: bool,
     stream: bool,
+    hangup: bool,
     stop: bool,
 }
 
-/// Blocks until a listener or the stop channel is readable.
+/// Blocks until a listener, the hang-up watch or the stop channel is
+/// readable.
 fn wait_readable(
     vhost: Option<RawFd>,
     stream: Option<RawFd>,
+    hangups: RawFd,
     stop: &UnixStream,
 ) -> Result<Ready, ServerError> {
     // A negative fd is ignored by poll(2).
     let mut fds = [
         vhost.unwrap_or(-1),
         stream.unwrap_or(-1),
+        hangups,
         stop.as_fd().as_raw_fd(),
     ]
     .map(|fd| libc::pollfd {
@@ -577,8 +661,8 @@ fn wait_readable(
         revents: 0,
     });
     loop {
-        // SAFETY: `fds` is a valid array of three initialised pollfd structs
-        // that outlives the call, and its length is passed alongside it.
+        // SAFETY: `fds` is a valid array of initialised pollfd structs that
+        // outlives the call, and its length is passed alongside it.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n >= 0 {
             let ready =
@@ -586,7 +670,8 @@ fn wait_readable(
             return Ok(Ready {
                 vhost: ready(&fds[0]),
                 stream: ready(&fds[1]),
-                stop: ready(&fds[2]),
+                hangup: ready(&fds[2]),
+                stop: ready(&fds[3]),
             });
         }
         let e = io::Error::last_os_error();

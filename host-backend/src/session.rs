@@ -14,11 +14,13 @@ use protocol::opencl::Empty;
 use protocol::session::{negotiate_version, FEATURE_BATCH, KNOWN_FEATURES, PROTOCOL_VERSION};
 use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Response, FLAG_ASYNC};
 use protocol::{SessionOpen, SessionOpened};
-use tracing::{debug, info};
+use tracing::debug;
 
-use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, SessionLimits};
-use crate::limited_warn;
-use crate::limits::WarnLimiter;
+use crate::executor::{
+    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorFactory, SessionLimits,
+};
+use crate::limits::{logged_name, WarnLimiter};
+use crate::{limited_info, limited_warn};
 
 /// What a session has done, for logs and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub struct Session {
     open: Option<Open>,
     counters: Counters,
     warn: WarnLimiter,
+    /// Session open and close lines, which a guest can repeat at will.
+    lifecycle: WarnLimiter,
+    /// The open executor's abandoner, for transports.
+    abandon: Arc<AbandonSet>,
 }
 
 impl std::fmt::Debug for Session {
@@ -70,7 +76,16 @@ impl Session {
             open: None,
             counters: Counters::default(),
             warn: WarnLimiter::new(),
+            lifecycle: WarnLimiter::new(),
+            abandon: Arc::default(),
         }
+    }
+
+    /// What a transport calls, from any thread, when the guest is gone
+    /// (or its device resets) while this session may be blocked in a wait
+    /// only the guest could have ended. It stays valid across executors.
+    pub fn abandoner(&self) -> Arc<dyn Abandon> {
+        self.abandon.clone()
     }
 
     /// The negotiated version, or `None` while closed.
@@ -104,8 +119,11 @@ impl Session {
 
     /// Drops the executor (device reset, disconnect, `SessionClose`).
     pub fn reset(&mut self) {
-        if let Some(open) = self.open.take() {
-            info!(
+        let open = self.open.take();
+        self.abandon.clear();
+        if let Some(open) = open {
+            limited_info!(
+                self.lifecycle,
                 executor = self.factory.name(),
                 version = open.version,
                 chains = self.counters.chains,
@@ -189,7 +207,7 @@ impl Session {
         let Some(version) = negotiate_version(req.min_version, req.max_version) else {
             limited_warn!(
                 self.warn,
-                client = %req.client,
+                client = %logged_name(&req.client),
                 min = req.min_version,
                 max = req.max_version,
                 ours = PROTOCOL_VERSION,
@@ -205,14 +223,18 @@ impl Session {
             }
         };
         let features = req.features & (self.factory.features() | FEATURE_BATCH) & KNOWN_FEATURES;
+        if let Some(a) = executor.abandoner() {
+            self.abandon.add(a);
+        }
         self.open = Some(Open {
             version,
             features,
             executor,
         });
         self.counters.opens += 1;
-        info!(
-            client = %req.client,
+        limited_info!(
+            self.lifecycle,
+            client = %logged_name(&req.client),
             version,
             features = format_args!("{features:#x}"),
             executor = self.factory.name(),
@@ -231,5 +253,50 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.reset();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use protocol::session::FEATURE_OPENCL;
+    use protocol::{encode_request, FrameIter};
+
+    use super::*;
+    use crate::test_util::{capture_log, FakeFactory};
+
+    #[test]
+    fn a_guest_cannot_flood_or_forge_the_log_with_session_opens() {
+        let forged = "x\nERROR forged line\u{1b}[2J".repeat(1000);
+        let log = capture_log(|| {
+            let mut s = Session::new(
+                Arc::new(FakeFactory(Default::default())),
+                crate::limits::session_limits(16, 0),
+            );
+            let open = Request::SessionOpen(SessionOpen {
+                min_version: 1,
+                max_version: PROTOCOL_VERSION,
+                features: FEATURE_OPENCL,
+                client: forged.clone(),
+            });
+            let mut area = Vec::new();
+            encode_request(&mut area, 1, 0, &open, 0, 0).unwrap();
+            let frame = FrameIter::new(&area).next().unwrap().unwrap();
+            for _ in 0..1000 {
+                let r = s.handle_frame(QueueClass::Control, &frame, &Bulk::default());
+                assert!(matches!(r, Outcome::Ok(_)));
+            }
+        });
+        let lines = log.lines().filter(|l| l.contains("session")).count();
+        assert!(lines <= 40, "{lines} log lines for 1000 opens");
+        assert!(
+            !log.lines().any(|l| l.starts_with("ERROR forged")),
+            "a guest's client name started a log line"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "an escape sequence reached the log"
+        );
+        assert!(log.len() < 64 << 10, "{} bytes of log", log.len());
     }
 }

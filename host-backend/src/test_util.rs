@@ -1,16 +1,21 @@
 //! Test doubles shared by the unit tests of chains and streams: a fake
 //! executor that writes `out` into every out-bulk segment, records what it
-//! was asked to run, answers `ClFinish` with success and anything else with
-//! native error -30.
+//! was asked to run, answers `ClFinish` with success, blocks in
+//! `ClWaitForEvents` until it is abandoned (a wait only the guest could
+//! end), spends [`BUSY`] in `ClBuildProgram` (a long call of the guest's
+//! own, which abandoning does not cut short), and answers anything else
+//! with native error -30.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use protocol::opencl::Empty;
 use protocol::session::FEATURE_OPENCL;
 use protocol::{Request, Response};
 
-use crate::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use crate::executor::{
+    Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
@@ -21,8 +26,26 @@ pub(crate) struct Seen {
 
 pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
+/// How long the fake executor's `ClBuildProgram` keeps its session busy.
+pub(crate) const BUSY: std::time::Duration = std::time::Duration::from_millis(700);
+
 pub(crate) struct FakeFactory(pub Log);
-pub(crate) struct FakeExecutor(pub Log);
+pub(crate) struct FakeExecutor(pub Log, Arc<Gate>);
+
+/// What a fake `ClWaitForEvents` waits for: the session being abandoned.
+#[derive(Default)]
+pub(crate) struct Gate(Mutex<bool>, Condvar);
+
+impl Abandon for Gate {
+    fn abandon(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+
+    fn resume(&self) {
+        *self.0.lock().unwrap() = false;
+    }
+}
 
 impl Executor for FakeExecutor {
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
@@ -36,8 +59,24 @@ impl Executor for FakeExecutor {
         });
         match req {
             Request::ClFinish(_) => Ok(Response::ClFinish(Empty {})),
+            Request::ClBuildProgram(_) => {
+                std::thread::sleep(BUSY);
+                Err(ExecError::Native(-30))
+            }
+            Request::ClWaitForEvents(_) => {
+                let gate = &self.1;
+                let mut open = gate.0.lock().unwrap();
+                while !*open {
+                    open = gate.1.wait(open).unwrap();
+                }
+                Ok(Response::ClWaitForEvents(Empty {}))
+            }
             _ => Err(ExecError::Native(-30)),
         }
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.1.clone())
     }
 }
 
@@ -49,6 +88,35 @@ impl ExecutorFactory for FakeFactory {
         FEATURE_OPENCL
     }
     fn open(&self, _: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(FakeExecutor(self.0.clone())))
+        Ok(Box::new(FakeExecutor(self.0.clone(), Arc::default())))
     }
+}
+
+/// Log output, captured by [`capture_log`].
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` with this thread's log captured (every level, no colours);
+/// returns what was logged.
+pub(crate) fn capture_log(f: impl FnOnce()) -> String {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = out.0.lock().unwrap().clone();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

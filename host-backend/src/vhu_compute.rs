@@ -27,7 +27,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::chain::{process_chain, Scratch};
-use crate::executor::{ExecutorFactory, SessionLimits};
+use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
 use crate::session::{Counters, Session};
 
 /// Guest memory as the vhost-user crates hand it over.
@@ -105,6 +105,8 @@ struct Conn {
 /// The device backend for one connection.
 pub struct VhuCompute {
     conn: Mutex<Conn>,
+    /// The session's abandoner, reachable while a request holds `conn`.
+    abandon: Arc<dyn Abandon>,
     mem: RwLock<GuestMem>,
     event_idx: AtomicBool,
     poll: Duration,
@@ -128,9 +130,11 @@ impl VhuCompute {
         poll: Duration,
         mem: GuestMem,
     ) -> Self {
+        let session = Session::new(factory, limits);
         VhuCompute {
+            abandon: session.abandoner(),
             conn: Mutex::new(Conn {
-                session: Session::new(factory, limits),
+                session,
                 scratch: Scratch::default(),
             }),
             mem: RwLock::new(mem),
@@ -138,6 +142,14 @@ impl VhuCompute {
             poll,
             exit: ExitEvents::default(),
         }
+    }
+
+    /// The guest has gone: ends the waits of a request still running
+    /// that only the guest could have ended, so that the worker thread
+    /// returns and the session can be dropped. Called from the thread that
+    /// saw the frontend go.
+    pub fn abandon_session(&self) {
+        self.abandon.abandon();
     }
 
     /// This connection's session counters.
@@ -284,7 +296,13 @@ impl VhostUserBackend for VhuCompute {
 
     fn reset_device(&self) {
         info!("device reset; dropping the session");
-        self.lock_conn().session.reset();
+        // A request may hold the session in a wait only the guest could
+        // end; abandon it first, or this (the frontend's) thread would
+        // wait for the lock for good.
+        self.abandon.abandon();
+        let mut conn = self.lock_conn();
+        conn.session.reset();
+        self.abandon.resume();
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -421,6 +439,89 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(1));
             assert_eq!(used_idx(&mem, vq.used_addr()), 0);
         }
+    }
+
+    #[test]
+    fn a_reset_while_a_request_waits_on_the_guest_returns() {
+        use protocol::opencl::WaitForEvents;
+        use protocol::session::{FEATURE_OPENCL, PROTOCOL_VERSION};
+        use protocol::SessionOpen;
+
+        // The fake executor's wait ends only when its session is
+        // abandoned, as a wait on the guest's own user event does.
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let atomic = GuestMemoryAtomic::new(mem.clone());
+        let be = Arc::new(VhuCompute::new(
+            Arc::new(crate::test_util::FakeFactory(Default::default())),
+            crate::limits::session_limits(16, 0),
+            Duration::ZERO,
+            atomic.clone(),
+        ));
+        let queues = [
+            MockSplitQueue::create(&mem, GuestAddress(0x8_0000), 16),
+            MockSplitQueue::create(&mem, GuestAddress(0x9_0000), 16),
+        ];
+        let vrings: Vec<VringRwLock> = queues
+            .iter()
+            .map(|q| {
+                let v = VringRwLock::new(atomic.clone(), 16).unwrap();
+                v.set_queue_size(16);
+                v.set_queue_info(q.desc_table_addr().0, q.avail_addr().0, q.used_addr().0)
+                    .unwrap();
+                v.set_queue_ready(true);
+                v.set_enabled(true);
+                v
+            })
+            .collect();
+        let submit = |q: usize, req: Request, at: u64| {
+            let mut area = Vec::new();
+            encode_request(&mut area, 1, 0, &req, 0, 0).unwrap();
+            mem.write_slice(&area, GuestAddress(at)).unwrap();
+            let descs = [
+                RawDescriptor::from(SplitDescriptor::new(
+                    at,
+                    area.len() as u32,
+                    VRING_DESC_F_NEXT as u16,
+                    1,
+                )),
+                RawDescriptor::from(SplitDescriptor::new(
+                    at + 0x8000,
+                    4096,
+                    VRING_DESC_F_WRITE as u16,
+                    0,
+                )),
+            ];
+            queues[q].add_desc_chains(&descs, 0).unwrap();
+        };
+        let open = Request::SessionOpen(SessionOpen {
+            min_version: 1,
+            max_version: PROTOCOL_VERSION,
+            features: FEATURE_OPENCL,
+            client: "reset".into(),
+        });
+        submit(0, open, 0x1_0000);
+        be.handle_event(0, EventSet::IN, &vrings, 0).unwrap();
+        assert!(be.counters().opens == 1);
+        submit(
+            1,
+            Request::ClWaitForEvents(WaitForEvents { events: vec![1] }),
+            0x2_0000,
+        );
+        let worker = {
+            let (be, vrings) = (be.clone(), vrings.clone());
+            std::thread::spawn(move || be.handle_event(1, EventSet::IN, &vrings, 0))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let resetter = be.clone();
+        std::thread::spawn(move || {
+            resetter.reset_device();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the reset waited for the guest's wait");
+        worker.join().unwrap().unwrap();
+        assert!(be.counters().opens == 1);
     }
 
     #[test]

@@ -7,15 +7,24 @@
 mod common;
 mod frontend;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use frontend::{TestGuest, REQ_AREA, RESP_AREA, RESP_LEN};
+use frontend::{wait_until, TestGuest, REQ_AREA, RESP_AREA, RESP_LEN};
 use protocol::limits::MAX_INFO_LEN;
 use protocol::opencl::*;
-use protocol::{encode_request, FrameIter, Outcome, ProtocolError, Request, Response};
+use protocol::session::{FEATURE_BATCH, FEATURE_OPENCL, PROTOCOL_VERSION};
+use protocol::stream::{
+    decode_response_record, encode_request_record, Direction, RecordHeader, RECORD_HEADER_LEN,
+};
+use protocol::{
+    encode_request, FrameIter, Outcome, ProtocolError, QueueClass, Request, Response, SessionOpen,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 const CL_INVALID_DEVICE: i32 = -33;
@@ -285,4 +294,282 @@ fn child_conformance() {
         Ok(lines) => lines.iter().for_each(|l| println!("T|{l}")),
         Err(code) => println!("T|failed with {code}"),
     }
+}
+
+// ---- waits only the departed guest could have ended ----
+
+/// A transport to the daemon: one call of several requests, `None` when
+/// no answer came in time.
+trait Conn {
+    fn call(&mut self, control: bool, reqs: &[Request]) -> Option<Vec<Outcome>>;
+}
+
+impl Conn for TestGuest {
+    fn call(&mut self, control: bool, reqs: &[Request]) -> Option<Vec<Outcome>> {
+        let q = usize::from(!control);
+        TestGuest::call(self, q, reqs).map(|v| v.into_iter().map(|(_, o)| o).collect())
+    }
+}
+
+/// A raw client of the stream listener.
+struct StreamClient(UnixStream);
+
+impl StreamClient {
+    fn connect(path: &Path) -> Option<Self> {
+        let s = UnixStream::connect(path).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        Some(StreamClient(s))
+    }
+}
+
+impl Conn for StreamClient {
+    fn call(&mut self, control: bool, reqs: &[Request]) -> Option<Vec<Outcome>> {
+        let mut frames = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            encode_request(&mut frames, i as u64 + 1, 0, r, 0, 0).unwrap();
+        }
+        let queue = if control {
+            QueueClass::Control
+        } else {
+            QueueClass::Request
+        };
+        let mut rec = Vec::new();
+        encode_request_record(&mut rec, queue, &frames, &[], &[]).unwrap();
+        self.0.write_all(&rec).ok()?;
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        self.0.read_exact(&mut head).ok()?;
+        let h = RecordHeader::decode(&head, Direction::Response).ok()?;
+        let mut body = vec![0u8; h.len as usize];
+        self.0.read_exact(&mut body).ok()?;
+        let d = decode_response_record(&h, &body).ok()?;
+        Some(
+            FrameIter::new(&d.frames)
+                .map(|f| protocol::decode_response(&f.unwrap()).unwrap())
+                .collect(),
+        )
+    }
+}
+
+fn open_req() -> Request {
+    Request::SessionOpen(SessionOpen {
+        min_version: 1,
+        max_version: PROTOCOL_VERSION,
+        features: FEATURE_OPENCL | FEATURE_BATCH,
+        client: "stuck".into(),
+    })
+}
+
+/// True when a session opens over `c` and answers a ping.
+fn served(c: Option<impl Conn>) -> bool {
+    let Some(mut c) = c else { return false };
+    let opened = c.call(true, &[open_req()]);
+    matches!(opened.as_deref(), Some([Outcome::Ok(_)]))
+        && matches!(
+            c.call(false, &[Request::Ping(Empty {})]).as_deref(),
+            Some([Outcome::Ok(_)])
+        )
+}
+
+/// Opens a session with a context and a user event, then sends a wait
+/// on that event: a wait nothing but a later request of this same guest
+/// could end, and the session serves its requests in order. Returns once
+/// it is clear that no answer comes.
+fn wait_on_own_user_event(c: &mut impl Conn) {
+    assert!(matches!(
+        c.call(true, &[open_req()]).as_deref(),
+        Some([Outcome::Ok(_)])
+    ));
+    let platform = match c
+        .call(false, &[Request::ClGetPlatformIds(Empty {})])
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetPlatformIds(l))]) => l.handles[0],
+        other => panic!("platforms: {other:?}"),
+    };
+    let device = match c
+        .call(
+            false,
+            &[Request::ClGetDeviceIds(GetDeviceIds {
+                platform,
+                device_type: u64::from(u32::MAX),
+            })],
+        )
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetDeviceIds(l))]) => l.handles[0],
+        other => panic!("devices: {other:?}"),
+    };
+    let setup = [
+        Request::ClCreateContext(CreateContext {
+            id: 1,
+            properties: vec![],
+            devices: vec![device],
+        }),
+        Request::ClCreateUserEvent(CreateUserEvent { id: 2, context: 1 }),
+    ];
+    let out = c.call(false, &setup).expect("setup answered");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Ok(_))), "{out:?}");
+    let wait = Request::ClWaitForEvents(WaitForEvents { events: vec![2] });
+    assert!(c.call(false, &[wait]).is_none(), "the wait ended by itself");
+}
+
+#[test]
+fn a_guest_gone_while_waiting_on_its_own_user_event_frees_its_session() {
+    if !have_native_opencl() {
+        return;
+    }
+    // One session slot each: a session that is never freed keeps the
+    // next guest out.
+    let mut daemon = Daemon::start(&["--max-sessions", "1"]);
+    {
+        let mut g = TestGuest::connect(daemon.socket()).expect("connect");
+        wait_on_own_user_event(&mut g);
+    }
+    assert!(
+        wait_until(|| served(TestGuest::connect(daemon.socket()).ok())),
+        "the session of a departed vhost-user guest was never freed"
+    );
+    daemon.assert_alive();
+
+    let mut daemon = Daemon::start_with_stream(&["--max-sessions", "1"]);
+    {
+        let mut c = StreamClient::connect(daemon.stream_path()).expect("connect");
+        wait_on_own_user_event(&mut c);
+    }
+    assert!(
+        wait_until(|| served(StreamClient::connect(daemon.stream_path()))),
+        "the session of a departed stream client was never freed"
+    );
+    daemon.assert_alive();
+}
+
+#[test]
+fn sigterm_stops_a_daemon_whose_sessions_wait_forever() {
+    if !have_native_opencl() {
+        return;
+    }
+    let mut daemon = Daemon::start_with_stream(&[]);
+    let mut g = TestGuest::connect(daemon.socket()).expect("connect");
+    wait_on_own_user_event(&mut g);
+    let mut c = StreamClient::connect(daemon.stream_path()).expect("connect");
+    wait_on_own_user_event(&mut c);
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the daemon did not stop: {status:?}"
+    );
+    drop((g, c));
+}
+
+/// Opens a session with a context and a command queue on the first
+/// device; returns the handles (context 1, queue 2).
+fn context_and_queue(c: &mut impl Conn) {
+    assert!(matches!(
+        c.call(true, &[open_req()]).as_deref(),
+        Some([Outcome::Ok(_)])
+    ));
+    let platform = match c
+        .call(false, &[Request::ClGetPlatformIds(Empty {})])
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetPlatformIds(l))]) => l.handles[0],
+        other => panic!("platforms: {other:?}"),
+    };
+    let device = match c
+        .call(
+            false,
+            &[Request::ClGetDeviceIds(GetDeviceIds {
+                platform,
+                device_type: u64::from(u32::MAX),
+            })],
+        )
+        .as_deref()
+    {
+        Some([Outcome::Ok(Response::ClGetDeviceIds(l))]) => l.handles[0],
+        other => panic!("devices: {other:?}"),
+    };
+    let setup = [
+        Request::ClCreateContext(CreateContext {
+            id: 1,
+            properties: vec![],
+            devices: vec![device],
+        }),
+        Request::ClCreateCommandQueue(CreateCommandQueue {
+            id: 2,
+            context: 1,
+            device,
+            properties: vec![],
+        }),
+    ];
+    let out = c.call(false, &setup).expect("setup answered");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Ok(_))), "{out:?}");
+}
+
+#[test]
+fn failing_a_user_event_behind_markers_does_not_kill_the_daemon() {
+    // POCL 3.1 aborts the process when a failed event fails a marker or
+    // barrier that no event handle refers to any more; the daemon gets an
+    // event for every command and drops the ones the guest did not ask for.
+    if !have_native_opencl() {
+        return;
+    }
+    let mut daemon = Daemon::start(&[]);
+    let mut g = TestGuest::connect(daemon.socket()).expect("connect");
+    context_and_queue(&mut g);
+    let common = |wait: Vec<Handle>, event| EnqueueCommon {
+        queue: 2,
+        wait,
+        event,
+    };
+    let reqs = [
+        Request::ClCreateUserEvent(CreateUserEvent { id: 3, context: 1 }),
+        Request::ClCreateBuffer(CreateBuffer {
+            id: 4,
+            context: 1,
+            flags: 1,
+            size: 4096,
+        }),
+        // A barrier gated on the user event, its event not asked for.
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![3], None),
+            barrier: true,
+        }),
+        // A marker whose event the guest asks for and then releases.
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![3], Some(5)),
+            barrier: false,
+        }),
+        Request::ClRelease(Release {
+            kind: ObjectKind::Event,
+            object: 5,
+        }),
+        // Work behind them, and an implicit barrier after it.
+        Request::ClEnqueueFillBuffer(EnqueueFillBuffer {
+            common: common(vec![], None),
+            buffer: 4,
+            pattern: vec![7],
+            offset: 0,
+            size: 4096,
+        }),
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: common(vec![], None),
+            barrier: true,
+        }),
+        Request::ClFlush(QueueOp { queue: 2 }),
+    ];
+    let out = g.call(1, &reqs).expect("answered");
+    assert!(
+        out.iter().all(|(_, o)| matches!(o, Outcome::Ok(_))),
+        "{out:?}"
+    );
+    let fail = Request::ClSetUserEventStatus(SetUserEventStatus {
+        event: 3,
+        status: -1,
+    });
+    assert!(matches!(one(&mut g, fail), Outcome::Ok(_)));
+    // The failure reaches the commands behind the event; the daemon and
+    // the session carry on.
+    let _ = one(&mut g, Request::ClFinish(QueueOp { queue: 2 }));
+    assert_eq!(g.ping(), Outcome::Ok(Response::Ping(Empty {})));
+    daemon.assert_alive();
 }

@@ -69,8 +69,24 @@ pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
     }
 }
 
+/// True when `n` elements of `T` could make up one object: at most
+/// `isize::MAX` bytes. A larger length cannot describe the caller's
+/// memory, and a slice over it would be undefined behaviour before any
+/// byte is touched (and an abort in debug builds).
+fn fits<T>(n: usize) -> bool {
+    n.checked_mul(std::mem::size_of::<T>())
+        .is_some_and(|b| b <= isize::MAX as usize)
+}
+
+/// True when `n` bytes at host address `p` can be a caller's buffer: not
+/// NULL (unless empty), not past the address space.
+pub(crate) fn host_range_ok(p: usize, n: usize) -> bool {
+    n == 0 || (p != 0 && fits::<u8>(n) && p.checked_add(n).is_some())
+}
+
 /// Borrows `n` elements at `p`; an empty list may be NULL.
-/// Returns `None` for a NULL pointer with `n > 0`.
+/// Returns `None` for a NULL pointer with `n > 0`, or for a length no
+/// object can have.
 ///
 /// # Safety
 /// When non-null, `p` points to `n` readable, initialised elements that
@@ -79,19 +95,20 @@ pub(crate) unsafe fn slice_in<'a, T>(p: *const T, n: usize) -> Option<&'a [T]> {
     if n == 0 {
         return Some(&[]);
     }
-    if p.is_null() {
+    if p.is_null() || !fits::<T>(n) {
         return None;
     }
     // SAFETY: non-null with `n` elements, guaranteed by the caller.
     Some(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
-/// Borrows `n` writable bytes at `p` (NULL or `n == 0` gives `None`).
+/// Borrows `n` writable bytes at `p` (NULL, `n == 0` or a length no
+/// object can have gives `None`).
 ///
 /// # Safety
 /// When non-null, `p` points to `n` writable bytes not aliased for `'a`.
 pub(crate) unsafe fn bytes_out<'a>(p: *mut u8, n: usize) -> Option<&'a mut [u8]> {
-    if p.is_null() || n == 0 {
+    if p.is_null() || n == 0 || !fits::<u8>(n) {
         return None;
     }
     // SAFETY: non-null with `n` writable bytes, guaranteed by the caller.
@@ -159,6 +176,24 @@ mod tests {
         // SAFETY: NULL is allowed.
         let empty = unsafe { property_list::<u64>(std::ptr::null(), 1) };
         assert_eq!(empty, Some(vec![]));
+    }
+
+    #[test]
+    fn lengths_no_buffer_can_have_are_refused() {
+        // A program passing a length past the address space gets an error
+        // from the entry point (as from the native library, which checks
+        // the other side of the copy first), never a slice over it.
+        let b = [0u64; 4];
+        // SAFETY: nothing is read: the lengths are refused first.
+        unsafe {
+            assert!(slice_in(b.as_ptr().cast::<u8>(), usize::MAX).is_none());
+            assert!(slice_in(b.as_ptr(), usize::MAX / 4).is_none());
+            assert!(slice_in(b.as_ptr(), isize::MAX as usize / 8 + 1).is_none());
+            let mut m = [0u8; 4];
+            assert!(bytes_out(m.as_mut_ptr(), usize::MAX).is_none());
+            assert!(bytes_out(m.as_mut_ptr(), isize::MAX as usize + 1).is_none());
+            assert_eq!(slice_in(b.as_ptr(), 4).map(<[u64]>::len), Some(4));
+        }
     }
 
     #[test]

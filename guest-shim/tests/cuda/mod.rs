@@ -158,6 +158,7 @@ entry_points! {
     cuMemcpyHtoD_v2(u64, *const c_void, usize);
     cuMemcpyDtoH_v2(*mut c_void, u64, usize);
     cuMemcpyDtoD_v2(u64, u64, usize);
+    cuMemcpy(u64, u64, usize);
     cuMemcpyHtoDAsync_v2(u64, *const c_void, usize, P);
     cuMemcpyDtoHAsync_v2(*mut c_void, u64, usize, P);
     cuMemsetD32_v2(u64, c_uint, usize);

@@ -11,9 +11,12 @@
 use std::sync::Arc;
 
 use protocol::{ProtocolError, Request, Response};
-use tracing::warn;
 
-use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{
+    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
+};
+use crate::limited_warn;
+use crate::limits::WarnLimiter;
 
 /// Opens one executor per family, on demand.
 pub struct CombinedFactory {
@@ -70,6 +73,8 @@ impl ExecutorFactory for CombinedFactory {
                 })
                 .collect(),
             limits,
+            abandon: Arc::default(),
+            warn: WarnLimiter::new(),
         }))
     }
 }
@@ -84,6 +89,10 @@ struct Slot {
 struct CombinedExecutor {
     slots: Vec<Slot>,
     limits: SessionLimits,
+    /// The abandoners of the executors opened so far.
+    abandon: Arc<AbandonSet>,
+    /// A family that cannot open is tried again on each of its requests.
+    warn: WarnLimiter,
 }
 
 impl Executor for CombinedExecutor {
@@ -93,6 +102,10 @@ impl Executor for CombinedExecutor {
 
     fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         self.executor_for(&req)?.execute_posted(req, bulk)
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.abandon.clone())
     }
 }
 
@@ -111,9 +124,14 @@ impl CombinedExecutor {
         let executor = match &mut slot.executor {
             Some(e) => e,
             empty => match slot.factory.open(self.limits) {
-                Ok(e) => empty.insert(e),
+                Ok(e) => {
+                    if let Some(a) = e.abandoner() {
+                        self.abandon.add(a);
+                    }
+                    empty.insert(e)
+                }
                 Err(e) => {
-                    warn!(executor = slot.factory.name(), error = %e, "cannot open an executor for a session");
+                    limited_warn!(self.warn, executor = slot.factory.name(), error = %e, "cannot open an executor for a session");
                     return Err(unavailable);
                 }
             },
@@ -177,6 +195,35 @@ mod tests {
             other => panic!("cuInit through the combined executor: {other:?}"),
         }
         assert_eq!(recorder.calls().len(), 1, "cuInit was not recorded once");
+    }
+
+    #[test]
+    fn a_family_that_cannot_open_does_not_flood_the_log() {
+        struct Broken;
+        impl ExecutorFactory for Broken {
+            fn name(&self) -> &'static str {
+                "broken"
+            }
+            fn features(&self) -> u64 {
+                FEATURE_OPENCL
+            }
+            fn open(&self, _: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
+                Err(ExecutorError::NoOpenClPlatform)
+            }
+        }
+        let combined = CombinedFactory::new(vec![Arc::new(Broken)], "broken").unwrap();
+        let mut ex = combined.open(LIMITS).expect("open");
+        let log = crate::test_util::capture_log(|| {
+            for _ in 0..1000 {
+                assert_eq!(
+                    ex.execute(Request::ClGetPlatformIds(Empty {}), &Bulk::default())
+                        .err(),
+                    Some(ExecError::Protocol(ProtocolError::ApiUnavailable))
+                );
+            }
+        });
+        let lines = log.lines().count();
+        assert!(lines <= 20, "{lines} log lines for 1000 requests");
     }
 
     #[test]

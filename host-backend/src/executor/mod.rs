@@ -14,7 +14,7 @@
 //! | `combined.rs` | several API families in one session, routed by opcode |
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use protocol::{ProtocolError, Request, Response};
 use tracing::info;
@@ -150,6 +150,74 @@ pub struct SessionLimits {
     pub max_device_memory: u64,
 }
 
+/// Ends an executor's waits from another thread once its guest is gone.
+///
+/// A session serves its requests in order on one thread, so a wait that
+/// only a later request of the same guest could end (an OpenCL wait on
+/// the guest's own user event) would block that thread for good, and with
+/// it the session's teardown. The transport that sees the guest go
+/// (disconnect, reset, shutdown) calls [`Abandon::abandon`] from its own
+/// thread while the session's thread may still be blocked.
+pub trait Abandon: Send + Sync {
+    /// The guest is gone, or its device is being reset: complete whatever
+    /// only it could have completed, so that waits on it end, now and
+    /// until [`Abandon::resume`].
+    fn abandon(&self);
+
+    /// A new guest session follows (after a device reset): waits behave
+    /// as before.
+    fn resume(&self);
+}
+
+/// Several [`Abandon`]s as one, including those added after it was
+/// abandoned (which are abandoned as they arrive).
+#[derive(Default)]
+pub struct AbandonSet(Mutex<(bool, Vec<Arc<dyn Abandon>>)>);
+
+impl fmt::Debug for AbandonSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("AbandonSet")
+            .field("abandoned", &s.0)
+            .field("members", &s.1.len())
+            .finish()
+    }
+}
+
+impl AbandonSet {
+    /// Adds a member (an executor that was just opened).
+    pub fn add(&self, member: Arc<dyn Abandon>) {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.0 {
+            member.abandon();
+        }
+        s.1.push(member);
+    }
+
+    /// Forgets every member (their executors are gone).
+    pub fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clear();
+    }
+}
+
+impl Abandon for AbandonSet {
+    fn abandon(&self) {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.0 = true;
+        s.1.iter().for_each(|m| m.abandon());
+    }
+
+    fn resume(&self) {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.0 = false;
+        s.1.iter().for_each(|m| m.resume());
+    }
+}
+
 /// Replays one guest session's requests on a runtime.
 pub trait Executor: Send {
     /// Executes one request. Bulk segments were already checked to lie in
@@ -163,6 +231,12 @@ pub trait Executor: Send {
     /// By default, the same as [`Executor::execute`].
     fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         self.execute(req, bulk)
+    }
+
+    /// What ends this executor's waits once the guest is gone (see
+    /// [`Abandon`]), or `None` when no wait of it depends on the guest.
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        None
     }
 }
 

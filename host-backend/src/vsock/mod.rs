@@ -12,11 +12,12 @@
 //! | `muxer_tests.rs` | the muxer's rules against hostile packet sequences |
 //! | `device_tests.rs` | the device on mock virtqueues: unparsable packets, buffers |
 //!
-//! Packets are parsed with rust-vmm's `virtio-vsock` crate.
+//! Packets are parsed with rust-vmm's `virtio-vsock` crate. The [`Muxer`]
+//! is public so that its rules can be driven (and fuzzed) on plain values.
 
 mod device;
 mod muxer;
 mod pipe;
 
 pub use device::{VhuVsock, VsockError, WAKE_EVENT};
-pub use muxer::{Hdr, MuxCounters, BUF_ALLOC, HOST_CID};
+pub use muxer::{op, Hdr, MuxCounters, Muxer, BUF_ALLOC, HOST_CID, MAX_OWED_RESETS, TYPE_STREAM};

@@ -9,7 +9,11 @@
 //! Rules:
 //! - `REQUEST` to the daemon's port opens a connection (answered with
 //!   `RESPONSE`) and starts its session thread; to any other port, or past
-//!   the connection limit, it gets `RST`.
+//!   the connection limit, it gets `RST`. Connections the daemon has closed
+//!   whose sessions are still ending count against the limit, so a guest
+//!   cannot hold more sessions than that by resetting busy connections.
+//! - At most [`MAX_OWED_RESETS`] resets wait for a receive buffer; a guest
+//!   that provokes more without taking them gets no more.
 //! - Any packet but `REQUEST` for a connection that does not exist, a
 //!   packet of another socket type, an unknown op, a packet that does not
 //!   parse, and data beyond the credit the daemon granted all get `RST`;
@@ -22,19 +26,23 @@
 //! - `SHUTDOWN` ends the session's input; once the session has finished
 //!   and its output is sent, the daemon resets the connection. A session
 //!   that ends by itself (bad stream) is reset the same way.
+//! - A connection that ends by the guest's hand (`SHUTDOWN`, `RST`) or the
+//!   daemon's (a reset, the VM gone) abandons its session
+//!   ([`crate::executor::Abandon`]): no request can follow, so a wait only
+//!   the guest could have ended must end now for the session to finish.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tracing::{debug, info};
+use tracing::debug;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::pipe::{Pipe, SessionEnd};
-use crate::executor::{ExecutorFactory, SessionLimits};
-use crate::limited_warn;
+use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
 use crate::limits::WarnLimiter;
 use crate::session::Session;
+use crate::{limited_info, limited_warn};
 
 /// The host's context id.
 pub const HOST_CID: u64 = 2;
@@ -43,6 +51,14 @@ pub const TYPE_STREAM: u16 = 1;
 /// Receive buffer the daemon grants each connection (the guest may have
 /// this many unread bytes outstanding).
 pub const BUF_ALLOC: u32 = 256 << 10;
+
+/// Resets owed to the guest and not yet sent. Each bad packet owes one,
+/// and the guest decides when it takes them (by posting receive buffers),
+/// so without a bound a guest flooding closed ports would grow the queue
+/// without end; past it further resets are dropped (and counted): the
+/// guest's connect times out, or its next packet on a dropped connection
+/// is reset then.
+pub const MAX_OWED_RESETS: usize = 1024;
 
 /// Packet operations (virtio specification, 5.10.6).
 pub mod op {
@@ -96,11 +112,15 @@ pub struct MuxCounters {
     pub resets: u64,
     /// Credit violations seen.
     pub credit_violations: u64,
+    /// Resets not sent because [`MAX_OWED_RESETS`] were already owed.
+    pub resets_dropped: u64,
 }
 
 struct Conn {
     pipe: Arc<Pipe>,
     thread: Option<JoinHandle<()>>,
+    /// The session's abandoner, usable while its thread is blocked.
+    abandon: Arc<dyn Abandon>,
     /// The guest's receive buffer and consumption (its credit to us).
     peer_buf_alloc: u32,
     peer_fwd_cnt: u32,
@@ -115,6 +135,13 @@ struct Conn {
 }
 
 impl Conn {
+    /// Closes the pipe both ways and abandons the session, so that its
+    /// thread ends whatever it was doing.
+    fn close(&self) {
+        self.pipe.close_all();
+        self.abandon.abandon();
+    }
+
     /// Bytes the guest can take now.
     fn peer_credit(&self) -> u32 {
         self.peer_buf_alloc
@@ -143,6 +170,8 @@ pub struct Muxer {
     last: u32,
     counters: MuxCounters,
     warn: WarnLimiter,
+    /// Connection lines, which the guest can repeat at will.
+    lifecycle: WarnLimiter,
 }
 
 impl std::fmt::Debug for Muxer {
@@ -180,6 +209,7 @@ impl Muxer {
             last: 0,
             counters: MuxCounters::default(),
             warn: WarnLimiter::new(),
+            lifecycle: WarnLimiter::new(),
         }
     }
 
@@ -209,13 +239,27 @@ impl Muxer {
         }
     }
 
+    /// Queues a reset for the guest, unless [`MAX_OWED_RESETS`] are owed.
+    fn owe_reset(&mut self, h: Hdr) {
+        if self.control.len() >= MAX_OWED_RESETS {
+            self.counters.resets_dropped += 1;
+            limited_warn!(
+                self.warn,
+                owed = self.control.len(),
+                "the guest takes no resets; dropping one"
+            );
+            return;
+        }
+        self.counters.resets += 1;
+        self.control.push_back(h);
+    }
+
     /// Queues a reset answering `h` (never for a reset).
     fn reset_reply(&mut self, h: &Hdr) {
         if h.op == op::RST {
             return;
         }
-        self.counters.resets += 1;
-        self.control.push_back(Hdr {
+        self.owe_reset(Hdr {
             src_cid: h.dst_cid,
             dst_cid: h.src_cid,
             src_port: h.dst_port,
@@ -232,10 +276,9 @@ impl Muxer {
     /// Drops connection `peer` (if open) and resets it toward the guest.
     fn reset_conn(&mut self, peer: u32) {
         if let Some(c) = self.conns.remove(&peer) {
-            c.pipe.close_all();
+            c.close();
             self.closing.push(c);
-            self.counters.resets += 1;
-            self.control.push_back(self.to_guest(peer, op::RST, 0));
+            self.owe_reset(self.to_guest(peer, op::RST, 0));
             debug!(peer, "vsock connection reset");
         }
     }
@@ -292,12 +335,14 @@ impl Muxer {
                 c.pipe.push_inbound(data);
             }
             op::SHUTDOWN => {
-                // The guest sends no more; its session finishes what it has.
+                // The guest sends no more; its session finishes what it
+                // has, and nothing it waits on can be ended by the guest.
                 c.pipe.close_inbound();
+                c.abandon.abandon();
             }
             op::RST => {
                 if let Some(c) = self.conns.remove(&peer) {
-                    c.pipe.close_all();
+                    c.close();
                     self.closing.push(c);
                     debug!(peer, "vsock connection reset by the guest");
                 }
@@ -326,7 +371,9 @@ impl Muxer {
     }
 
     fn open(&mut self, h: &Hdr) {
-        if self.conns.len() >= self.max_conns {
+        // Sessions of closed connections still hold their resources.
+        self.retire();
+        if self.conns.len() + self.closing.len() >= self.max_conns {
             limited_warn!(
                 self.warn,
                 max = self.max_conns,
@@ -338,11 +385,11 @@ impl Muxer {
         let peer = h.src_port;
         let pipe = Pipe::new(self.wake.clone());
         let end = SessionEnd(pipe.clone());
-        let factory = self.factory.clone();
-        let limits = self.limits;
+        let session = Session::new(self.factory.clone(), self.limits);
+        let abandon = session.abandoner();
         let spawned = std::thread::Builder::new()
             .name(format!("vcompute-vsock-{peer}"))
-            .spawn(move || serve_session(end, factory, limits, peer));
+            .spawn(move || serve_session(end, session, peer));
         let thread = match spawned {
             Ok(t) => t,
             Err(e) => {
@@ -357,6 +404,7 @@ impl Muxer {
             Conn {
                 pipe,
                 thread: Some(thread),
+                abandon,
                 peer_buf_alloc: h.buf_alloc,
                 peer_fwd_cnt: h.fwd_cnt,
                 tx_cnt: 0,
@@ -365,7 +413,8 @@ impl Muxer {
                 need_credit: false,
             },
         );
-        info!(
+        limited_info!(
+            self.lifecycle,
             peer,
             live = self.conns.len(),
             "guest vsock connection opened"
@@ -448,12 +497,13 @@ impl Muxer {
     }
 
     /// Closes every connection and waits for every session to end (the
-    /// guest is gone). Sessions blocked in the runtime finish their call.
+    /// guest is gone). Sessions are abandoned first; one busy in the
+    /// runtime on its own work finishes that call.
     pub fn shutdown(&mut self) {
         let conns = std::mem::take(&mut self.conns);
         self.closing.extend(conns.into_values());
         for c in &self.closing {
-            c.pipe.close_all();
+            c.close();
         }
         for mut c in self.closing.drain(..) {
             if let Some(t) = c.thread.take() {
@@ -470,20 +520,14 @@ impl Drop for Muxer {
     }
 }
 
-fn serve_session(
-    mut end: SessionEnd,
-    factory: Arc<dyn ExecutorFactory>,
-    limits: SessionLimits,
-    peer: u32,
-) {
-    let mut session = Session::new(factory, limits);
+fn serve_session(mut end: SessionEnd, mut session: Session, peer: u32) {
     match crate::stream::serve(&mut end, &mut session) {
         Ok(()) => debug!(peer, "vsock session ended"),
         Err(e) => debug!(peer, error = %e, "vsock session ended with an error"),
     }
     // Everything the guest made is freed before the device hears of it.
     drop(session);
-    info!(peer, "guest vsock connection closed");
+    debug!(peer, "guest vsock connection closed");
     end.0.finish_session();
 }
 

@@ -272,7 +272,105 @@ fn the_connection_limit_is_enforced() {
     m.on_packet(&pkt(2, op::REQUEST, 0), &[]);
     assert_eq!(m.next_rx(4096).unwrap().0.op, op::RST);
     assert_eq!(m.live(), 1);
-    // A guest reset frees the slot.
+    // A guest reset frees the slot once its session has ended.
     m.on_packet(&pkt(1, op::RST, 0), &[]);
-    connect(&mut m, 2);
+    connect_when_free(&mut m, 2);
+}
+
+/// Opens a connection from `peer`, retrying while the muxer is full.
+fn connect_when_free(m: &mut Muxer, peer: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        m.on_packet(&pkt(peer, op::REQUEST, 0), &[]);
+        match m.next_rx(4096) {
+            Some((h, _)) if h.op == op::RESPONSE => return,
+            _ => assert!(Instant::now() < deadline, "the slot never came back"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_record(id: u64) -> Vec<u8> {
+    let mut f = Vec::new();
+    let wait = Request::ClWaitForEvents(protocol::opencl::WaitForEvents { events: vec![1] });
+    encode_request(&mut f, id, 0, &wait, 0, 0).unwrap();
+    let mut rec = Vec::new();
+    encode_request_record(&mut rec, QueueClass::Request, &f, &[], &[]).unwrap();
+    rec
+}
+
+#[test]
+fn a_session_waiting_on_its_guest_ends_with_the_connection() {
+    // The fake executor's wait ends only when its session is abandoned,
+    // as a wait on the guest's own user event does.
+    for end in [op::RST, op::SHUTDOWN] {
+        let mut m = muxer(4);
+        connect(&mut m, 1);
+        send(&mut m, 1, &open_record());
+        assert_eq!(response_ids(&mut m, 1), vec![1]);
+        send(&mut m, 1, &wait_record(2));
+        std::thread::sleep(Duration::from_millis(50));
+        m.on_packet(&pkt(1, end, 0), &[]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            m.shutdown();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the session never ended after op {end}"));
+    }
+}
+
+fn build_record(id: u64) -> Vec<u8> {
+    let mut f = Vec::new();
+    let build = Request::ClBuildProgram(protocol::opencl::BuildProgram {
+        program: 1,
+        devices: vec![],
+        options: String::new(),
+    });
+    encode_request(&mut f, id, 0, &build, 0, 0).unwrap();
+    let mut rec = Vec::new();
+    encode_request_record(&mut rec, QueueClass::Request, &f, &[], &[]).unwrap();
+    rec
+}
+
+#[test]
+fn connections_still_closing_count_against_the_limit() {
+    // A guest that resets connections whose sessions are busy and opens
+    // new ones must not hold more sessions than the limit.
+    let mut m = muxer(1);
+    connect(&mut m, 1);
+    send(&mut m, 1, &open_record());
+    assert_eq!(response_ids(&mut m, 1), vec![1]);
+    send(&mut m, 1, &build_record(2));
+    std::thread::sleep(Duration::from_millis(50));
+    m.on_packet(&pkt(1, op::RST, 0), &[]);
+    m.on_packet(&pkt(2, op::REQUEST, 0), &[]);
+    let (h, _) = m.next_rx(4096).unwrap();
+    assert_eq!((h.op, h.dst_port), (op::RST, 2), "a session past the limit");
+    // Once the busy session has ended, its slot is free.
+    std::thread::sleep(crate::test_util::BUSY);
+    connect_when_free(&mut m, 3);
+}
+
+#[test]
+fn resets_owed_to_a_guest_that_takes_none_are_bounded() {
+    // A guest that floods closed ports and posts no receive buffer.
+    let mut m = muxer(4);
+    let mut req = pkt(1, op::REQUEST, 0);
+    req.dst_port = PORT + 1;
+    for port in 0..100_000 {
+        req.src_port = port;
+        m.on_packet(&req, &[]);
+    }
+    let mut owed = 0;
+    while let Some((h, _)) = m.next_rx(4096) {
+        assert_eq!(h.op, op::RST);
+        owed += 1;
+    }
+    assert!(owed <= MAX_OWED_RESETS, "{owed} resets were kept");
+    assert!(owed > 0);
+    // The queue drained, resets flow again.
+    m.on_packet(&req, &[]);
+    assert_eq!(m.next_rx(4096).unwrap().0.op, op::RST);
 }

@@ -448,6 +448,10 @@ unsafe fn unified(dst: u64, src: u64, n: usize, stream: StreamRef, sync: bool) -
         }
         (false, false) => {
             // Host to host: a plain copy, after the stream's pending work.
+            let host_ok = crate::ffi::host_range_ok;
+            if !host_ok(dst as usize, n) || !host_ok(src as usize, n) {
+                return Err(CUDA_ERROR_INVALID_VALUE);
+            }
             client()?.flush().map_err(|e| cu_error(&e))?;
             // SAFETY: both host ranges hold `n` bytes by the contract;
             // `copy` tolerates overlap.

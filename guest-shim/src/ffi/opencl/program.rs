@@ -58,7 +58,7 @@ pub(crate) unsafe fn join_sources(
             0 => out.extend_from_slice(unsafe { CStr::from_ptr(*p) }.to_bytes()),
             len => {
                 // SAFETY: at least `len` readable bytes, the caller's contract.
-                let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+                let bytes = unsafe { slice_in(p.cast::<u8>(), len) }.ok_or(CL_INVALID_VALUE)?;
                 out.extend_from_slice(bytes)
             }
         }
@@ -164,7 +164,11 @@ pub unsafe extern "C" fn clCreateProgramWithBinary(
                 return Err(CL_INVALID_VALUE);
             }
             // SAFETY: `len` readable bytes at `bin`, the caller's contract.
-            blobs.push(unsafe { std::slice::from_raw_parts(*bin, *len) }.to_vec());
+            blobs.push(
+                unsafe { slice_in(*bin, *len) }
+                    .ok_or(CL_INVALID_VALUE)?
+                    .to_vec(),
+            );
         }
         let id = client()?.new_handle();
         let req = Request::ClCreateProgramWithBinary(CreateProgramWithBinary {

@@ -23,6 +23,7 @@ use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, Para
 use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
+use super::launch_args::LaunchArgs;
 use super::staging::{DriverDma, Staging};
 use crate::executor::GuestBuf;
 
@@ -110,11 +111,14 @@ pub struct Driver {
     func_attr_get: Option<FuncAttrGetFn>,
     func_attr_set: Option<FuncAttrSetFn>,
     param_info: Option<ParamInfoFn>,
+    /// The launch argument block, made on the first launch.
+    launch_args: Option<LaunchArgs>,
 }
 
 // SAFETY: the contexts, staging buffers and events a `Driver` owns are
 // process-wide driver handles; every method makes the right context current
-// on the calling thread before use, and `&mut self` serializes use.
+// on the calling thread before use, and `&mut self` serializes use. The
+// launch block's pointers point into its own heap buffer.
 unsafe impl Send for Driver {}
 
 impl std::fmt::Debug for Driver {
@@ -152,6 +156,7 @@ impl Driver {
             func_attr_get,
             func_attr_set,
             param_info,
+            launch_args: None,
         }
     }
 
@@ -532,33 +537,30 @@ impl Backend for Driver {
     ) -> CuResult<()> {
         let stream = stream_of(lane);
         self.enter(device)?;
-        let base = params.as_ptr() as *mut c_void;
+        // Every pointer and byte the driver may read for this kernel lies
+        // in the block, whatever the real signature (see `launch_args`).
+        let args = self.launch_args.get_or_insert_with(LaunchArgs::new);
+        args.prepare(params, layout).ok_or(INVALID_VALUE)?;
         let mut size = params.len();
-        // Pointers into `params`, one per parameter (the layout's offsets
-        // lie inside it: the session layer checked its length).
-        let mut args: Vec<*mut c_void> = layout
-            .unwrap_or_default()
-            .iter()
-            .map(|p| base.wrapping_add(p.offset as usize))
-            .collect();
         // CU_LAUNCH_PARAM_BUFFER_POINTER, _SIZE, _END: markers, not addresses.
         let mut extra: [*mut c_void; 5] = [
             std::ptr::without_provenance_mut(1),
-            base,
+            args.buffer(),
             std::ptr::without_provenance_mut(2),
             (&raw mut size).cast(),
             std::ptr::null_mut(),
         ];
         let (kernel_params, extra_ptr) = match layout {
-            Some(_) if args.is_empty() => (std::ptr::null_mut(), std::ptr::null_mut()),
-            Some(_) => (args.as_mut_ptr(), std::ptr::null_mut()),
+            Some(_) => (args.kernel_params(), std::ptr::null_mut()),
             None => (std::ptr::null_mut(), extra.as_mut_ptr()),
         };
         // SAFETY: a live function and stream of the current context;
-        // `kernel_params` is NULL or one pointer per parameter into
-        // `params`, `extra` NULL or a terminated list naming `params` and
-        // its size; the driver copies the arguments before returning and
-        // only reads them.
+        // `kernel_params` is NULL or the block's pointer array (one per
+        // parameter, then pointers to zeros, as many as any kernel has),
+        // `extra` NULL or a terminated list naming the block's buffer and
+        // the parameters' size; every size the driver reads behind them
+        // lies in the block. The driver copies the arguments before
+        // returning and only reads them.
         check(unsafe {
             sys::cuLaunchKernel(
                 f.0,

@@ -350,6 +350,7 @@ mod properties {
         #[test]
         fn arbitrary_images_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
             for kind in [ImageKind::Ptx, ImageKind::Cubin, ImageKind::Fatbin] {
+                let _ = extent_fits(kind, &bytes);
                 let info = parse(kind, &bytes);
                 for layout in info.kernels.values().flatten() {
                     for w in layout.windows(2) {
@@ -372,11 +373,142 @@ mod properties {
                 (ImageKind::Fatbin, fatbin(&[(1, PTX.as_bytes()), (2, &cubin())])),
             ];
             for (kind, mut img) in images {
+                prop_assert!(extent_fits(kind, &img));
                 let i = at.index(img.len());
                 img[i] = byte;
                 let _ = parse(kind, &img);
-                let _ = parse(kind, &img[..cut.index(img.len())]);
+                let cut = &img[..cut.index(img.len())];
+                let _ = parse(kind, cut);
+                let _ = extent_fits(kind, cut);
             }
         }
+    }
+}
+
+/// Hostile images: headers that alias one region many times, or point
+/// names into tables without a terminator, must cost about one walk of
+/// the image, not one walk per section or per symbol.
+mod hostile {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs the parser on its own thread; panics if it has not finished in
+    /// `secs` (the quadratic walks these images provoke take hours).
+    fn parses_within(kind: ImageKind, img: Vec<u8>, secs: u64) -> ImageInfo {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(parse(kind, &img));
+        });
+        rx.recv_timeout(Duration::from_secs(secs))
+            .expect("the parser did not finish")
+    }
+
+    /// An ELF64 image of `data` followed by the section headers `shdrs`
+    /// (`(name, sh_type, offset, size, link)`, offsets into the image);
+    /// section `shstrndx` names the sections.
+    fn raw_elf(data: &[u8], shdrs: &[(u32, u32, u64, u64, u32)], shstrndx: u16) -> Vec<u8> {
+        let mut out = vec![0u8; 64];
+        out[..4].copy_from_slice(ELF_MAGIC);
+        out[4] = 2;
+        out[5] = 1;
+        out.extend_from_slice(data);
+        let shoff = out.len() as u64;
+        for &(name, kind, off, size, link) in shdrs {
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[24..32].copy_from_slice(&off.to_le_bytes());
+            h[32..40].copy_from_slice(&size.to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            out.extend_from_slice(&h);
+        }
+        out[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+        out[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        out[0x3c..0x3e].copy_from_slice(&(shdrs.len() as u16).to_le_bytes());
+        out[0x3e..0x40].copy_from_slice(&shstrndx.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn aliased_symbol_tables_cost_one_walk() {
+        // 2 MiB of object symbols named "g" in section 1, then 20,000
+        // symbol table headers that all point at them.
+        let strings = b"\0g\0.nv.global\0.symtab\0.strtab\0";
+        let mut data = strings.to_vec();
+        let syms_at = 64 + data.len() as u64;
+        let count = (2 << 20) / 24;
+        for _ in 0..count {
+            data.extend(symbol(1, 1, 1, 8));
+        }
+        let str_at = 64u64;
+        let mut shdrs = vec![
+            (0, 0, 0, 0, 0),
+            (3, 8, 0, 0, 0),                          // 1 .nv.global
+            (22, 3, str_at, strings.len() as u64, 0), // 2 .strtab (names too)
+        ];
+        for _ in 0..20_000 {
+            shdrs.push((14, 2, syms_at, count as u64 * 24, 2)); // .symtab
+        }
+        let info = parses_within(ImageKind::Cubin, raw_elf(&data, &shdrs, 2), 60);
+        assert!(info.globals.len() <= 1);
+    }
+
+    #[test]
+    fn aliased_kernel_info_costs_one_walk() {
+        // 20,000 `.text.k` sections sharing one 4 MiB `.nv.info.k`.
+        let strings = b"\0.text.k\0.nv.info.k\0";
+        let mut data = strings.to_vec();
+        let info_at = 64 + data.len() as u64;
+        let mut records = Vec::new();
+        while records.len() < 4 << 20 {
+            records.extend(kparam(0, 0, 8));
+        }
+        data.extend_from_slice(&records);
+        let mut shdrs = vec![
+            (0, 0, 0, 0, 0),
+            (0, 3, 64, strings.len() as u64, 0), // 1 names
+            (9, 0x7000_0000, info_at, records.len() as u64, 0), // 2 .nv.info.k
+        ];
+        for _ in 0..20_000 {
+            shdrs.push((1, 1, 64, 0, 0)); // .text.k
+        }
+        let info = parses_within(ImageKind::Cubin, raw_elf(&data, &shdrs, 1), 60);
+        assert!(info.kernels.len() <= 1);
+    }
+
+    #[test]
+    fn unterminated_name_tables_cost_one_walk() {
+        // Every section's name points into 4 MiB without a NUL.
+        let data = vec![b'a'; 4 << 20];
+        let shdrs: Vec<_> = (0..60_000u32)
+            .map(|i| (i % 1024, 3, 64, data.len() as u64, 0))
+            .collect();
+        let info = parses_within(ImageKind::Cubin, raw_elf(&data, &shdrs, 0), 60);
+        assert_eq!(info, ImageInfo::default());
+    }
+
+    #[test]
+    fn fatbin_entries_of_aliased_cubins_cost_one_walk_each() {
+        let strings = b"\0g\0.nv.global\0.symtab\0.strtab\0";
+        let mut data = strings.to_vec();
+        let syms_at = 64 + data.len() as u64;
+        let count = (1 << 20) / 24;
+        for _ in 0..count {
+            data.extend(symbol(1, 1, 1, 8));
+        }
+        let mut shdrs = vec![
+            (0, 0, 0, 0, 0),
+            (3, 8, 0, 0, 0),
+            (22, 3, 64, strings.len() as u64, 0),
+        ];
+        for _ in 0..10_000 {
+            shdrs.push((14, 2, syms_at, count as u64 * 24, 2));
+        }
+        let elf = raw_elf(&data, &shdrs, 2);
+        let img = fatbin(&[(2, &elf), (2, &elf)]);
+        let info = parses_within(ImageKind::Fatbin, img, 60);
+        assert!(info.globals.len() <= 1);
     }
 }

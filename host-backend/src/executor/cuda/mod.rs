@@ -10,6 +10,7 @@
 //! | `memory.rs` | the allocation table: range checks and the memory limit |
 //! | `rules.rs` | flag masks, JIT options, pointer attributes |
 //! | `image.rs` | kernel parameter layouts from PTX, cubin and fatbin |
+//! | `launch_args.rs` | the argument block a launch hands the driver |
 //! | `backend.rs` | the [`backend::Backend`] trait the session drives |
 //! | `driver.rs` | the real backend: one context per session and device |
 //! | `staging.rs` | the pinned staging pool for guest-memory copies |
@@ -23,6 +24,7 @@ pub mod backend;
 mod commands;
 pub mod driver;
 pub mod image;
+mod launch_args;
 pub mod memory;
 mod rules;
 mod session;

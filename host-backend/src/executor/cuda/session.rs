@@ -401,7 +401,7 @@ impl<B: Backend> CudaSession<B> {
                 return Err(bad_descriptor());
             }
         }
-        if !image::magic_matches(r.kind, &bytes) {
+        if !image::magic_matches(r.kind, &bytes) || !image::extent_fits(r.kind, &bytes) {
             return Err(cu(match r.kind {
                 ImageKind::Ptx => INVALID_PTX,
                 _ => INVALID_IMAGE,

@@ -360,6 +360,9 @@ impl OpenClExecutor {
 
     pub(super) fn marker(&mut self, req: EnqueueMarker) -> Result<Empty, ExecError> {
         let p = self.prepare(&req.common)?;
+        if !self.markers.room() {
+            return Err(native(cl3::error_codes::CL_OUT_OF_RESOURCES));
+        }
         // SAFETY: the queue and events are live objects of this session; the
         // wait list is NULL or `wait_len()` events that outlive the call.
         let ev = unsafe {
@@ -378,6 +381,8 @@ impl OpenClExecutor {
             }
         }
         .map_err(native)?;
+        // Never without a handle while it can still fail (see `markers`).
+        self.markers.hold(ev);
         self.finish_enqueue(&req.common, ev)
     }
 
@@ -406,6 +411,7 @@ impl OpenClExecutor {
         self.check_new(req.id)?;
         let ctx = self.table.context(req.context)?.get();
         let ev = cl3::event::create_user_event(ctx).map_err(native)?;
+        self.user_events.add(ev);
         self.table.insert(
             req.id,
             Object::Event(EventObj {

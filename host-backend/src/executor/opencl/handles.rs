@@ -391,7 +391,7 @@ impl Table {
     }
 }
 
-fn is_complete(ev: &Event) -> bool {
+pub(super) fn is_complete(ev: &Event) -> bool {
     cl3::event::get_event_info(ev.get(), cl3::event::CL_EVENT_COMMAND_EXECUTION_STATUS)
         .is_ok_and(|v| v.to_int() <= cl3::event::CL_COMPLETE)
 }

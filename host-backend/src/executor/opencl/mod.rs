@@ -8,7 +8,9 @@
 //! | `info.rs` | `clGet*Info` queries and image formats |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
+//! | `markers.rs` | marker and barrier events, held until they complete |
 //! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
+//! | `user_events.rs` | the session's user events, completed from another thread when the guest is gone |
 //! | `tests/` | tests against the system's runtime (POCL in CI) |
 //!
 //! The guest is untrusted: every handle is looked up with the kind it must
@@ -19,10 +21,12 @@
 mod enqueue;
 mod handles;
 mod info;
+mod markers;
 mod program;
 mod staging;
 #[cfg(test)]
 mod tests;
+mod user_events;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -40,9 +44,10 @@ use protocol::opencl::{
 };
 use protocol::{ProtocolError, Request, Response};
 
-use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
 use handles::{native, Object, Table};
 use program::IssuedBinaries;
+use user_events::UserEvents;
 
 /// `CL_QUEUE_PRIORITY_KHR` and `CL_QUEUE_THROTTLE_KHR`: plain values, safe to
 /// pass on.
@@ -127,6 +132,10 @@ pub struct OpenClExecutor {
     memory: Arc<AtomicU64>,
     binaries: Arc<IssuedBinaries>,
     staging: staging::Staging,
+    user_events: Arc<UserEvents>,
+    /// Dropped after the table (fields drop after `Drop::drop`), once the
+    /// session's user events have completed.
+    markers: markers::Markers,
 }
 
 impl fmt::Debug for OpenClExecutor {
@@ -168,6 +177,8 @@ impl OpenClExecutor {
             memory: Arc::new(AtomicU64::new(0)),
             binaries,
             staging: staging::Staging::default(),
+            user_events: Arc::default(),
+            markers: markers::Markers::default(),
         })
     }
 
@@ -360,6 +371,10 @@ impl Executor for OpenClExecutor {
 
     fn execute_posted(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         self.run(req, bulk, true)
+    }
+
+    fn abandoner(&self) -> Option<Arc<dyn Abandon>> {
+        Some(self.user_events.clone())
     }
 }
 

@@ -444,6 +444,63 @@ fn other_sessions_pointers(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Execut
     assert_eq!(a.dtoh(secret, 19, 1).unwrap(), b"secret of session A");
 }
 
+/// Loads `bytes` as a module image of `kind`.
+fn load_image(g: &mut Guest<'_>, kind: ImageKind, bytes: Vec<u8>) -> Result<Response, ExecError> {
+    let id = g.handle();
+    let ctx = g.ctx();
+    let req = Request::CuModuleLoad(ModuleLoad {
+        id,
+        ctx,
+        kind,
+        image_len: bytes.len() as u64,
+        options: vec![],
+        info_log_len: 0,
+        error_log_len: 0,
+    });
+    call_bulk(g.ex, req, &mut [bytes], &mut [])
+}
+
+/// The driver takes an image by address and finds its extent from the
+/// image's own headers: headers that reach past the bytes the guest sent
+/// are refused before the driver could read beyond them.
+fn images_reaching_past_their_end(g: &mut Guest<'_>) {
+    use crate::executor::cuda::image::tests::{cubin, fatbin, PTX};
+    let good = cubin();
+    assert!(matches!(
+        load_image(g, ImageKind::Cubin, good.clone()),
+        Ok(Response::CuModuleLoad(ModuleLoaded { result: 0, .. }))
+    ));
+    // A program header table past the end.
+    let mut img = good.clone();
+    img[0x20..0x28].copy_from_slice(&(good.len() as u64).to_le_bytes());
+    img[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    img[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    assert_eq!(code(load_image(g, ImageKind::Cubin, img)), INVALID_IMAGE);
+    // A section whose bytes lie past the end.
+    let mut img = good.clone();
+    let shoff = u64::from_le_bytes(img[0x28..0x30].try_into().unwrap()) as usize;
+    let first = shoff + 64;
+    img[first + 32..first + 40].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert_eq!(code(load_image(g, ImageKind::Cubin, img)), INVALID_IMAGE);
+    // A fat binary that claims more entries than it carries.
+    let mut img = fatbin(&[(1, PTX.as_bytes()), (2, &good)]);
+    let claimed = u64::from_le_bytes(img[8..16].try_into().unwrap()) + 4096;
+    img[8..16].copy_from_slice(&claimed.to_le_bytes());
+    assert_eq!(code(load_image(g, ImageKind::Fatbin, img)), INVALID_IMAGE);
+    // A fat binary whose ELF entry's section table reaches past the entry.
+    let mut elf = good.clone();
+    let shoff = u64::from_le_bytes(elf[0x28..0x30].try_into().unwrap());
+    elf[0x28..0x30].copy_from_slice(&(shoff + 64).to_le_bytes());
+    let img = fatbin(&[(1, PTX.as_bytes()), (2, &elf)]);
+    assert_eq!(code(load_image(g, ImageKind::Fatbin, img)), INVALID_IMAGE);
+    // Well-formed ones still load.
+    let img = fatbin(&[(1, PTX.as_bytes()), (2, &good)]);
+    assert!(matches!(
+        load_image(g, ImageKind::Fatbin, img),
+        Ok(Response::CuModuleLoad(ModuleLoaded { result: 0, .. }))
+    ));
+}
+
 /// Runs every hostile check against executors made by `open`.
 pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     let mut ex = open(LIMITS);
@@ -460,6 +517,8 @@ pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     forged_pointers(&mut g);
     still_works(&mut g);
     lengths_that_do_not_add_up(&mut g);
+    still_works(&mut g);
+    images_reaching_past_their_end(&mut g);
     still_works(&mut g);
     limits(open);
     other_sessions_pointers(open);

@@ -657,3 +657,108 @@ fn commands_left_behind_a_pending_user_event_do_not_crash_teardown() {
     rx.recv_timeout(std::time::Duration::from_secs(30))
         .expect("dropping the session returned");
 }
+
+#[test]
+fn abandoning_ends_a_wait_on_the_sessions_own_user_event() {
+    // The session serves requests in order, so this wait could only be
+    // ended by a later request of its own guest: once the guest is gone,
+    // the transport abandons the session from another thread.
+    let Some(mut ex) = session(LIMITS) else {
+        return;
+    };
+    setup(&mut ex, vec![]);
+    let user = |id| Request::ClCreateUserEvent(CreateUserEvent { id, context: CTX });
+    let wait = |id| Request::ClWaitForEvents(WaitForEvents { events: vec![id] });
+    ok(&mut ex, user(40));
+    let abandon = ex
+        .abandoner()
+        .expect("OpenCL waits can depend on the guest");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = call(&mut ex, wait(40));
+        let _ = tx.send(());
+        (ex, r)
+    });
+    let gap = std::time::Duration::from_millis(300);
+    assert!(rx.recv_timeout(gap).is_err(), "the wait ended by itself");
+    abandon.abandon();
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("abandoning ended the wait");
+    let (mut ex, r) = waiter.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    // While abandoned, a user event made later cannot hold a wait either.
+    ok(&mut ex, user(41));
+    assert!(call(&mut ex, wait(41)).is_ok());
+    // Resumed (a device reset): user events wait for their guest again.
+    abandon.resume();
+    ok(&mut ex, user(42));
+    let status = info_req(InfoKind::Event, 42, 0, CL_EVENT_COMMAND_EXECUTION_STATUS, 4);
+    match ok(&mut ex, status) {
+        Response::ClGetInfo(v) => assert_eq!(v.value, 2i32.to_le_bytes(), "CL_SUBMITTED"),
+        r => panic!("{r:?}"),
+    }
+    // Completed and released user events are not held for good.
+    for id in 100..400 {
+        ok(&mut ex, user(id));
+        ok(
+            &mut ex,
+            Request::ClSetUserEventStatus(SetUserEventStatus {
+                event: id,
+                status: 0,
+            }),
+        );
+        ok(
+            &mut ex,
+            Request::ClRelease(Release {
+                kind: ObjectKind::Event,
+                object: id,
+            }),
+        );
+    }
+    assert!(ex.user_events.held() < 200, "{}", ex.user_events.held());
+}
+
+#[test]
+fn markers_are_held_until_they_complete_and_bounded() {
+    let Some(mut ex) = session(LIMITS) else {
+        return;
+    };
+    setup(&mut ex, vec![]);
+    let marker = |wait: Vec<Handle>| {
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: EnqueueCommon {
+                queue: QUEUE,
+                wait,
+                event: None,
+            },
+            barrier: false,
+        })
+    };
+    // Markers that complete are let go as more come.
+    for _ in 0..1000 {
+        ok(&mut ex, marker(vec![]));
+    }
+    ok(&mut ex, Request::ClFinish(QueueOp { queue: QUEUE }));
+    for _ in 0..200 {
+        ok(&mut ex, marker(vec![]));
+    }
+    assert!(ex.markers.held() < 500, "{} held", ex.markers.held());
+    // Markers held back by a user event pile up only to the bound.
+    ok(
+        &mut ex,
+        Request::ClCreateUserEvent(CreateUserEvent {
+            id: 40,
+            context: CTX,
+        }),
+    );
+    let mut refused = None;
+    for i in 0..super::super::markers::MAX_PENDING_MARKERS + 10 {
+        if let Err(e) = call(&mut ex, marker(vec![40])) {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (at, e) = refused.expect("pending markers were never refused");
+    assert_eq!(e, ExecError::Native(CL_OUT_OF_RESOURCES));
+    assert!(at <= super::super::markers::MAX_PENDING_MARKERS);
+}
