@@ -32,9 +32,14 @@ pub(super) struct Markers {
 }
 
 impl Markers {
-    /// Drops completed ones when the list has grown; true when one more
-    /// may be enqueued.
+    /// Drops completed ones: the oldest at once (markers on an in-order
+    /// queue complete in order, so a finished queue frees them all), the
+    /// rest whenever the list has doubled. True when one more may be
+    /// enqueued.
     pub(super) fn room(&mut self) -> bool {
+        while self.events.front().is_some_and(is_complete) {
+            self.events.pop_front();
+        }
         if self.events.len() >= self.prune_at.max(64) {
             self.events.retain(|e| !is_complete(e));
             self.prune_at = 2 * self.events.len();
