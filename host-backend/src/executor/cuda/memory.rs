@@ -51,6 +51,9 @@ impl Region {
 #[derive(Debug)]
 pub struct MemTable {
     regions: BTreeMap<u64, Region>,
+    /// Regions that are allocations (counted as they come and go: the
+    /// object limit is checked on every creation).
+    allocs: usize,
     used: u64,
     limit: u64,
     next_id: u64,
@@ -61,6 +64,7 @@ impl MemTable {
     pub fn new(limit: u64) -> Self {
         MemTable {
             regions: BTreeMap::new(),
+            allocs: 0,
             used: 0,
             limit,
             next_id: 1,
@@ -84,10 +88,7 @@ impl MemTable {
 
     /// Allocations (regions counted against the object limit).
     pub fn allocations(&self) -> usize {
-        self.regions
-            .values()
-            .filter(|r| r.owner == Owner::Alloc)
-            .count()
+        self.allocs
     }
 
     /// Fails with `CUDA_ERROR_OUT_OF_MEMORY` unless `size` more bytes fit.
@@ -125,6 +126,7 @@ impl MemTable {
         self.next_id += 1;
         if owner == Owner::Alloc {
             self.used += size;
+            self.allocs += 1;
         }
         self.regions.insert(base, region);
         Ok(region)
@@ -147,6 +149,7 @@ impl MemTable {
                 let r = *r;
                 self.regions.remove(&base);
                 self.used -= r.size;
+                self.allocs -= 1;
                 Ok(r)
             }
             _ => Err(INVALID_VALUE),
@@ -167,6 +170,7 @@ impl MemTable {
             self.regions.remove(&r.base);
             if r.owner == Owner::Alloc {
                 self.used -= r.size;
+                self.allocs -= 1;
             }
         }
         gone
@@ -249,5 +253,39 @@ mod tests {
         assert_eq!(t.used(), 20);
         let ids: Vec<u64> = gone.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![1, 3]);
+        assert_eq!(t.allocations(), 1);
+    }
+
+    #[test]
+    fn allocations_are_counted_through_every_change() {
+        let mut t = MemTable::new(u64::MAX);
+        let count = |t: &MemTable| {
+            t.regions
+                .values()
+                .filter(|r| r.owner == Owner::Alloc)
+                .count()
+        };
+        for i in 0..8u64 {
+            t.insert(0x1000 * (i + 1), 0x10, 0, i % 3, Owner::Alloc)
+                .unwrap();
+            t.insert(
+                0x100_000 + 0x1000 * i,
+                0x10,
+                0,
+                1,
+                Owner::Global { module: i },
+            )
+            .unwrap();
+        }
+        // A refused insert changes nothing.
+        assert!(t.insert(0x1000, 1, 0, 1, Owner::Alloc).is_err());
+        assert_eq!((t.allocations(), count(&t)), (8, 8));
+        t.remove_alloc(0x1000).unwrap();
+        assert!(t.remove_alloc(0x100_000).is_err());
+        assert_eq!((t.allocations(), count(&t)), (7, 7));
+        t.remove_where(|r| r.ctx == 1);
+        assert_eq!(t.allocations(), count(&t));
+        t.remove_where(|_| true);
+        assert_eq!((t.allocations(), t.used()), (0, 0));
     }
 }
