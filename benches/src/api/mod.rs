@@ -1,14 +1,25 @@
 //! Compute APIs the harness drives. Each API has a backend module that
 //! implements every [`Case`] of the shared catalogue behind [`Backend`];
 //! the runner, verification and reports do not depend on which API ran.
+//! An API implements one trait per workload family (`Compute`, `Memory`,
+//! `Timing`) over its `Device`; [`Backend::run`] maps a [`Case`] to those
+//! methods, once for every API.
 //!
-//! | module | API |
+//! | module | role |
 //! |---|---|
+//! | `device` | what every API's device offers the workloads |
+//! | `compute` | vectorAdd, matrixMul, BlackScholes, fastWalshTransform, convolutionSeparable |
+//! | `memory` | bandwidthTest, alignedTypes, small copies |
+//! | `timing` | asyncAPI, clock, null round trip, launch rate |
 //! | [`opencl`] | OpenCL, through the ICD loader (native ICDs, or our shim) |
 //! | [`cuda`] | the CUDA driver API, through `libcuda.so.1` (NVIDIA's driver, or our shim) |
 
+mod compute;
 pub mod cuda;
+mod device;
+mod memory;
 pub mod opencl;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,7 +27,11 @@ use std::time::Instant;
 
 use crate::check::Mismatch;
 use crate::ipc::{Measurement, RuntimeInfo};
-use crate::workload::Case;
+use crate::workload::{Case, Direction};
+use compute::Compute;
+use device::Device;
+use memory::Memory;
+use timing::Timing;
 
 /// The API a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -144,6 +159,54 @@ pub trait Backend {
         warmup: usize,
         reps: usize,
     ) -> Result<Measurement, WorkloadError>;
+}
+
+/// Every API that implements the workload families is a backend: this is
+/// the one place a [`Case`] meets the workload that runs it.
+impl<D: Device + Compute + Memory + Timing> Backend for D {
+    fn runtime(&self) -> &RuntimeInfo {
+        self.info()
+    }
+
+    fn run(
+        &mut self,
+        case: &Case,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        let samples = |s: Vec<f64>| Measurement {
+            samples_ns: s,
+            ..Measurement::default()
+        };
+        let key = case.to_string();
+        let (w, r) = (warmup, reps);
+        match *case {
+            Case::VectorAdd { n } => self.vector_add(n, w, r).map(samples),
+            Case::MatrixMul { n } => self.matrix_mul(&key, n, w, r).map(samples),
+            Case::BlackScholes { options } => self.black_scholes(&key, options, w, r).map(samples),
+            Case::FastWalshTransform {
+                log2_data,
+                log2_kernel,
+            } => self.fwt(&key, log2_data, log2_kernel, w, r).map(samples),
+            Case::ConvolutionSeparable { width, height } => {
+                self.convolution(&key, width, height, w, r).map(samples)
+            }
+            Case::Bandwidth { dir, mem, bytes } => {
+                self.bandwidth(dir, mem, bytes, w, r).map(samples)
+            }
+            Case::AlignedTypes { ty, bytes } => self.aligned_types(ty, bytes, w, r).map(samples),
+            Case::SmallCopy { dir, bytes } => match dir {
+                Direction::D2D => Err(WorkloadError::Unavailable(
+                    "small copies are H2D or D2H".into(),
+                )),
+                _ => self.small_copy(dir, bytes, w, r).map(samples),
+            },
+            Case::AsyncApi { n } => self.async_api(n, w, r),
+            Case::Clock { groups, group_size } => self.clock(groups, group_size, w, r),
+            Case::NullSync => self.null_sync(w, r).map(samples),
+            Case::LaunchRate { launches } => self.launch_rate(launches, w, r).map(samples),
+        }
+    }
 }
 
 impl Api {

@@ -6,6 +6,7 @@
 
 use super::kernels::{BLACK_SCHOLES, BLOCK, CONVOLUTION, CONV_FILTER, FWT, MATRIX_MUL, VECTOR_ADD};
 use super::{grid, packed, u32_arg, Cuda, DevBuf, Func, NAN_BITS};
+use crate::api::compute::Compute;
 use crate::api::{sample, timed, WorkloadError};
 use crate::problem;
 use crate::reference;
@@ -14,7 +15,7 @@ use crate::workload::MATRIX_TILE;
 /// Side of the 2D blocks of the convolution.
 const TILE_2D: u32 = 16;
 
-pub(super) fn vector_add(
+fn vector_add(
     cu: &mut Cuda,
     n: usize,
     warmup: usize,
@@ -49,7 +50,7 @@ pub(super) fn vector_add(
     })
 }
 
-pub(super) fn matrix_mul(
+fn matrix_mul(
     cu: &mut Cuda,
     key: &str,
     n: usize,
@@ -92,7 +93,7 @@ pub(super) fn matrix_mul(
     })
 }
 
-pub(super) fn black_scholes(
+fn black_scholes(
     cu: &mut Cuda,
     key: &str,
     n: usize,
@@ -156,7 +157,7 @@ fn transform(cu: &Cuda, stage: &Func, buf: &DevBuf, n: usize) -> Result<(), Work
     Ok(())
 }
 
-pub(super) fn fwt(
+fn fwt(
     cu: &mut Cuda,
     key: &str,
     log2_data: u32,
@@ -200,7 +201,7 @@ pub(super) fn fwt(
     })
 }
 
-pub(super) fn convolution(
+fn convolution(
     cu: &mut Cuda,
     key: &str,
     w: usize,
@@ -237,4 +238,53 @@ pub(super) fn convolution(
         p.check(&got)?;
         Ok(ns)
     })
+}
+
+impl Compute for Cuda {
+    fn vector_add(
+        &mut self,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        vector_add(self, n, warmup, reps)
+    }
+    fn matrix_mul(
+        &mut self,
+        key: &str,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        matrix_mul(self, key, n, warmup, reps)
+    }
+    fn black_scholes(
+        &mut self,
+        key: &str,
+        options: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        black_scholes(self, key, options, warmup, reps)
+    }
+    fn fwt(
+        &mut self,
+        key: &str,
+        log2_data: u32,
+        log2_kernel: u32,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        fwt(self, key, log2_data, log2_kernel, warmup, reps)
+    }
+    fn convolution(
+        &mut self,
+        key: &str,
+        width: usize,
+        height: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        convolution(self, key, width, height, warmup, reps)
+    }
 }

@@ -11,6 +11,7 @@ use cudarc::driver::sys as cu;
 
 use super::kernels::{ALIGNED_TYPES, BLOCK};
 use super::{check, grid, packed, u32_arg, Cuda, Pinned};
+use crate::api::memory::Memory;
 use crate::api::{sample, timed, WorkloadError};
 use crate::check;
 use crate::problem;
@@ -45,7 +46,7 @@ impl HostBuf {
     }
 }
 
-pub(super) fn bandwidth(
+fn bandwidth(
     cu: &mut Cuda,
     dir: Direction,
     mem: Option<HostMem>,
@@ -98,7 +99,7 @@ pub(super) fn bandwidth(
     }
 }
 
-pub(super) fn aligned_types(
+fn aligned_types(
     cu: &mut Cuda,
     ty: AlignedType,
     bytes: usize,
@@ -126,7 +127,7 @@ pub(super) fn aligned_types(
     })
 }
 
-pub(super) fn small_copy(
+fn small_copy(
     cu: &mut Cuda,
     dir: Direction,
     bytes: usize,
@@ -155,5 +156,36 @@ pub(super) fn small_copy(
             check::exact("small D2H copy", &host, &pattern)?;
             Ok(ns)
         })
+    }
+}
+
+impl Memory for Cuda {
+    fn bandwidth(
+        &mut self,
+        dir: Direction,
+        mem: Option<HostMem>,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        bandwidth(self, dir, mem, bytes, warmup, reps)
+    }
+    fn aligned_types(
+        &mut self,
+        ty: AlignedType,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        aligned_types(self, ty, bytes, warmup, reps)
+    }
+    fn small_copy(
+        &mut self,
+        dir: Direction,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        small_copy(self, dir, bytes, warmup, reps)
     }
 }

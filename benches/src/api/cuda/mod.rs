@@ -34,10 +34,10 @@ use std::ptr::null_mut;
 use cudarc::driver::sys::{self as cu, CUdevice_attribute as Attr, CUresult};
 
 use self::kernels::{Args, Kernel, Packed, Source};
-use super::{Backend, Side, WorkloadError};
-use crate::ipc::{Measurement, RuntimeInfo};
+use super::device::Device;
+use super::{Side, WorkloadError};
+use crate::ipc::RuntimeInfo;
 use crate::reference;
-use crate::workload::{Case, Direction};
 
 /// Maps a `CUresult` to [`WorkloadError::Call`] naming the call.
 pub(crate) fn check(r: CUresult, call: &'static str) -> Result<(), WorkloadError> {
@@ -531,53 +531,9 @@ impl Drop for Cuda {
     }
 }
 
-impl Backend for Cuda {
-    fn runtime(&self) -> &RuntimeInfo {
+impl Device for Cuda {
+    fn info(&self) -> &RuntimeInfo {
         &self.info
-    }
-
-    fn run(
-        &mut self,
-        case: &Case,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Measurement, WorkloadError> {
-        let samples = |s: Vec<f64>| Measurement {
-            samples_ns: s,
-            ..Measurement::default()
-        };
-        let key = case.to_string();
-        let (w, r) = (warmup, reps);
-        match *case {
-            Case::VectorAdd { n } => compute::vector_add(self, n, w, r).map(samples),
-            Case::MatrixMul { n } => compute::matrix_mul(self, &key, n, w, r).map(samples),
-            Case::BlackScholes { options } => {
-                compute::black_scholes(self, &key, options, w, r).map(samples)
-            }
-            Case::FastWalshTransform {
-                log2_data,
-                log2_kernel,
-            } => compute::fwt(self, &key, log2_data, log2_kernel, w, r).map(samples),
-            Case::ConvolutionSeparable { width, height } => {
-                compute::convolution(self, &key, width, height, w, r).map(samples)
-            }
-            Case::Bandwidth { dir, mem, bytes } => {
-                memory::bandwidth(self, dir, mem, bytes, w, r).map(samples)
-            }
-            Case::AlignedTypes { ty, bytes } => {
-                memory::aligned_types(self, ty, bytes, w, r).map(samples)
-            }
-            Case::SmallCopy { dir, bytes } => match dir {
-                Direction::D2D => Err(WorkloadError::Unavailable(
-                    "small copies are H2D or D2H".into(),
-                )),
-                _ => memory::small_copy(self, dir, bytes, w, r).map(samples),
-            },
-            Case::AsyncApi { n } => timing::async_api(self, n, w, r),
-            Case::Clock { groups, group_size } => timing::clock(self, groups, group_size, w, r),
-            Case::NullSync => timing::null_sync(self, w, r).map(samples),
-            Case::LaunchRate { launches } => timing::launch_rate(self, launches, w, r).map(samples),
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use cudarc::driver::sys::{self as cu, CUresult};
 
 use super::kernels::{BLOCK, TIMING};
 use super::{check, grid, packed, u32_arg, Cuda, Pinned};
+use crate::api::timing::Timing;
 use crate::api::{sample, timed, WorkloadError};
 use crate::ipc::Measurement;
 use crate::problem::{self, ASYNC_INCREMENT};
@@ -21,7 +22,7 @@ use crate::workload::CLOCK_GROUP_SIZE;
 /// event (`cuEventQuery`), counting the polls as the work it could have
 /// done meanwhile. The sample is the whole time; the time spent issuing
 /// the four calls and the poll count are recorded beside it.
-pub(super) fn async_api(
+fn async_api(
     cu: &mut Cuda,
     n: usize,
     warmup: usize,
@@ -130,7 +131,7 @@ const NOMINAL_KHZ: i32 = 1_000_000;
 /// the SM clock rate the device reports (`CU_DEVICE_ATTRIBUTE_CLOCK_RATE`,
 /// or [`NOMINAL_KHZ`] without it), in nanoseconds; the cycles, the rate
 /// used and the host's wall time around the launch are kept beside it.
-pub(super) fn clock(
+fn clock(
     cu: &mut Cuda,
     groups: usize,
     group_size: usize,
@@ -184,18 +185,14 @@ pub(super) fn clock(
 
 /// The null round trip: `cuCtxSynchronize` on an idle context. It moves
 /// no data, so there is nothing to verify beyond the call succeeding.
-pub(super) fn null_sync(
-    cu: &mut Cuda,
-    warmup: usize,
-    reps: usize,
-) -> Result<Vec<f64>, WorkloadError> {
+fn null_sync(cu: &mut Cuda, warmup: usize, reps: usize) -> Result<Vec<f64>, WorkloadError> {
     sample(warmup, reps, || Ok(timed(|| cu.sync())?.1))
 }
 
 /// Launch rate: `launches` one-thread kernels, launched asynchronously,
 /// then `cuCtxSynchronize`. Each launch increments a counter, which must
 /// read `launches` afterwards.
-pub(super) fn launch_rate(
+fn launch_rate(
     cu: &mut Cuda,
     launches: usize,
     warmup: usize,
@@ -217,6 +214,37 @@ pub(super) fn launch_rate(
         problem::check_launch_count(got[0], launches)?;
         Ok(ns)
     })
+}
+
+impl Timing for Cuda {
+    fn async_api(
+        &mut self,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        async_api(self, n, warmup, reps)
+    }
+    fn clock(
+        &mut self,
+        groups: usize,
+        group_size: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        clock(self, groups, group_size, warmup, reps)
+    }
+    fn null_sync(&mut self, warmup: usize, reps: usize) -> Result<Vec<f64>, WorkloadError> {
+        null_sync(self, warmup, reps)
+    }
+    fn launch_rate(
+        &mut self,
+        launches: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        launch_rate(self, launches, warmup, reps)
+    }
 }
 
 #[cfg(test)]

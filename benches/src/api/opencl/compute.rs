@@ -5,6 +5,7 @@
 //! after it, outside the timed section.
 
 use super::{arg, arg_buf, OpenCl, Source};
+use crate::api::compute::Compute;
 use crate::api::{sample, timed, WorkloadError};
 use crate::problem;
 use crate::reference;
@@ -40,7 +41,7 @@ fn u32_arg(v: usize) -> Result<u32, WorkloadError> {
     u32::try_from(v).map_err(|_| WorkloadError::Unavailable(format!("size {v} exceeds u32")))
 }
 
-pub(super) fn vector_add(
+fn vector_add(
     cl: &mut OpenCl,
     n: usize,
     warmup: usize,
@@ -68,7 +69,7 @@ pub(super) fn vector_add(
     })
 }
 
-pub(super) fn matrix_mul(
+fn matrix_mul(
     cl: &mut OpenCl,
     key: &str,
     n: usize,
@@ -101,7 +102,7 @@ pub(super) fn matrix_mul(
     })
 }
 
-pub(super) fn black_scholes(
+fn black_scholes(
     cl: &mut OpenCl,
     key: &str,
     n: usize,
@@ -137,7 +138,7 @@ pub(super) fn black_scholes(
     })
 }
 
-pub(super) fn fwt(
+fn fwt(
     cl: &mut OpenCl,
     key: &str,
     log2_data: u32,
@@ -185,7 +186,7 @@ pub(super) fn fwt(
     })
 }
 
-pub(super) fn convolution(
+fn convolution(
     cl: &mut OpenCl,
     key: &str,
     w: usize,
@@ -219,4 +220,53 @@ pub(super) fn convolution(
         p.check(&got)?;
         Ok(ns)
     })
+}
+
+impl Compute for OpenCl {
+    fn vector_add(
+        &mut self,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        vector_add(self, n, warmup, reps)
+    }
+    fn matrix_mul(
+        &mut self,
+        key: &str,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        matrix_mul(self, key, n, warmup, reps)
+    }
+    fn black_scholes(
+        &mut self,
+        key: &str,
+        options: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        black_scholes(self, key, options, warmup, reps)
+    }
+    fn fwt(
+        &mut self,
+        key: &str,
+        log2_data: u32,
+        log2_kernel: u32,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        fwt(self, key, log2_data, log2_kernel, warmup, reps)
+    }
+    fn convolution(
+        &mut self,
+        key: &str,
+        width: usize,
+        height: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        convolution(self, key, width, height, warmup, reps)
+    }
 }

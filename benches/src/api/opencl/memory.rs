@@ -10,6 +10,7 @@ use opencl3::memory::{
 use opencl3::types::{cl_mem, CL_BLOCKING};
 
 use super::{arg, arg_buf, Cl, OpenCl, Source};
+use crate::api::memory::Memory;
 use crate::api::{sample, timed, WorkloadError};
 use crate::check;
 use crate::problem;
@@ -105,7 +106,7 @@ impl HostBuf {
     }
 }
 
-pub(super) fn bandwidth(
+fn bandwidth(
     cl: &mut OpenCl,
     dir: Direction,
     mem: Option<HostMem>,
@@ -163,7 +164,7 @@ pub(super) fn bandwidth(
     Ok(samples)
 }
 
-pub(super) fn aligned_types(
+fn aligned_types(
     cl: &mut OpenCl,
     ty: AlignedType,
     bytes: usize,
@@ -194,7 +195,7 @@ pub(super) fn aligned_types(
     })
 }
 
-pub(super) fn small_copy(
+fn small_copy(
     cl: &mut OpenCl,
     dir: Direction,
     bytes: usize,
@@ -223,5 +224,36 @@ pub(super) fn small_copy(
             check::exact("small D2H copy", &host, &pattern)?;
             Ok(ns)
         })
+    }
+}
+
+impl Memory for OpenCl {
+    fn bandwidth(
+        &mut self,
+        dir: Direction,
+        mem: Option<HostMem>,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        bandwidth(self, dir, mem, bytes, warmup, reps)
+    }
+    fn aligned_types(
+        &mut self,
+        ty: AlignedType,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        aligned_types(self, ty, bytes, warmup, reps)
+    }
+    fn small_copy(
+        &mut self,
+        dir: Direction,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        small_copy(self, dir, bytes, warmup, reps)
     }
 }

@@ -20,7 +20,8 @@ use std::ptr;
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{
-    Device, CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU,
+    Device as ClDevice, CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU,
+    CL_DEVICE_TYPE_GPU,
 };
 use opencl3::error_codes::{error_text, ClError};
 use opencl3::event::Event;
@@ -30,10 +31,10 @@ use opencl3::platform::get_platforms;
 use opencl3::program::Program;
 use opencl3::types::{cl_mem_flags, CL_BLOCKING, CL_NON_BLOCKING};
 
-use super::{Backend, WorkloadError};
-use crate::ipc::{Measurement, RuntimeInfo};
+use super::device::Device;
+use super::WorkloadError;
+use crate::ipc::RuntimeInfo;
 use crate::reference;
-use crate::workload::{Case, Direction};
 
 /// Maps an `opencl3` error to [`WorkloadError::Call`] naming the call.
 pub(crate) trait Cl<T> {
@@ -99,7 +100,7 @@ impl OpenCl {
             .cl("clGetDeviceIDs")?
             .first()
             .ok_or_else(|| WorkloadError::Unavailable("no OpenCL device".into()))?;
-        let device = Device::new(id);
+        let device = ClDevice::new(id);
         let info = RuntimeInfo {
             api: "OpenCL".into(),
             platform_name: platform.name().cl("clGetPlatformInfo")?,
@@ -271,52 +272,8 @@ fn arg<T>(k: &Kernel, index: u32, value: T) -> Result<(), WorkloadError> {
     unsafe { k.set_arg(index, &value) }.cl("clSetKernelArg")
 }
 
-impl Backend for OpenCl {
-    fn runtime(&self) -> &RuntimeInfo {
+impl Device for OpenCl {
+    fn info(&self) -> &RuntimeInfo {
         &self.info
-    }
-
-    fn run(
-        &mut self,
-        case: &Case,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Measurement, WorkloadError> {
-        let samples = |s: Vec<f64>| Measurement {
-            samples_ns: s,
-            ..Measurement::default()
-        };
-        let key = case.to_string();
-        let (w, r) = (warmup, reps);
-        match *case {
-            Case::VectorAdd { n } => compute::vector_add(self, n, w, r).map(samples),
-            Case::MatrixMul { n } => compute::matrix_mul(self, &key, n, w, r).map(samples),
-            Case::BlackScholes { options } => {
-                compute::black_scholes(self, &key, options, w, r).map(samples)
-            }
-            Case::FastWalshTransform {
-                log2_data,
-                log2_kernel,
-            } => compute::fwt(self, &key, log2_data, log2_kernel, w, r).map(samples),
-            Case::ConvolutionSeparable { width, height } => {
-                compute::convolution(self, &key, width, height, w, r).map(samples)
-            }
-            Case::Bandwidth { dir, mem, bytes } => {
-                memory::bandwidth(self, dir, mem, bytes, w, r).map(samples)
-            }
-            Case::AlignedTypes { ty, bytes } => {
-                memory::aligned_types(self, ty, bytes, w, r).map(samples)
-            }
-            Case::SmallCopy { dir, bytes } => match dir {
-                Direction::D2D => Err(WorkloadError::Unavailable(
-                    "small copies are H2D or D2H".into(),
-                )),
-                _ => memory::small_copy(self, dir, bytes, w, r).map(samples),
-            },
-            Case::AsyncApi { n } => timing::async_api(self, n, w, r),
-            Case::Clock { groups, group_size } => timing::clock(self, groups, group_size, w, r),
-            Case::NullSync => timing::null_sync(self, w, r).map(samples),
-            Case::LaunchRate { launches } => timing::launch_rate(self, launches, w, r).map(samples),
-        }
     }
 }

@@ -9,6 +9,7 @@ use opencl3::event::CL_COMPLETE;
 use opencl3::types::CL_NON_BLOCKING;
 
 use super::{arg, arg_buf, Cl, OpenCl, Source};
+use crate::api::timing::Timing;
 use crate::api::{sample, timed, WorkloadError};
 use crate::ipc::Measurement;
 use crate::problem::{self, ASYNC_INCREMENT};
@@ -28,7 +29,7 @@ const GROUP: usize = 256;
 /// time spent inside the three enqueue calls and the poll count are
 /// recorded beside it (a runtime that makes the host wait inside the
 /// enqueue calls shows a large `issue_ns` and few polls).
-pub(super) fn async_api(
+fn async_api(
     cl: &mut OpenCl,
     n: usize,
     warmup: usize,
@@ -92,7 +93,7 @@ pub(super) fn async_api(
 /// portable equivalent is event profiling: the device stamps the command's
 /// start and end (`CL_PROFILING_COMMAND_START`/`END`). The sample is that
 /// device time; the host's wall time around the launch is kept beside it.
-pub(super) fn clock(
+fn clock(
     cl: &mut OpenCl,
     groups: usize,
     group_size: usize,
@@ -149,18 +150,14 @@ pub(super) fn clock(
 
 /// The null round trip: a synchronizing call on an idle queue. It moves no
 /// data, so there is nothing to verify beyond the call succeeding.
-pub(super) fn null_sync(
-    cl: &mut OpenCl,
-    warmup: usize,
-    reps: usize,
-) -> Result<Vec<f64>, WorkloadError> {
+fn null_sync(cl: &mut OpenCl, warmup: usize, reps: usize) -> Result<Vec<f64>, WorkloadError> {
     sample(warmup, reps, || Ok(timed(|| cl.finish())?.1))
 }
 
 /// Launch rate: `launches` one-work-item kernels, then a synchronizing
 /// call. Each launch increments a counter, which must read `launches`
 /// afterwards.
-pub(super) fn launch_rate(
+fn launch_rate(
     cl: &mut OpenCl,
     launches: usize,
     warmup: usize,
@@ -182,4 +179,35 @@ pub(super) fn launch_rate(
         problem::check_launch_count(got[0], launches)?;
         Ok(ns)
     })
+}
+
+impl Timing for OpenCl {
+    fn async_api(
+        &mut self,
+        n: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        async_api(self, n, warmup, reps)
+    }
+    fn clock(
+        &mut self,
+        groups: usize,
+        group_size: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        clock(self, groups, group_size, warmup, reps)
+    }
+    fn null_sync(&mut self, warmup: usize, reps: usize) -> Result<Vec<f64>, WorkloadError> {
+        null_sync(self, warmup, reps)
+    }
+    fn launch_rate(
+        &mut self,
+        launches: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        launch_rate(self, launches, warmup, reps)
+    }
 }
