@@ -1,47 +1,224 @@
-//! The compute workloads: vectorAdd, matrixMul, BlackScholes,
-//! fastWalshTransform and convolutionSeparable.
+//! The compute workloads, once for every API: vectorAdd, matrixMul,
+//! BlackScholes, fastWalshTransform and convolutionSeparable. Each timed
+//! run is what an application does to offload the work: upload the inputs
+//! ([`Device::upload`]), run the kernel(s), and read the result back
+//! ([`Device::read`], which waits for them). Outputs are poisoned with NaN
+//! before each run and checked against the CPU reference after it,
+//! outside the timed section. An API supplies the kernels, with their
+//! arguments bound to the buffers made here ([`Compute`]).
 
-use super::WorkloadError;
+use super::device::Device;
+use super::{sample, timed, WorkloadError};
+use crate::problem;
+use crate::workload::MATRIX_TILE;
 
-/// The compute workloads as an API runs them. Each runs `warmup` untimed
-/// runs and `reps` timed ones, verifies every one against the CPU
-/// reference and returns the timed runs' samples (nanoseconds); `key`
-/// names the case, under which its CPU reference is cached.
-pub(crate) trait Compute {
-    fn vector_add(
+/// Each compute workload's kernels, as an API builds them and binds their
+/// arguments. `n` counts elements; buffers hold `f32`s.
+pub(crate) trait Compute: Device {
+    /// A kernel launched with different arguments in turn:
+    /// fastWalshTransform's butterfly stage.
+    type Stage;
+
+    /// `c = a + b`.
+    fn vector_add_kernel(
         &mut self,
+        a: &Self::Buf<f32>,
+        b: &Self::Buf<f32>,
+        c: &Self::Buf<f32>,
         n: usize,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Vec<f64>, WorkloadError>;
-    fn matrix_mul(
+    ) -> Result<Self::Launch, WorkloadError>;
+
+    /// `c = a·b`, `n`×`n` row-major, in tiles of [`MATRIX_TILE`].
+    fn matrix_mul_kernel(
         &mut self,
-        key: &str,
+        a: &Self::Buf<f32>,
+        b: &Self::Buf<f32>,
+        c: &Self::Buf<f32>,
         n: usize,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Vec<f64>, WorkloadError>;
-    fn black_scholes(
+    ) -> Result<Self::Launch, WorkloadError>;
+
+    /// Call and put prices from the options' spot, strike and years
+    /// (`inputs`).
+    fn black_scholes_kernel(
         &mut self,
-        key: &str,
-        options: usize,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Vec<f64>, WorkloadError>;
-    fn fwt(
+        call: &Self::Buf<f32>,
+        put: &Self::Buf<f32>,
+        inputs: [&Self::Buf<f32>; 3],
+        n: usize,
+    ) -> Result<Self::Launch, WorkloadError>;
+
+    /// The butterfly stage, and the point-wise product of the transforms
+    /// of `data` and `filter` scaled by 1/n, into `data`.
+    fn fwt_kernels(
         &mut self,
-        key: &str,
-        log2_data: u32,
-        log2_kernel: u32,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Vec<f64>, WorkloadError>;
-    fn convolution(
+        data: &Self::Buf<f32>,
+        filter: &Self::Buf<f32>,
+        n: usize,
+    ) -> Result<(Self::Stage, Self::Launch), WorkloadError>;
+
+    /// Issues one Walsh-Hadamard transform of `buf` in place: log2(n)
+    /// stages of `n / 2` butterflies.
+    fn fwt_transform(
+        &self,
+        stage: &Self::Stage,
+        buf: &Self::Buf<f32>,
+        n: usize,
+    ) -> Result<(), WorkloadError>;
+
+    /// The row pass (`src` into `tmp`) and the column pass (`tmp` into
+    /// `dst`) of a `w`×`h` image, with the 17-tap `filter` placed where
+    /// the kernels read it.
+    fn convolution_kernels(
         &mut self,
-        key: &str,
-        width: usize,
-        height: usize,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Vec<f64>, WorkloadError>;
+        src: &Self::Buf<f32>,
+        tmp: &Self::Buf<f32>,
+        dst: &Self::Buf<f32>,
+        filter: &[f32],
+        w: usize,
+        h: usize,
+    ) -> Result<[Self::Launch; 2], WorkloadError>;
+}
+
+pub(crate) fn vector_add<D: Compute>(
+    d: &mut D,
+    n: usize,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    let p = problem::VectorAdd::new(n);
+    let (mut a, mut b, mut c) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
+    let mut k = d.vector_add_kernel(&a, &b, &c, n)?;
+    let mut got = vec![0f32; n];
+    sample(warmup, reps, || {
+        d.poison(&mut c, f32::NAN, n)?;
+        let ((), ns) = timed(|| {
+            d.upload(&mut a, &p.a)?;
+            d.upload(&mut b, &p.b)?;
+            d.launch(&mut k)?;
+            d.read(&c, &mut got)
+        })?;
+        p.check(&got)?;
+        Ok(ns)
+    })
+}
+
+pub(crate) fn matrix_mul<D: Compute>(
+    d: &mut D,
+    key: &str,
+    n: usize,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    if n == 0 || n % MATRIX_TILE != 0 {
+        return Err(WorkloadError::Unavailable(format!(
+            "matrixMul needs a size that is a multiple of {MATRIX_TILE}, not {n}"
+        )));
+    }
+    let p = problem::MatrixMul::new(d.refs(), key, n);
+    let (mut a, mut b, mut c) = (
+        d.alloc::<f32>(n * n)?,
+        d.alloc::<f32>(n * n)?,
+        d.alloc::<f32>(n * n)?,
+    );
+    let mut k = d.matrix_mul_kernel(&a, &b, &c, n)?;
+    let mut got = vec![0f32; n * n];
+    sample(warmup, reps, || {
+        d.poison(&mut c, f32::NAN, n * n)?;
+        let ((), ns) = timed(|| {
+            d.upload(&mut a, &p.a)?;
+            d.upload(&mut b, &p.b)?;
+            d.launch(&mut k)?;
+            d.read(&c, &mut got)
+        })?;
+        p.check(&got)?;
+        Ok(ns)
+    })
+}
+
+pub(crate) fn black_scholes<D: Compute>(
+    d: &mut D,
+    key: &str,
+    n: usize,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    let p = problem::BlackScholes::new(d.refs(), key, n);
+    let (mut dcall, mut dput) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
+    let (mut ds, mut dx, mut dt) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
+    let mut k = d.black_scholes_kernel(&dcall, &dput, [&ds, &dx, &dt], n)?;
+    let (mut call, mut put) = (vec![0f32; n], vec![0f32; n]);
+    sample(warmup, reps, || {
+        d.poison(&mut dcall, f32::NAN, n)?;
+        d.poison(&mut dput, f32::NAN, n)?;
+        let ((), ns) = timed(|| {
+            d.upload(&mut ds, &p.s)?;
+            d.upload(&mut dx, &p.x)?;
+            d.upload(&mut dt, &p.t)?;
+            d.launch(&mut k)?;
+            d.read(&dcall, &mut call)?;
+            d.read(&dput, &mut put)
+        })?;
+        p.check(&call, &put)?;
+        Ok(ns)
+    })
+}
+
+pub(crate) fn fwt<D: Compute>(
+    d: &mut D,
+    key: &str,
+    log2_data: u32,
+    log2_kernel: u32,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    let p = problem::Fwt::new(d.refs(), key, log2_data, log2_kernel).ok_or_else(|| {
+        WorkloadError::Unavailable(format!(
+            "fastWalshTransform sizes 2^{log2_data} / 2^{log2_kernel} are out of range"
+        ))
+    })?;
+    let n = p.data.len();
+    let (mut dd, mut dk) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
+    let (stage, mut modulate) = d.fwt_kernels(&dd, &dk, n)?;
+    let mut got = vec![0f32; n];
+    sample(warmup, reps, || {
+        // The data buffer is both input and output.
+        d.poison(&mut dd, f32::NAN, n)?;
+        let ((), ns) = timed(|| {
+            d.upload(&mut dd, &p.data)?;
+            d.upload(&mut dk, &p.filter)?;
+            d.fwt_transform(&stage, &dd, n)?;
+            d.fwt_transform(&stage, &dk, n)?;
+            d.launch(&mut modulate)?;
+            d.fwt_transform(&stage, &dd, n)?;
+            d.read(&dd, &mut got)
+        })?;
+        p.check(&got)?;
+        Ok(ns)
+    })
+}
+
+pub(crate) fn convolution<D: Compute>(
+    d: &mut D,
+    key: &str,
+    w: usize,
+    h: usize,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    let n = w * h;
+    let p = problem::Convolution::new(d.refs(), key, w, h);
+    let (mut src, tmp, mut dst) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
+    let [mut rows, mut cols] = d.convolution_kernels(&src, &tmp, &dst, &p.filter, w, h)?;
+    let mut got = vec![0f32; n];
+    sample(warmup, reps, || {
+        d.poison(&mut dst, f32::NAN, n)?;
+        let ((), ns) = timed(|| {
+            d.upload(&mut src, &p.src)?;
+            d.launch(&mut rows)?;
+            d.launch(&mut cols)?;
+            d.read(&dst, &mut got)
+        })?;
+        p.check(&got)?;
+        Ok(ns)
+    })
 }
