@@ -45,6 +45,11 @@ impl Plain for f32 {
     }
 }
 
+/// `v` as a kernel's `unsigned int` argument.
+pub(crate) fn u32_arg(v: usize) -> Result<u32, WorkloadError> {
+    u32::try_from(v).map_err(|_| WorkloadError::Unavailable(format!("size {v} exceeds u32")))
+}
+
 /// The device an API backend drives.
 pub(crate) trait Device {
     /// Device memory for elements of `T`.

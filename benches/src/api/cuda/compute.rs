@@ -4,9 +4,9 @@
 //! (which waits for them).
 
 use super::kernels::{BLACK_SCHOLES, CONVOLUTION, CONV_FILTER, FWT, MATRIX_MUL, VECTOR_ADD};
-use super::{grid, u32_arg, Cuda, DevBuf, Func, Launch};
+use super::{grid, Cuda, DevBuf, Func, Launch};
 use crate::api::compute::Compute;
-use crate::api::device::Device;
+use crate::api::device::{u32_arg, Device};
 use crate::api::WorkloadError;
 use crate::reference;
 use crate::workload::MATRIX_TILE;

@@ -6,7 +6,8 @@
 use cudarc::driver::sys as cu;
 
 use super::kernels::ALIGNED_TYPES;
-use super::{check, u32_arg, Cuda, DevBuf, Launch, Pinned};
+use super::{check, Cuda, DevBuf, Launch, Pinned};
+use crate::api::device::u32_arg;
 use crate::api::memory::Memory;
 use crate::api::WorkloadError;
 use crate::workload::AlignedType;

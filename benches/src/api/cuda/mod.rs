@@ -188,11 +188,6 @@ pub(crate) fn grid(n: usize, block: u32) -> Result<u32, WorkloadError> {
         .ok_or_else(|| WorkloadError::Unavailable(format!("{n} items need too many blocks")))
 }
 
-/// `v` as a kernel's `unsigned int` argument.
-pub(crate) fn u32_arg(v: usize) -> Result<u32, WorkloadError> {
-    u32::try_from(v).map_err(|_| WorkloadError::Unavailable(format!("size {v} exceeds u32")))
-}
-
 /// The CUDA device this process sees: device 0, in a context of its own.
 #[derive(Debug)]
 pub struct Cuda {
@@ -588,6 +583,7 @@ impl Device for Cuda {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::device::u32_arg;
 
     #[test]
     fn results_name_the_call_and_the_code() {

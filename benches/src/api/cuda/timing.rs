@@ -6,8 +6,8 @@ use std::ptr::null_mut;
 use cudarc::driver::sys::{self as cu, CUresult};
 
 use super::kernels::TIMING;
-use super::{check, u32_arg, Cuda, DevBuf, Launch, Pinned};
-use crate::api::device::Device;
+use super::{check, Cuda, DevBuf, Launch, Pinned};
+use crate::api::device::{u32_arg, Device};
 use crate::api::timing::{issue_and_poll, Timing};
 use crate::api::{sample_with, timed, WorkloadError};
 use crate::ipc::Measurement;

@@ -9,40 +9,17 @@ use opencl3::memory::Buffer;
 
 use super::{arg, arg_buf, Launch, OpenCl, Source};
 use crate::api::compute::Compute;
-use crate::api::device::Device;
+use crate::api::device::{u32_arg, Device};
 use crate::api::WorkloadError;
 use crate::reference;
 use crate::workload::MATRIX_TILE;
 
-const VECTOR_ADD: Source = Source {
-    name: "vector_add",
-    text: include_str!("kernels/vector_add.cl"),
-    options: "",
-};
-const MATRIX_MUL: Source = Source {
-    name: "matrix_mul",
-    text: include_str!("kernels/matrix_mul.cl"),
-    options: "",
-};
-const BLACK_SCHOLES: Source = Source {
-    name: "black_scholes",
-    text: include_str!("kernels/black_scholes.cl"),
-    options: "",
-};
-const FWT: Source = Source {
-    name: "fwt",
-    text: include_str!("kernels/fwt.cl"),
-    options: "",
-};
-const CONVOLUTION: Source = Source {
-    name: "convolution",
-    text: include_str!("kernels/convolution.cl"),
-    options: "",
-};
-
-fn u32_arg(v: usize) -> Result<u32, WorkloadError> {
-    u32::try_from(v).map_err(|_| WorkloadError::Unavailable(format!("size {v} exceeds u32")))
-}
+const VECTOR_ADD: Source = Source::plain("vector_add", include_str!("kernels/vector_add.cl"));
+const MATRIX_MUL: Source = Source::plain("matrix_mul", include_str!("kernels/matrix_mul.cl"));
+const BLACK_SCHOLES: Source =
+    Source::plain("black_scholes", include_str!("kernels/black_scholes.cl"));
+const FWT: Source = Source::plain("fwt", include_str!("kernels/fwt.cl"));
+const CONVOLUTION: Source = Source::plain("convolution", include_str!("kernels/convolution.cl"));
 
 impl Compute for OpenCl {
     type Stage = Kernel;

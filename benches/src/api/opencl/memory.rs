@@ -16,11 +16,8 @@ use crate::api::memory::Memory;
 use crate::api::WorkloadError;
 use crate::workload::AlignedType;
 
-const ALIGNED_TYPES: Source = Source {
-    name: "aligned_types",
-    text: include_str!("kernels/aligned_types.cl"),
-    options: "",
-};
+const ALIGNED_TYPES: Source =
+    Source::plain("aligned_types", include_str!("kernels/aligned_types.cl"));
 
 /// A `CL_MEM_ALLOC_HOST_PTR` buffer mapped for reading and writing:
 /// memory the runtime allocated for the host, the OpenCL counterpart of

@@ -60,6 +60,17 @@ pub(crate) struct Source {
     options: &'static str,
 }
 
+impl Source {
+    /// A source built without options.
+    const fn plain(name: &'static str, text: &'static str) -> Source {
+        Source {
+            name,
+            text,
+            options: "",
+        }
+    }
+}
+
 /// The OpenCL runtime this process sees: first platform, first device.
 #[derive(Debug)]
 pub struct OpenCl {
