@@ -9,6 +9,7 @@
 
 use super::device::Device;
 use super::{sample, timed, WorkloadError};
+use crate::check::Mismatch;
 use crate::problem;
 use crate::workload::MATRIX_TILE;
 
@@ -86,20 +87,15 @@ pub(crate) fn vector_add<D: Compute>(
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
     let p = problem::VectorAdd::new(n);
-    let (mut a, mut b, mut c) = (d.alloc::<f32>(n)?, d.alloc::<f32>(n)?, d.alloc::<f32>(n)?);
-    let mut k = d.vector_add_kernel(&a, &b, &c, n)?;
-    let mut got = vec![0f32; n];
-    sample(warmup, reps, || {
-        d.poison(&mut c, f32::NAN, n)?;
-        let ((), ns) = timed(|| {
-            d.upload(&mut a, &p.a)?;
-            d.upload(&mut b, &p.b)?;
-            d.launch(&mut k)?;
-            d.read(&c, &mut got)
-        })?;
-        p.check(&got)?;
-        Ok(ns)
-    })
+    let check = |c: &[f32]| p.check(c);
+    c_from_a_b(
+        d,
+        [&p.a, &p.b],
+        (D::vector_add_kernel, n),
+        check,
+        warmup,
+        reps,
+    )
 }
 
 pub(crate) fn matrix_mul<D: Compute>(
@@ -115,22 +111,50 @@ pub(crate) fn matrix_mul<D: Compute>(
         )));
     }
     let p = problem::MatrixMul::new(d.refs(), key, n);
-    let (mut a, mut b, mut c) = (
-        d.alloc::<f32>(n * n)?,
-        d.alloc::<f32>(n * n)?,
-        d.alloc::<f32>(n * n)?,
-    );
-    let mut k = d.matrix_mul_kernel(&a, &b, &c, n)?;
-    let mut got = vec![0f32; n * n];
+    let check = |c: &[f32]| p.check(c);
+    c_from_a_b(
+        d,
+        [&p.a, &p.b],
+        (D::matrix_mul_kernel, n),
+        check,
+        warmup,
+        reps,
+    )
+}
+
+/// A [`Compute`] hook binding `a`, `b`, `c` and a size.
+type AbcKernel<D> = fn(
+    &mut D,
+    &<D as Device>::Buf<f32>,
+    &<D as Device>::Buf<f32>,
+    &<D as Device>::Buf<f32>,
+    usize,
+) -> Result<<D as Device>::Launch, WorkloadError>;
+
+/// The runs of a workload whose one kernel (`kernel`, bound with its
+/// size) computes `c` from `a` and `b`, all of the inputs' length:
+/// vectorAdd and matrixMul.
+fn c_from_a_b<D: Compute>(
+    d: &mut D,
+    [a_in, b_in]: [&[f32]; 2],
+    (kernel, size): (AbcKernel<D>, usize),
+    check: impl Fn(&[f32]) -> Result<(), Mismatch>,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<f64>, WorkloadError> {
+    let len = a_in.len();
+    let (mut a, mut b, mut c) = (d.alloc(len)?, d.alloc(len)?, d.alloc(len)?);
+    let mut k = kernel(d, &a, &b, &c, size)?;
+    let mut got = vec![0f32; len];
     sample(warmup, reps, || {
-        d.poison(&mut c, f32::NAN, n * n)?;
+        d.poison(&mut c, f32::NAN, len)?;
         let ((), ns) = timed(|| {
-            d.upload(&mut a, &p.a)?;
-            d.upload(&mut b, &p.b)?;
+            d.upload(&mut a, a_in)?;
+            d.upload(&mut b, b_in)?;
             d.launch(&mut k)?;
             d.read(&c, &mut got)
         })?;
-        p.check(&got)?;
+        check(&got)?;
         Ok(ns)
     })
 }
