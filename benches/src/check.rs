@@ -18,63 +18,71 @@ pub struct Tolerance {
     pub rel: f32,
 }
 
+/// Compares `got` with `want` element by element: the first element that
+/// `bad` flags and how many it flags, or `None` when it flags none. A
+/// length mismatch is an error of its own.
+fn find_bad<T>(
+    what: &str,
+    got: &[T],
+    want: &[T],
+    bad: impl Fn(&T, &T) -> bool,
+) -> Result<Option<(usize, usize)>, Mismatch> {
+    if got.len() != want.len() {
+        return Err(mismatch(
+            what,
+            format!("{} elements, expected {}", got.len(), want.len()),
+        ));
+    }
+    let Some(first) = got.iter().zip(want).position(|(g, w)| bad(g, w)) else {
+        return Ok(None);
+    };
+    let count = got.iter().zip(want).filter(|(g, w)| bad(g, w)).count();
+    Ok(Some((first, count)))
+}
+
+fn mismatch(what: &str, detail: String) -> Mismatch {
+    Mismatch {
+        what: what.to_string(),
+        detail,
+    }
+}
+
 /// Checks `got` against `want` element by element: same length, no NaN,
 /// every element within `tol`.
 pub fn close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Result<(), Mismatch> {
-    let mismatch = |detail: String| Mismatch {
-        what: what.to_string(),
-        detail,
-    };
-    if got.len() != want.len() {
-        return Err(mismatch(format!(
-            "{} elements, expected {}",
-            got.len(),
-            want.len()
-        )));
-    }
     // NaN anywhere makes the comparison false, so it counts as bad.
     let good = |g: f32, w: f32| (g - w).abs() <= tol.abs + tol.rel * w.abs();
-    let bad = |g: f32, w: f32| !good(g, w);
-    let Some(first) = got.iter().zip(want).position(|(&g, &w)| bad(g, w)) else {
+    let Some((first, count)) = find_bad(what, got, want, |&g, &w| !good(g, w))? else {
         return Ok(());
     };
-    let count = got.iter().zip(want).filter(|(&g, &w)| bad(g, w)).count();
-    Err(mismatch(format!(
-        "element {first} is {} but the CPU reference says {} (tolerance {} + {}·|ref|); \
-         {count} of {} elements are off",
-        got[first],
-        want[first],
-        tol.abs,
-        tol.rel,
-        got.len()
-    )))
+    Err(mismatch(
+        what,
+        format!(
+            "element {first} is {} but the CPU reference says {} (tolerance {} + {}·|ref|); \
+             {count} of {} elements are off",
+            got[first],
+            want[first],
+            tol.abs,
+            tol.rel,
+            got.len()
+        ),
+    ))
 }
 
 /// Checks that `got` equals `want` exactly.
 pub fn exact<T: PartialEq + Debug>(what: &str, got: &[T], want: &[T]) -> Result<(), Mismatch> {
-    let mismatch = |detail: String| Mismatch {
-        what: what.to_string(),
-        detail,
+    let Some((i, count)) = find_bad(what, got, want, |g, w| g != w)? else {
+        return Ok(());
     };
-    if got.len() != want.len() {
-        return Err(mismatch(format!(
-            "{} elements, expected {}",
-            got.len(),
-            want.len()
-        )));
-    }
-    match got.iter().zip(want).position(|(g, w)| g != w) {
-        None => Ok(()),
-        Some(i) => {
-            let count = got.iter().zip(want).filter(|(g, w)| g != w).count();
-            Err(mismatch(format!(
-                "element {i} is {:?}, expected {:?}; {count} of {} elements differ",
-                got[i],
-                want[i],
-                got.len()
-            )))
-        }
-    }
+    Err(mismatch(
+        what,
+        format!(
+            "element {i} is {:?}, expected {:?}; {count} of {} elements differ",
+            got[i],
+            want[i],
+            got.len()
+        ),
+    ))
 }
 
 #[cfg(test)]

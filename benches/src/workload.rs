@@ -1,6 +1,6 @@
 //! The workload catalogue, shared by every API: what each case is, what it
 //! is called in reports, how its samples are read and how many a run takes.
-//! An API backend (`api::opencl`, later CUDA) implements every [`Case`];
+//! An API backend (`api::opencl`, `api::cuda`) implements every [`Case`];
 //! naming, verification tolerances and reporting stay the same for all.
 
 use std::fmt;

@@ -16,12 +16,8 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
 
-use host_backend::executor::cuda_double::RecordingCudaFactory;
-use host_backend::limits::session_limits;
-use host_backend::server::{Server, ServerConfig};
+use host_backend::executor::cuda_double::RecordingServer;
 use protocol::Opcode;
 use vcompute_bench::api::cuda::libdir::ShimLibDir;
 use vcompute_bench::ipc::{FromWorker, Measurement, ToWorker, PREFIX};
@@ -150,24 +146,9 @@ fn done(answer: FromWorker, what: &str, reps: usize) -> Measurement {
 #[test]
 fn the_cuda_worker_runs_through_the_shim_against_the_recording_double() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("compute.sock");
-    let factory = Arc::new(RecordingCudaFactory::new());
-    let recorder = factory.recorder();
-    let server = Server::bind(
-        ServerConfig {
-            socket: Some(socket.clone()),
-            listen: None,
-            vsock: None,
-            max_sessions: 4,
-            limits: session_limits(1000, 1 << 30),
-            poll: Duration::from_micros(50),
-        },
-        factory,
-    )
-    .unwrap();
-    let stop = server.stop_handle();
-    let thread = std::thread::spawn(move || server.run().unwrap());
-    let endpoint = format!("vhost-user:{}", socket.display());
+    let mut server = RecordingServer::start(dir.path().join("compute.sock")).unwrap();
+    let recorder = server.recorder();
+    let endpoint = server.endpoint();
     let links = ShimLibDir::create(&common::sibling("libvcompute_shim.so")).unwrap();
     let nvrtc = common::nvrtc_library();
     let library_path = links.library_path(nvrtc.as_ref().map(|p| p.parent().unwrap().as_os_str()));
@@ -236,6 +217,5 @@ fn the_cuda_worker_runs_through_the_shim_against_the_recording_double() {
     }
     drop(w);
     drop(native);
-    stop.stop();
-    thread.join().unwrap();
+    server.stop().unwrap();
 }

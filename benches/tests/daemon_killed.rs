@@ -131,6 +131,17 @@ fn finish(mut child: Reaped, rx: &Receiver<String>, log: &mut Vec<String>) -> (i
     (status.code().unwrap_or(-1), stdout)
 }
 
+/// Waits for the harness to say it started its daemon; the daemon's pid.
+fn daemon_pid(rx: &Receiver<String>, log: &mut Vec<String>) -> i32 {
+    let started = wait_for(rx, log, |l| l.starts_with("vcompute-bench: started"));
+    started
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"))
+}
+
 fn is_virtual_ok(line: &str) -> bool {
     line.contains("virtio-compute") && line.ends_with(": ok")
 }
@@ -166,13 +177,7 @@ fn killing_the_harness_own_daemon_fails_the_run_clearly() {
     let out = tempfile::tempdir().unwrap();
     let (child, rx) = start_harness(&[], out.path());
     let mut log = Vec::new();
-    let started = wait_for(&rx, &mut log, |l| l.starts_with("vcompute-bench: started"));
-    let pid: i32 = started
-        .split("(pid ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let pid = daemon_pid(&rx, &mut log);
     wait_for(&rx, &mut log, is_virtual_ok);
     // SAFETY: plain kill(2) of the daemon process the harness started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -231,13 +236,7 @@ fn killing_the_harness_takes_its_daemon_down() {
     let out = tempfile::tempdir().unwrap();
     let (mut child, rx) = start_harness(&[], out.path());
     let mut log = Vec::new();
-    let started = wait_for(&rx, &mut log, |l| l.starts_with("vcompute-bench: started"));
-    let pid: i32 = started
-        .split("(pid ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let pid = daemon_pid(&rx, &mut log);
     wait_for(&rx, &mut log, is_virtual_ok);
     // SIGKILL: the harness gets no chance to stop the daemon itself.
     child.0.kill().unwrap();

@@ -1,14 +1,12 @@
 //! The CUDA family end to end through real virtqueues, against the
-//! recording test double: the server runs in-process with
-//! `Server::bind` and a `RecordingCudaFactory` (as the shim's tests do), a
-//! vhost-user frontend drives it, and the recorder shows what arrived.
+//! recording test double: the server runs in-process (`RecordingServer`,
+//! as in the shim's tests), a vhost-user frontend drives it, and the
+//! recorder shows what arrived.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod frontend;
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use frontend::{wait_until, FrameSpec, TestGuest};
 use protocol::cuda::result::{INVALID_VALUE, LAUNCH_FAILED};
@@ -16,53 +14,31 @@ use protocol::cuda::*;
 use protocol::opencl::QueueOp;
 use protocol::session::{FEATURE_BATCH, FEATURE_CUDA, FEATURE_OPENCL};
 use protocol::{Opcode, Outcome, ProtocolError, Request, Response, FLAG_ASYNC};
-use vhost_device_compute::executor::cuda_double::{Recorder, RecordingCudaFactory};
-use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, ServerConfig, StopHandle};
+use vhost_device_compute::executor::cuda_double::{Recorder, RecordingServer};
 
 const PTX: &str = ".version 7.0\n.target sm_50\n.address_size 64\n\
     .visible .entry scale(.param .u64 p, .param .f32 k, .param .u32 n) { ret; }\n";
 
 struct Running {
     recorder: Arc<Recorder>,
-    stop: StopHandle,
-    thread: Option<JoinHandle<()>>,
-    socket: std::path::PathBuf,
+    server: RecordingServer,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
     fn start() -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("compute.sock");
-        let factory = Arc::new(RecordingCudaFactory::new());
-        let recorder = factory.recorder();
-        let server = Server::bind(
-            ServerConfig {
-                socket: Some(socket.clone()),
-                listen: None,
-                vsock: None,
-                max_sessions: 4,
-                limits: session_limits(1000, 1 << 30),
-                poll: Duration::from_micros(50),
-            },
-            factory,
-        )
-        .unwrap();
-        let stop = server.stop_handle();
-        let thread = std::thread::spawn(move || server.run().unwrap());
+        let server = RecordingServer::start(dir.path().join("compute.sock")).unwrap();
         Running {
-            recorder,
-            stop,
-            thread: Some(thread),
-            socket,
+            recorder: Arc::clone(server.recorder()),
+            server,
             _dir: dir,
         }
     }
 
     /// A guest with a CUDA session, initialized, with context 1.
     fn guest(&self) -> TestGuest {
-        let mut g = TestGuest::connect(&self.socket).unwrap();
+        let mut g = TestGuest::connect(self.server.socket()).unwrap();
         let granted = g.open_session_with(FEATURE_CUDA | FEATURE_OPENCL | FEATURE_BATCH);
         assert_eq!(granted, FEATURE_CUDA | FEATURE_BATCH);
         let (out, _) = g
@@ -88,10 +64,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
+        self.server.stop().unwrap();
     }
 }
 

@@ -370,11 +370,10 @@ fn served(c: Option<impl Conn>) -> bool {
         )
 }
 
-/// Opens a session with a context and a user event, then sends a wait
-/// on that event: a wait nothing but a later request of this same guest
-/// could end, and the session serves its requests in order. Returns once
-/// it is clear that no answer comes.
-fn wait_on_own_user_event(c: &mut impl Conn) {
+/// Opens a session and makes context 1 on the first device, together
+/// with object 2 from `second` (given that device); asserts that all of
+/// it succeeded.
+fn context_and(c: &mut impl Conn, second: impl FnOnce(u64) -> Request) {
     assert!(matches!(
         c.call(true, &[open_req()]).as_deref(),
         Some([Outcome::Ok(_)])
@@ -405,10 +404,20 @@ fn wait_on_own_user_event(c: &mut impl Conn) {
             properties: vec![],
             devices: vec![device],
         }),
-        Request::ClCreateUserEvent(CreateUserEvent { id: 2, context: 1 }),
+        second(device),
     ];
     let out = c.call(false, &setup).expect("setup answered");
     assert!(out.iter().all(|o| matches!(o, Outcome::Ok(_))), "{out:?}");
+}
+
+/// Opens a session with a context and a user event, then sends a wait
+/// on that event: a wait nothing but a later request of this same guest
+/// could end, and the session serves its requests in order. Returns once
+/// it is clear that no answer comes.
+fn wait_on_own_user_event(c: &mut impl Conn) {
+    context_and(c, |_| {
+        Request::ClCreateUserEvent(CreateUserEvent { id: 2, context: 1 })
+    });
     let wait = Request::ClWaitForEvents(WaitForEvents { events: vec![2] });
     assert!(c.call(false, &[wait]).is_none(), "the wait ended by itself");
 }
@@ -462,47 +471,16 @@ fn sigterm_stops_a_daemon_whose_sessions_wait_forever() {
 }
 
 /// Opens a session with a context and a command queue on the first
-/// device; returns the handles (context 1, queue 2).
+/// device (context 1, queue 2).
 fn context_and_queue(c: &mut impl Conn) {
-    assert!(matches!(
-        c.call(true, &[open_req()]).as_deref(),
-        Some([Outcome::Ok(_)])
-    ));
-    let platform = match c
-        .call(false, &[Request::ClGetPlatformIds(Empty {})])
-        .as_deref()
-    {
-        Some([Outcome::Ok(Response::ClGetPlatformIds(l))]) => l.handles[0],
-        other => panic!("platforms: {other:?}"),
-    };
-    let device = match c
-        .call(
-            false,
-            &[Request::ClGetDeviceIds(GetDeviceIds {
-                platform,
-                device_type: u64::from(u32::MAX),
-            })],
-        )
-        .as_deref()
-    {
-        Some([Outcome::Ok(Response::ClGetDeviceIds(l))]) => l.handles[0],
-        other => panic!("devices: {other:?}"),
-    };
-    let setup = [
-        Request::ClCreateContext(CreateContext {
-            id: 1,
-            properties: vec![],
-            devices: vec![device],
-        }),
+    context_and(c, |device| {
         Request::ClCreateCommandQueue(CreateCommandQueue {
             id: 2,
             context: 1,
             device,
             properties: vec![],
-        }),
-    ];
-    let out = c.call(false, &setup).expect("setup answered");
-    assert!(out.iter().all(|o| matches!(o, Outcome::Ok(_))), "{out:?}");
+        })
+    });
 }
 
 #[test]

@@ -2,13 +2,28 @@
 //! implements every [`Case`] of the shared catalogue behind [`Backend`];
 //! the runner, verification and reports do not depend on which API ran.
 //!
-//! | module | API |
+//! The workloads are written once, over what every API's device offers
+//! (`Device`: buffers, copies, fills, launches, waiting). An API implements
+//! that, and per workload family (`Compute`, `Memory`, `Timing`) what is
+//! its own: its kernels with their arguments bound, and the two workloads
+//! whose API calls are their point (asyncAPI, clock). [`Backend::run`]
+//! maps a [`Case`] to its workload, once for every API.
+//!
+//! | module | role |
 //! |---|---|
+//! | `device` | what every API's device offers the workloads |
+//! | `compute` | vectorAdd, matrixMul, BlackScholes, fastWalshTransform, convolutionSeparable |
+//! | `memory` | bandwidthTest, alignedTypes, small copies |
+//! | `timing` | null round trip and launch rate; asyncAPI's and clock's shared parts |
 //! | [`opencl`] | OpenCL, through the ICD loader (native ICDs, or our shim) |
 //! | [`cuda`] | the CUDA driver API, through `libcuda.so.1` (NVIDIA's driver, or our shim) |
 
+mod compute;
 pub mod cuda;
+mod device;
+mod memory;
 pub mod opencl;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,7 +31,10 @@ use std::time::Instant;
 
 use crate::check::Mismatch;
 use crate::ipc::{Measurement, RuntimeInfo};
-use crate::workload::Case;
+use crate::workload::{Case, Direction};
+use compute::Compute;
+use memory::Memory;
+use timing::Timing;
 
 /// The API a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -146,6 +164,58 @@ pub trait Backend {
     ) -> Result<Measurement, WorkloadError>;
 }
 
+/// Every API that implements the workload families is a backend: this is
+/// the one place a [`Case`] meets the workload that runs it.
+impl<D: Compute + Memory + Timing> Backend for D {
+    fn runtime(&self) -> &RuntimeInfo {
+        self.info()
+    }
+
+    fn run(
+        &mut self,
+        case: &Case,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Measurement, WorkloadError> {
+        let samples = |s: Vec<f64>| Measurement {
+            samples_ns: s,
+            ..Measurement::default()
+        };
+        let key = case.to_string();
+        let (w, r) = (warmup, reps);
+        match *case {
+            Case::VectorAdd { n } => compute::vector_add(self, n, w, r).map(samples),
+            Case::MatrixMul { n } => compute::matrix_mul(self, &key, n, w, r).map(samples),
+            Case::BlackScholes { options } => {
+                compute::black_scholes(self, &key, options, w, r).map(samples)
+            }
+            Case::FastWalshTransform {
+                log2_data,
+                log2_kernel,
+            } => compute::fwt(self, &key, log2_data, log2_kernel, w, r).map(samples),
+            Case::ConvolutionSeparable { width, height } => {
+                compute::convolution(self, &key, width, height, w, r).map(samples)
+            }
+            Case::Bandwidth { dir, mem, bytes } => {
+                memory::bandwidth(self, dir, mem, bytes, w, r).map(samples)
+            }
+            Case::AlignedTypes { ty, bytes } => {
+                memory::aligned_types(self, ty, bytes, w, r).map(samples)
+            }
+            Case::SmallCopy { dir, bytes } => match dir {
+                Direction::D2D => Err(WorkloadError::Unavailable(
+                    "small copies are H2D or D2H".into(),
+                )),
+                _ => memory::small_copy(self, dir, bytes, w, r).map(samples),
+            },
+            Case::AsyncApi { n } => self.async_api(n, w, r),
+            Case::Clock { groups, group_size } => self.clock(groups, group_size, w, r),
+            Case::NullSync => timing::null_sync(self, w, r).map(samples),
+            Case::LaunchRate { launches } => timing::launch_rate(self, launches, w, r).map(samples),
+        }
+    }
+}
+
 impl Api {
     /// Checks, before a run starts anything, that this machine has what
     /// the native side of `self` needs; the error names what is missing.
@@ -178,6 +248,34 @@ pub fn sample(
         one()?;
     }
     (0..reps).map(|_| one()).collect()
+}
+
+/// [`sample`] for workloads that keep figures beside their samples: `one`
+/// returns its sample and one figure per name in `names`; the figures of
+/// the untimed runs are dropped.
+pub fn sample_with<const N: usize>(
+    warmup: usize,
+    reps: usize,
+    names: [&str; N],
+    mut one: impl FnMut() -> Result<(f64, [f64; N]), WorkloadError>,
+) -> Result<Measurement, WorkloadError> {
+    let mut figures: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    let samples_ns = sample(warmup, reps, || {
+        let (sample, figs) = one()?;
+        for (all, f) in figures.iter_mut().zip(figs) {
+            all.push(f);
+        }
+        Ok(sample)
+    })?;
+    let extra = names
+        .into_iter()
+        .zip(figures)
+        .map(|(name, mut all)| {
+            let timed = all.split_off(all.len() - samples_ns.len());
+            (name.to_string(), timed)
+        })
+        .collect();
+    Ok(Measurement { samples_ns, extra })
 }
 
 /// Runs `f` and returns its value with the nanoseconds it took.

@@ -8,12 +8,8 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use host_backend::executor::cuda_double::{Recorder, RecordingCudaFactory};
-use host_backend::limits::session_limits;
-use host_backend::server::{Server, ServerConfig, StopHandle};
+use host_backend::executor::cuda_double::{Recorder, RecordingServer};
 
 /// A PTX module with one kernel of three parameters: a pointer, a float
 /// and an int (packed at offsets 0, 8 and 12).
@@ -24,41 +20,23 @@ pub const PTX: &str = ".version 7.0\n.target sm_50\n.address_size 64\n\
 pub struct Daemon {
     pub recorder: Arc<Recorder>,
     pub socket: PathBuf,
-    stop: StopHandle,
-    thread: Option<JoinHandle<()>>,
+    server: RecordingServer,
 }
 
 impl Daemon {
     pub fn start(tag: &str) -> Daemon {
         let dir = std::env::temp_dir().join(format!("vcompute-cuda-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("compute.sock");
-        let factory = Arc::new(RecordingCudaFactory::new());
-        let recorder = factory.recorder();
-        let server = Server::bind(
-            ServerConfig {
-                socket: Some(socket.clone()),
-                listen: None,
-                vsock: None,
-                max_sessions: 4,
-                limits: session_limits(1000, 1 << 30),
-                poll: Duration::from_micros(50),
-            },
-            factory,
-        )
-        .expect("bind the server");
-        let stop = server.stop_handle();
-        let thread = std::thread::spawn(move || server.run().expect("server runs"));
+        let server = RecordingServer::start(dir.join("compute.sock")).expect("bind the server");
         Daemon {
-            recorder,
-            socket,
-            stop,
-            thread: Some(thread),
+            recorder: Arc::clone(server.recorder()),
+            socket: server.socket().to_owned(),
+            server,
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("vhost-user:{}", self.socket.display())
+        self.server.endpoint()
     }
 
     /// Runs the ignored test `name` of this binary in a child process,
@@ -93,10 +71,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.server.stop();
         let _ = std::fs::remove_dir_all(self.socket.parent().unwrap());
     }
 }

@@ -20,21 +20,26 @@
 //! for parameter layouts: a PTX image's `.entry` kernels can be fetched,
 //! with their layouts, and its globals get emulated storage.
 //!
+//! [`RecordingServer`] is the daemon's server over the double, in the
+//! test's own process: what the CUDA end-to-end tests of every crate start.
+//!
 //! **Why always built, never selectable.** The double is a public module of
 //! the daemon's library rather than something behind a cargo feature, so
-//! that tests in other crates (the shim's end-to-end tests start the server
-//! in-process with [`crate::server::Server::bind`] and a
-//! [`RecordingCudaFactory`]) reach it without feature plumbing, and so that
-//! every build compiles and lints it against the real `Executor` trait. The
-//! command line cannot pick it: [`super::ExecutorKind`] has no variant for
-//! it and [`super::factory`] never returns it; only a program that builds
-//! a `Server` itself can use it.
+//! that tests in other crates (the shim's and the benchmark harness's
+//! end-to-end tests start a [`RecordingServer`]) reach it without feature
+//! plumbing, and so that every build compiles and lints it against the
+//! real `Executor` trait. The command line cannot pick it:
+//! [`super::ExecutorKind`] has no variant for it and [`super::factory`]
+//! never returns it; only a program that builds a `Server` itself can use
+//! it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use protocol::cuda::result::{INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_FOUND, OUT_OF_MEMORY};
 use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
@@ -44,6 +49,8 @@ use protocol::{Opcode, Request, Response};
 use super::cuda::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
 use super::cuda::CudaSession;
 use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, GuestBuf, SessionLimits};
+use crate::limits::session_limits;
+use crate::server::{Server, ServerConfig, ServerError, StopHandle};
 
 /// The emulated driver version (CUDA 12.4).
 pub const DOUBLE_DRIVER_VERSION: i32 = 12040;
@@ -859,5 +866,85 @@ impl ExecutorFactory for RecordingCudaFactory {
             limits,
             Arc::clone(&self.recorder),
         )))
+    }
+}
+
+/// The daemon's server over a [`RecordingCudaFactory`], serving in this
+/// process on a thread of its own: what the CUDA end-to-end tests of every
+/// crate drive (through the shim, or as a vhost-user frontend). It serves
+/// up to 4 sessions, each limited to 1000 objects and 1 GiB of device
+/// memory, polling 50 µs after a queue drains. Dropping it stops it.
+#[derive(Debug)]
+pub struct RecordingServer {
+    recorder: Arc<Recorder>,
+    socket: PathBuf,
+    stop: StopHandle,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl RecordingServer {
+    /// Binds the vhost-user socket `socket` (in a directory that exists)
+    /// and starts serving.
+    pub fn start(socket: PathBuf) -> Result<RecordingServer, ServerError> {
+        let factory = Arc::new(RecordingCudaFactory::new());
+        let recorder = factory.recorder();
+        let server = Server::bind(
+            ServerConfig {
+                socket: Some(socket.clone()),
+                listen: None,
+                vsock: None,
+                max_sessions: 4,
+                limits: session_limits(1000, 1 << 30),
+                poll: Duration::from_micros(50),
+            },
+            factory,
+        )?;
+        let stop = server.stop_handle();
+        let thread = std::thread::spawn(move || server.run());
+        Ok(RecordingServer {
+            recorder,
+            socket,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// What the server's sessions received.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// The vhost-user socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The `VCOMPUTE_ENDPOINT` that points the shim at this server.
+    pub fn endpoint(&self) -> String {
+        format!("vhost-user:{}", self.socket.display())
+    }
+
+    /// Stops the server and waits for its thread; returns how the server
+    /// ended. A panic of the server's thread is resumed here, unless this
+    /// thread is already unwinding from a panic of its own.
+    pub fn stop(&mut self) -> Result<(), ServerError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.stop.stop();
+        match thread.join() {
+            Ok(ended) => ended,
+            Err(panic) if !std::thread::panicking() => std::panic::resume_unwind(panic),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for RecordingServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.stop();
+            let _ = thread.join();
+        }
     }
 }

@@ -13,10 +13,9 @@ use vm_memory::{Address, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
 use super::*;
 use crate::test_util::{FakeFactory, Log};
-use crate::vsock::muxer::{op, HOST_CID, TYPE_STREAM};
+use crate::vsock::muxer::tests::{pkt as guest_pkt, GUEST, PORT};
+use crate::vsock::muxer::{op, HOST_CID};
 
-const GUEST: u64 = 3;
-const PORT: u32 = 7000;
 const RX_RING: u64 = 0x1_0000;
 const TX_RING: u64 = 0x2_0000;
 const RX_BUF: u64 = 0x10_0000;
@@ -36,21 +35,6 @@ fn encode(h: &Hdr) -> [u8; PKT_HEADER_SIZE] {
     b[36..40].copy_from_slice(&h.buf_alloc.to_le_bytes());
     b[40..44].copy_from_slice(&h.fwd_cnt.to_le_bytes());
     b
-}
-
-fn guest_pkt(peer: u32, op: u16, len: u32) -> Hdr {
-    Hdr {
-        src_cid: GUEST,
-        dst_cid: HOST_CID,
-        src_port: peer,
-        dst_port: PORT,
-        len,
-        type_: TYPE_STREAM,
-        op,
-        flags: 0,
-        buf_alloc: 1 << 20,
-        fwd_cnt: 0,
-    }
 }
 
 struct Rig<'m> {

@@ -533,4 +533,4 @@ fn serve_session(mut end: SessionEnd, mut session: Session, peer: u32) {
 
 #[cfg(test)]
 #[path = "muxer_tests.rs"]
-mod tests;
+pub(super) mod tests;

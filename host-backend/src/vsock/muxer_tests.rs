@@ -14,8 +14,10 @@ use protocol::{encode_request, FrameIter, QueueClass, Request, SessionOpen};
 use super::*;
 use crate::test_util::{FakeFactory, Log};
 
-const GUEST: u64 = 3;
-const PORT: u32 = 7000;
+/// The guest's context id.
+pub(in crate::vsock) const GUEST: u64 = 3;
+/// The port the daemon listens on.
+pub(in crate::vsock) const PORT: u32 = 7000;
 
 fn muxer(max: usize) -> Muxer {
     let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
@@ -29,7 +31,8 @@ fn muxer(max: usize) -> Muxer {
     )
 }
 
-fn pkt(peer: u32, op: u16, len: u32) -> Hdr {
+/// A stream packet header from the guest's port `peer` to the daemon.
+pub(in crate::vsock) fn pkt(peer: u32, op: u16, len: u32) -> Hdr {
     Hdr {
         src_cid: GUEST,
         dst_cid: HOST_CID,

@@ -15,9 +15,12 @@
 //! | [`kernels`] | CUDA C sources (`kernels/*.cu`), kernel signatures, argument packing |
 //! | [`nvrtc`] | compiling the sources to PTX |
 //! | [`libdir`] | the directory that makes the shim a process's `libcuda.so.1` |
-//! | `compute` | vectorAdd, matrixMul, BlackScholes, fastWalshTransform, convolutionSeparable |
-//! | `memory` | bandwidthTest, alignedTypes, small copies |
-//! | `timing` | asyncAPI, clock, null round trip, launch rate |
+//! | `compute` | the compute workloads' kernels and launches |
+//! | `memory` | host-allocated memory, device copies, alignedTypes' kernels |
+//! | `timing` | asyncAPI, clock, the launch-rate kernel |
+//!
+//! The device operations the shared workloads run on (`api::device`) are
+//! implemented here.
 
 mod compute;
 pub mod kernels;
@@ -33,11 +36,11 @@ use std::ptr::null_mut;
 
 use cudarc::driver::sys::{self as cu, CUdevice_attribute as Attr, CUresult};
 
-use self::kernels::{Args, Kernel, Packed, Source};
-use super::{Backend, Side, WorkloadError};
-use crate::ipc::{Measurement, RuntimeInfo};
+use self::kernels::{Args, Kernel, Packed, Source, BLOCK};
+use super::device::{Device, Plain};
+use super::{Side, WorkloadError};
+use crate::ipc::RuntimeInfo;
 use crate::reference;
-use crate::workload::{Case, Direction};
 
 /// Maps a `CUresult` to [`WorkloadError::Call`] naming the call.
 pub(crate) fn check(r: CUresult, call: &'static str) -> Result<(), WorkloadError> {
@@ -51,14 +54,6 @@ pub(crate) fn check(r: CUresult, call: &'static str) -> Result<(), WorkloadError
         })
     }
 }
-
-/// Types whose every bit pattern is a value: what copies may fill.
-pub(crate) trait Plain: Copy {}
-impl Plain for u8 {}
-impl Plain for u32 {}
-impl Plain for i32 {}
-impl Plain for i64 {}
-impl Plain for f32 {}
 
 /// Device memory, freed on drop.
 #[derive(Debug)]
@@ -98,20 +93,24 @@ impl Pinned {
         Ok(Pinned { ptr: p.cast(), len })
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: the allocation holds `len` bytes and lives as long as self.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`; `&mut self` makes this the only view.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-
     pub(crate) fn ints_mut(&mut self) -> &mut [i32] {
         // SAFETY: cuMemAllocHost memory is page-aligned, so aligned for
         // i32; whole ints only.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.cast(), self.len / 4) }
+    }
+}
+
+impl AsRef<[u8]> for Pinned {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the allocation holds `len` bytes and lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsMut<[u8]> for Pinned {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_ref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
@@ -134,7 +133,7 @@ impl Drop for Event {
 }
 
 /// A kernel of a loaded module, with its signature.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Func {
     f: cu::CUfunction,
     kernel: &'static Kernel,
@@ -145,6 +144,37 @@ impl Func {
     pub(crate) fn args(&self) -> Args {
         Args::new(self.kernel)
     }
+
+    /// This kernel with `args` packed, launched as `grid` blocks of
+    /// `block` threads.
+    pub(crate) fn bind(
+        &self,
+        args: Args,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+    ) -> Result<Launch, WorkloadError> {
+        Ok(Launch {
+            func: *self,
+            args: packed(args)?,
+            grid,
+            block,
+        })
+    }
+
+    /// This kernel with `args` packed, launched over `n` items in blocks
+    /// of [`BLOCK`] threads.
+    pub(crate) fn over(&self, args: Args, n: usize) -> Result<Launch, WorkloadError> {
+        self.bind(args, (grid(n, BLOCK)?, 1, 1), (BLOCK, 1, 1))
+    }
+}
+
+/// A kernel with its arguments packed, and its grid and block.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    func: Func,
+    args: Packed,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
 }
 
 /// Finishes packing, turning a mismatch with the signature into an error.
@@ -157,14 +187,6 @@ pub(crate) fn grid(n: usize, block: u32) -> Result<u32, WorkloadError> {
     kernels::blocks(n.max(1), block)
         .ok_or_else(|| WorkloadError::Unavailable(format!("{n} items need too many blocks")))
 }
-
-/// `v` as a kernel's `unsigned int` argument.
-pub(crate) fn u32_arg(v: usize) -> Result<u32, WorkloadError> {
-    u32::try_from(v).map_err(|_| WorkloadError::Unavailable(format!("size {v} exceeds u32")))
-}
-
-/// A float NaN's bits, for poisoning float outputs with `cuMemsetD32`.
-pub(crate) const NAN_BITS: u32 = 0x7fc0_0000;
 
 /// The CUDA device this process sees: device 0, in a context of its own.
 #[derive(Debug)]
@@ -368,25 +390,6 @@ impl Cuda {
         Ok((ptr, bytes))
     }
 
-    /// `bytes` of device memory (at least one).
-    pub(crate) fn alloc(&self, bytes: usize) -> Result<DevBuf, WorkloadError> {
-        let mut ptr: cu::CUdeviceptr = 0;
-        check(
-            // SAFETY: a live out-pointer.
-            unsafe { cu::cuMemAlloc_v2(&mut ptr, bytes.max(1)) },
-            "cuMemAlloc",
-        )?;
-        Ok(DevBuf { ptr, bytes })
-    }
-
-    /// Device memory for `count` elements of `T`.
-    pub(crate) fn alloc_for<T>(&self, count: usize) -> Result<DevBuf, WorkloadError> {
-        let bytes = count
-            .checked_mul(std::mem::size_of::<T>())
-            .ok_or_else(|| WorkloadError::Unavailable(format!("{count} elements overflow")))?;
-        self.alloc(bytes)
-    }
-
     /// Copies `src` to device address `dst` (of `cap` bytes) and waits.
     pub(crate) fn upload_to<T: Plain>(
         &self,
@@ -407,42 +410,25 @@ impl Cuda {
         )
     }
 
-    /// Copies `src` into `dst` (a synchronous copy).
-    pub(crate) fn upload<T: Plain>(&self, dst: &DevBuf, src: &[T]) -> Result<(), WorkloadError> {
-        self.upload_to(dst.ptr, dst.bytes, src)
-    }
-
-    /// Fills `dst` from the start of `src` (a synchronous copy, which
-    /// waits for the kernels before it on the stream).
-    pub(crate) fn download<T: Plain>(
-        &self,
-        src: &DevBuf,
-        dst: &mut [T],
-    ) -> Result<(), WorkloadError> {
-        let len = std::mem::size_of_val(dst);
-        if len > src.bytes {
+    /// Sets the first `count` bytes of `buf` to `byte` (not waiting).
+    fn memset8(&self, buf: &DevBuf, byte: u8, count: usize) -> Result<(), WorkloadError> {
+        if count > buf.bytes {
             return Err(WorkloadError::Unavailable(format!(
-                "{len} bytes exceed a {}-byte buffer",
-                src.bytes
+                "{count} bytes exceed a {}-byte buffer",
+                buf.bytes
             )));
         }
         check(
-            // SAFETY: `dst` is live and writable for `len` bytes, any bit
-            // pattern is a value of `T`; the range lies in `src`.
-            unsafe { cu::cuMemcpyDtoH_v2(dst.as_mut_ptr().cast(), src.ptr, len) },
-            "cuMemcpyDtoH",
+            // SAFETY: the range lies in `buf`.
+            unsafe { cu::cuMemsetD8_v2(buf.ptr, byte, count) },
+            "cuMemsetD8",
         )
     }
 
-    /// Sets the first `count` 32-bit words of `buf` to `bits` and waits:
-    /// poisons an output before a run, outside the timed section.
-    pub(crate) fn poison32(
-        &self,
-        buf: &DevBuf,
-        bits: u32,
-        count: usize,
-    ) -> Result<(), WorkloadError> {
-        if count * 4 > buf.bytes {
+    /// Sets the first `count` 32-bit words of `buf` to `bits` (not
+    /// waiting).
+    fn memset32(&self, buf: &DevBuf, bits: u32, count: usize) -> Result<(), WorkloadError> {
+        if count.checked_mul(4).is_none_or(|b| b > buf.bytes) {
             return Err(WorkloadError::Unavailable(format!(
                 "{count} words exceed a {}-byte buffer",
                 buf.bytes
@@ -452,55 +438,13 @@ impl Cuda {
             // SAFETY: the range lies in `buf`.
             unsafe { cu::cuMemsetD32_v2(buf.ptr, bits, count) },
             "cuMemsetD32",
-        )?;
-        self.sync()
+        )
     }
 
     /// Sets every byte of `buf` to `byte` and waits.
     pub(crate) fn poison8(&self, buf: &DevBuf, byte: u8) -> Result<(), WorkloadError> {
-        check(
-            // SAFETY: the range is `buf`'s own.
-            unsafe { cu::cuMemsetD8_v2(buf.ptr, byte, buf.bytes) },
-            "cuMemsetD8",
-        )?;
+        self.memset8(buf, byte, buf.bytes)?;
         self.sync()
-    }
-
-    /// Launches `f` on the legacy default stream.
-    pub(crate) fn launch(
-        &self,
-        f: &Func,
-        grid: (u32, u32, u32),
-        block: (u32, u32, u32),
-        args: &mut Packed,
-    ) -> Result<(), WorkloadError> {
-        if !std::ptr::eq(args.kernel, f.kernel) {
-            return Err(WorkloadError::Build(format!(
-                "arguments packed for {} passed to {}",
-                args.kernel.name, f.kernel.name
-            )));
-        }
-        check(
-            // SAFETY: `f` is a live function; `args` holds one pointer per
-            // parameter the kernel declares, each to a live value of the
-            // declared size (checked by `Args`); no dynamic shared memory.
-            unsafe {
-                cu::cuLaunchKernel(
-                    f.f,
-                    grid.0,
-                    grid.1,
-                    grid.2,
-                    block.0,
-                    block.1,
-                    block.2,
-                    0,
-                    null_mut(),
-                    args.params().as_mut_ptr(),
-                    null_mut(),
-                )
-            },
-            "cuLaunchKernel",
-        )
     }
 
     /// A new event (default flags).
@@ -509,12 +453,6 @@ impl Cuda {
         // SAFETY: a live out-pointer; flags 0 is CU_EVENT_DEFAULT.
         check(unsafe { cu::cuEventCreate(&mut e, 0) }, "cuEventCreate")?;
         Ok(Event(e))
-    }
-
-    /// `cuCtxSynchronize`: waits for everything issued so far.
-    pub(crate) fn sync(&self) -> Result<(), WorkloadError> {
-        // SAFETY: no arguments; the context is current on this thread.
-        check(unsafe { cu::cuCtxSynchronize() }, "cuCtxSynchronize")
     }
 }
 
@@ -531,59 +469,121 @@ impl Drop for Cuda {
     }
 }
 
-impl Backend for Cuda {
-    fn runtime(&self) -> &RuntimeInfo {
+impl Device for Cuda {
+    type Buf<T: Plain> = DevBuf;
+    type Launch = Launch;
+
+    fn info(&self) -> &RuntimeInfo {
         &self.info
     }
 
-    fn run(
-        &mut self,
-        case: &Case,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Measurement, WorkloadError> {
-        let samples = |s: Vec<f64>| Measurement {
-            samples_ns: s,
-            ..Measurement::default()
-        };
-        let key = case.to_string();
-        let (w, r) = (warmup, reps);
-        match *case {
-            Case::VectorAdd { n } => compute::vector_add(self, n, w, r).map(samples),
-            Case::MatrixMul { n } => compute::matrix_mul(self, &key, n, w, r).map(samples),
-            Case::BlackScholes { options } => {
-                compute::black_scholes(self, &key, options, w, r).map(samples)
+    fn refs(&mut self) -> &mut reference::Cache {
+        &mut self.refs
+    }
+
+    fn alloc<T: Plain>(&self, count: usize) -> Result<DevBuf, WorkloadError> {
+        let bytes = count
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| WorkloadError::Unavailable(format!("{count} elements overflow")))?;
+        let mut ptr: cu::CUdeviceptr = 0;
+        check(
+            // SAFETY: a live out-pointer.
+            unsafe { cu::cuMemAlloc_v2(&mut ptr, bytes.max(1)) },
+            "cuMemAlloc",
+        )?;
+        Ok(DevBuf { ptr, bytes })
+    }
+
+    /// `cuMemsetD8` for bytes, `cuMemsetD32` for 4-byte elements.
+    fn poison<T: Plain>(
+        &self,
+        buf: &mut DevBuf,
+        value: T,
+        count: usize,
+    ) -> Result<(), WorkloadError> {
+        let bits = value.bits();
+        match std::mem::size_of::<T>() {
+            1 => self.memset8(buf, bits as u8, count)?,
+            4 => self.memset32(buf, bits as u32, count)?,
+            size => {
+                return Err(WorkloadError::Unavailable(format!(
+                    "no fill of {size}-byte elements"
+                )))
             }
-            Case::FastWalshTransform {
-                log2_data,
-                log2_kernel,
-            } => compute::fwt(self, &key, log2_data, log2_kernel, w, r).map(samples),
-            Case::ConvolutionSeparable { width, height } => {
-                compute::convolution(self, &key, width, height, w, r).map(samples)
-            }
-            Case::Bandwidth { dir, mem, bytes } => {
-                memory::bandwidth(self, dir, mem, bytes, w, r).map(samples)
-            }
-            Case::AlignedTypes { ty, bytes } => {
-                memory::aligned_types(self, ty, bytes, w, r).map(samples)
-            }
-            Case::SmallCopy { dir, bytes } => match dir {
-                Direction::D2D => Err(WorkloadError::Unavailable(
-                    "small copies are H2D or D2H".into(),
-                )),
-                _ => memory::small_copy(self, dir, bytes, w, r).map(samples),
-            },
-            Case::AsyncApi { n } => timing::async_api(self, n, w, r),
-            Case::Clock { groups, group_size } => timing::clock(self, groups, group_size, w, r),
-            Case::NullSync => timing::null_sync(self, w, r).map(samples),
-            Case::LaunchRate { launches } => timing::launch_rate(self, launches, w, r).map(samples),
         }
+        self.sync()
+    }
+
+    /// A synchronous copy.
+    fn upload<T: Plain>(&self, buf: &mut DevBuf, data: &[T]) -> Result<(), WorkloadError> {
+        self.upload_to(buf.ptr, buf.bytes, data)
+    }
+
+    fn write<T: Plain>(&self, buf: &mut DevBuf, data: &[T]) -> Result<(), WorkloadError> {
+        self.upload_to(buf.ptr, buf.bytes, data)
+    }
+
+    /// A synchronous copy, which waits for the kernels before it on the
+    /// stream.
+    fn read<T: Plain>(&self, buf: &DevBuf, out: &mut [T]) -> Result<(), WorkloadError> {
+        let len = std::mem::size_of_val(out);
+        if len > buf.bytes {
+            return Err(WorkloadError::Unavailable(format!(
+                "{len} bytes exceed a {}-byte buffer",
+                buf.bytes
+            )));
+        }
+        check(
+            // SAFETY: `out` is live and writable for `len` bytes, any bit
+            // pattern is a value of `T`; the range lies in `buf`.
+            unsafe { cu::cuMemcpyDtoH_v2(out.as_mut_ptr().cast(), buf.ptr, len) },
+            "cuMemcpyDtoH",
+        )
+    }
+
+    /// On the legacy default stream.
+    fn launch(&self, k: &mut Launch) -> Result<(), WorkloadError> {
+        if !std::ptr::eq(k.args.kernel, k.func.kernel) {
+            return Err(WorkloadError::Build(format!(
+                "arguments packed for {} passed to {}",
+                k.args.kernel.name, k.func.kernel.name
+            )));
+        }
+        check(
+            // SAFETY: `func` is a live function; `args` holds one pointer
+            // per parameter the kernel declares, each to a live value of
+            // the declared size (checked by `Args`); no dynamic shared
+            // memory.
+            unsafe {
+                cu::cuLaunchKernel(
+                    k.func.f,
+                    k.grid.0,
+                    k.grid.1,
+                    k.grid.2,
+                    k.block.0,
+                    k.block.1,
+                    k.block.2,
+                    0,
+                    null_mut(),
+                    k.args.params().as_mut_ptr(),
+                    null_mut(),
+                )
+            },
+            "cuLaunchKernel",
+        )
+    }
+
+    /// `cuCtxSynchronize`.
+    fn sync(&self) -> Result<(), WorkloadError> {
+        // SAFETY: no arguments; the context is current on this thread.
+        check(unsafe { cu::cuCtxSynchronize() }, "cuCtxSynchronize")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::device::u32_arg;
 
     #[test]
     fn results_name_the_call_and_the_code() {
@@ -595,7 +595,6 @@ mod tests {
         );
         assert_eq!(cuda_version(12080), "12.8");
         assert_eq!(cuda_version(13000), "13.0");
-        assert_eq!(NAN_BITS, f32::NAN.to_bits());
         assert_eq!(grid(0, 256).unwrap(), 1);
         assert_eq!(grid(1000, 256).unwrap(), 4);
         assert!(u32_arg(1 << 33).is_err());

@@ -2,13 +2,14 @@
 //! over `opencl3`. The process's ICD loader decides what it talks to: the
 //! native runtime, or (with `OCL_ICD_VENDORS` pointing at it) our shim.
 //!
-//! | module | workloads |
+//! | module | role |
 //! |---|---|
-//! | `compute` | vectorAdd, matrixMul, BlackScholes, fastWalshTransform, convolutionSeparable |
-//! | `memory` | bandwidthTest, alignedTypes, small copies |
-//! | `timing` | asyncAPI, clock, null round trip, launch rate |
+//! | `compute` | the compute workloads' kernels and launches |
+//! | `memory` | host-allocated memory, device copies, alignedTypes' kernels |
+//! | `timing` | asyncAPI, clock, the launch-rate kernel |
 //!
-//! Kernel sources live in `kernels/*.cl`.
+//! Kernel sources live in `kernels/*.cl`. The device operations the shared
+//! workloads run on (`api::device`) are implemented here.
 
 mod compute;
 mod memory;
@@ -16,11 +17,13 @@ mod timing;
 
 use std::collections::HashMap;
 use std::ptr;
+use std::rc::Rc;
 
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{
-    Device, CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU,
+    Device as ClDevice, CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU,
+    CL_DEVICE_TYPE_GPU,
 };
 use opencl3::error_codes::{error_text, ClError};
 use opencl3::event::Event;
@@ -30,10 +33,10 @@ use opencl3::platform::get_platforms;
 use opencl3::program::Program;
 use opencl3::types::{cl_mem_flags, CL_BLOCKING, CL_NON_BLOCKING};
 
-use super::{Backend, WorkloadError};
-use crate::ipc::{Measurement, RuntimeInfo};
+use super::device::{Device, Plain};
+use super::WorkloadError;
+use crate::ipc::RuntimeInfo;
 use crate::reference;
-use crate::workload::{Case, Direction};
 
 /// Maps an `opencl3` error to [`WorkloadError::Call`] naming the call.
 pub(crate) trait Cl<T> {
@@ -55,6 +58,17 @@ pub(crate) struct Source {
     name: &'static str,
     text: &'static str,
     options: &'static str,
+}
+
+impl Source {
+    /// A source built without options.
+    const fn plain(name: &'static str, text: &'static str) -> Source {
+        Source {
+            name,
+            text,
+            options: "",
+        }
+    }
 }
 
 /// The OpenCL runtime this process sees: first platform, first device.
@@ -99,7 +113,7 @@ impl OpenCl {
             .cl("clGetDeviceIDs")?
             .first()
             .ok_or_else(|| WorkloadError::Unavailable("no OpenCL device".into()))?;
-        let device = Device::new(id);
+        let device = ClDevice::new(id);
         let info = RuntimeInfo {
             api: "OpenCL".into(),
             platform_name: platform.name().cl("clGetPlatformInfo")?,
@@ -156,11 +170,6 @@ impl OpenCl {
             .ok_or_else(|| WorkloadError::Unavailable("profiling queue".into()))
     }
 
-    /// A device buffer of `count` elements.
-    fn buffer<T>(&self, count: usize) -> Result<Buffer<T>, WorkloadError> {
-        self.buffer_with(CL_MEM_READ_WRITE, count)
-    }
-
     /// A buffer of `count` elements with `flags` and no host pointer.
     fn buffer_with<T>(
         &self,
@@ -171,52 +180,6 @@ impl OpenCl {
         // flags' requirements apply; the size is in elements of T.
         unsafe { Buffer::<T>::create(&self.context, flags, count.max(1), ptr::null_mut()) }
             .cl("clCreateBuffer")
-    }
-
-    /// Posts a write of `data` into `buf`; the caller keeps `data` alive
-    /// and unchanged until the queue has finished with it (a later
-    /// blocking call on this in-order queue, or `finish`).
-    fn post_write<T>(&self, buf: &mut Buffer<T>, data: &[T]) -> Result<(), WorkloadError> {
-        // SAFETY: `data` is a live slice of the right length; the caller
-        // keeps it alive until the queue finishes (see above).
-        unsafe {
-            self.queue
-                .enqueue_write_buffer(buf, CL_NON_BLOCKING, 0, data, &[])
-        }
-        .cl("clEnqueueWriteBuffer")
-        .map(drop)
-    }
-
-    /// Writes `data` into `buf` and waits.
-    fn write<T>(&self, buf: &mut Buffer<T>, data: &[T]) -> Result<(), WorkloadError> {
-        // SAFETY: blocking: `data` is only read during the call.
-        unsafe {
-            self.queue
-                .enqueue_write_buffer(buf, CL_BLOCKING, 0, data, &[])
-        }
-        .cl("clEnqueueWriteBuffer")
-        .map(drop)
-    }
-
-    /// Reads `buf` into `out` and waits.
-    fn read<T>(&self, buf: &Buffer<T>, out: &mut [T]) -> Result<(), WorkloadError> {
-        // SAFETY: blocking: `out` is only written during the call.
-        unsafe {
-            self.queue
-                .enqueue_read_buffer(buf, CL_BLOCKING, 0, out, &[])
-        }
-        .cl("clEnqueueReadBuffer")
-        .map(drop)
-    }
-
-    /// Fills the first `count` elements of `buf` with `value` and waits:
-    /// used to poison outputs before a run, outside the timed section.
-    fn poison<T>(&self, buf: &mut Buffer<T>, value: T, count: usize) -> Result<(), WorkloadError> {
-        let size = count.max(1) * std::mem::size_of::<T>();
-        // SAFETY: the pattern is one live element; the range lies in `buf`.
-        unsafe { self.queue.enqueue_fill_buffer(buf, &[value], 0, size, &[]) }
-            .cl("clEnqueueFillBuffer")?;
-        self.finish()
     }
 
     /// Launches `kernel` (arguments already set) on `queue`.
@@ -242,19 +205,28 @@ impl OpenCl {
         }
         .cl("clEnqueueNDRangeKernel")
     }
+}
 
-    /// Launches `kernel` on the default queue.
-    fn launch(
-        &self,
-        kernel: &Kernel,
-        global: &[usize],
-        local: Option<&[usize]>,
-    ) -> Result<Event, WorkloadError> {
-        Self::launch_on(&self.queue, kernel, global, local)
-    }
+/// A kernel with its arguments set, and its global (and, if given, local)
+/// work size.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    kernel: Kernel,
+    global: Vec<usize>,
+    local: Option<Vec<usize>>,
+    /// A buffer that only the kernel's arguments name (the convolution's
+    /// filter), kept alive as long as they do.
+    _keep: Option<Rc<Buffer<f32>>>,
+}
 
-    fn finish(&self) -> Result<(), WorkloadError> {
-        self.queue.finish().cl("clFinish")
+impl Launch {
+    fn new(kernel: Kernel, global: &[usize], local: Option<&[usize]>) -> Launch {
+        Launch {
+            kernel,
+            global: global.to_vec(),
+            local: local.map(<[usize]>::to_vec),
+            _keep: None,
+        }
     }
 }
 
@@ -271,52 +243,77 @@ fn arg<T>(k: &Kernel, index: u32, value: T) -> Result<(), WorkloadError> {
     unsafe { k.set_arg(index, &value) }.cl("clSetKernelArg")
 }
 
-impl Backend for OpenCl {
-    fn runtime(&self) -> &RuntimeInfo {
+impl Device for OpenCl {
+    type Buf<T: Plain> = Buffer<T>;
+    type Launch = Launch;
+
+    fn info(&self) -> &RuntimeInfo {
         &self.info
     }
 
-    fn run(
-        &mut self,
-        case: &Case,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<Measurement, WorkloadError> {
-        let samples = |s: Vec<f64>| Measurement {
-            samples_ns: s,
-            ..Measurement::default()
-        };
-        let key = case.to_string();
-        let (w, r) = (warmup, reps);
-        match *case {
-            Case::VectorAdd { n } => compute::vector_add(self, n, w, r).map(samples),
-            Case::MatrixMul { n } => compute::matrix_mul(self, &key, n, w, r).map(samples),
-            Case::BlackScholes { options } => {
-                compute::black_scholes(self, &key, options, w, r).map(samples)
-            }
-            Case::FastWalshTransform {
-                log2_data,
-                log2_kernel,
-            } => compute::fwt(self, &key, log2_data, log2_kernel, w, r).map(samples),
-            Case::ConvolutionSeparable { width, height } => {
-                compute::convolution(self, &key, width, height, w, r).map(samples)
-            }
-            Case::Bandwidth { dir, mem, bytes } => {
-                memory::bandwidth(self, dir, mem, bytes, w, r).map(samples)
-            }
-            Case::AlignedTypes { ty, bytes } => {
-                memory::aligned_types(self, ty, bytes, w, r).map(samples)
-            }
-            Case::SmallCopy { dir, bytes } => match dir {
-                Direction::D2D => Err(WorkloadError::Unavailable(
-                    "small copies are H2D or D2H".into(),
-                )),
-                _ => memory::small_copy(self, dir, bytes, w, r).map(samples),
-            },
-            Case::AsyncApi { n } => timing::async_api(self, n, w, r),
-            Case::Clock { groups, group_size } => timing::clock(self, groups, group_size, w, r),
-            Case::NullSync => timing::null_sync(self, w, r).map(samples),
-            Case::LaunchRate { launches } => timing::launch_rate(self, launches, w, r).map(samples),
+    fn refs(&mut self) -> &mut reference::Cache {
+        &mut self.refs
+    }
+
+    fn alloc<T: Plain>(&self, count: usize) -> Result<Buffer<T>, WorkloadError> {
+        self.buffer_with(CL_MEM_READ_WRITE, count)
+    }
+
+    /// `clEnqueueFillBuffer`, then `clFinish`.
+    fn poison<T: Plain>(
+        &self,
+        buf: &mut Buffer<T>,
+        value: T,
+        count: usize,
+    ) -> Result<(), WorkloadError> {
+        let size = count.max(1) * std::mem::size_of::<T>();
+        // SAFETY: the pattern is one live element; the range lies in `buf`.
+        unsafe { self.queue.enqueue_fill_buffer(buf, &[value], 0, size, &[]) }
+            .cl("clEnqueueFillBuffer")?;
+        self.sync()
+    }
+
+    /// A non-blocking write.
+    fn upload<T: Plain>(&self, buf: &mut Buffer<T>, data: &[T]) -> Result<(), WorkloadError> {
+        // SAFETY: `data` is a live slice of the right length; the caller
+        // keeps it alive and unchanged until a later blocking call on this
+        // in-order queue has returned (see the trait).
+        unsafe {
+            self.queue
+                .enqueue_write_buffer(buf, CL_NON_BLOCKING, 0, data, &[])
         }
+        .cl("clEnqueueWriteBuffer")
+        .map(drop)
+    }
+
+    fn write<T: Plain>(&self, buf: &mut Buffer<T>, data: &[T]) -> Result<(), WorkloadError> {
+        // SAFETY: blocking: `data` is only read during the call.
+        unsafe {
+            self.queue
+                .enqueue_write_buffer(buf, CL_BLOCKING, 0, data, &[])
+        }
+        .cl("clEnqueueWriteBuffer")
+        .map(drop)
+    }
+
+    /// A blocking read.
+    fn read<T: Plain>(&self, buf: &Buffer<T>, out: &mut [T]) -> Result<(), WorkloadError> {
+        // SAFETY: blocking: `out` is only written during the call.
+        unsafe {
+            self.queue
+                .enqueue_read_buffer(buf, CL_BLOCKING, 0, out, &[])
+        }
+        .cl("clEnqueueReadBuffer")
+        .map(drop)
+    }
+
+    /// On the default queue.
+    fn launch(&self, k: &mut Launch) -> Result<(), WorkloadError> {
+        Self::launch_on(&self.queue, &k.kernel, &k.global, k.local.as_deref()).map(drop)
+    }
+
+    /// `clFinish`.
+    fn sync(&self) -> Result<(), WorkloadError> {
+        self.queue.finish().cl("clFinish")
     }
 }
