@@ -287,13 +287,7 @@ fn hostile_guest_gets_errors_and_a_concurrent_session_is_unaffected() {
 /// Child entry point for the honest session.
 #[test]
 fn child_conformance() {
-    if std::env::var(CHILD_ENV).as_deref() != Ok("conformance") {
-        return;
-    }
-    match conformance::run() {
-        Ok(lines) => lines.iter().for_each(|l| println!("T|{l}")),
-        Err(code) => println!("T|failed with {code}"),
-    }
+    conformance_child();
 }
 
 // ---- waits only the departed guest could have ended ----

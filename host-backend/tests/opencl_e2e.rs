@@ -12,17 +12,7 @@ use common::*;
 /// Child entry point: does nothing unless started by `child_command`.
 #[test]
 fn child_conformance() {
-    if std::env::var(CHILD_ENV).as_deref() != Ok("conformance") {
-        return;
-    }
-    match conformance::run() {
-        Ok(lines) => {
-            for l in lines {
-                println!("T|{l}");
-            }
-        }
-        Err(code) => println!("T|failed with {code}"),
-    }
+    conformance_child();
 }
 
 #[test]
@@ -31,32 +21,7 @@ fn conformance_transcript_matches_native() {
         return;
     }
     let daemon = Daemon::start(&[]);
-    let native = run_child(
-        child_command("child_conformance", "conformance", &Target::Native),
-        Duration::from_secs(120),
-    );
-    let virt = run_child(
-        child_command("child_conformance", "conformance", &Target::Shim(&daemon)),
-        Duration::from_secs(120),
-    );
-    let (n, v) = (transcript(&native), transcript(&virt));
-    assert!(
-        n.len() > 20 && !n.iter().any(|l| l.starts_with("failed")),
-        "native run incomplete: {n:#?}\nstderr: {}",
-        String::from_utf8_lossy(&native.stderr)
-    );
-    assert!(n
-        .iter()
-        .any(|l| l.contains("vadd") && l.contains("exact=true")));
-    assert!(n
-        .iter()
-        .any(|l| l.contains("matmul") && l.contains("close=true")));
-    assert_eq!(
-        n,
-        v,
-        "transcripts differ; shim stderr:\n{}",
-        String::from_utf8_lossy(&virt.stderr)
-    );
+    assert_conformance_matches_native(&Target::Shim(&daemon));
 }
 
 fn clinfo(target: &Target<'_>) -> String {

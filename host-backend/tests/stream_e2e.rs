@@ -16,17 +16,7 @@ use common::*;
 /// Child entry point: does nothing unless started by `child_command`.
 #[test]
 fn child_conformance() {
-    if std::env::var(CHILD_ENV).as_deref() != Ok("conformance") {
-        return;
-    }
-    match conformance::run() {
-        Ok(lines) => {
-            for l in lines {
-                println!("T|{l}");
-            }
-        }
-        Err(code) => println!("T|failed with {code}"),
-    }
+    conformance_child();
 }
 
 #[test]
@@ -35,25 +25,7 @@ fn conformance_over_a_unix_stream_matches_native() {
         return;
     }
     let daemon = Daemon::start_with_stream(&[]);
-    let native = run_child(
-        child_command("child_conformance", "conformance", &Target::Native),
-        Duration::from_secs(120),
-    );
-    let stream = run_child(
-        child_command("child_conformance", "conformance", &Target::Stream(&daemon)),
-        Duration::from_secs(120),
-    );
-    let (n, s) = (transcript(&native), transcript(&stream));
-    assert!(
-        n.len() > 20 && !n.iter().any(|l| l.starts_with("failed")),
-        "native run incomplete: {n:#?}"
-    );
-    assert_eq!(
-        n,
-        s,
-        "transcripts differ; shim stderr:\n{}",
-        String::from_utf8_lossy(&stream.stderr)
-    );
+    assert_conformance_matches_native(&Target::Stream(&daemon));
 }
 
 #[test]

@@ -301,3 +301,49 @@ pub fn transcript(out: &Output) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The body of each test binary's `child_conformance` entry point: runs the
+/// conformance program when this process was started as that child (see
+/// [`child_command`]) and prints its transcript; does nothing otherwise.
+pub fn conformance_child() {
+    if std::env::var(CHILD_ENV).as_deref() != Ok("conformance") {
+        return;
+    }
+    match conformance::run() {
+        Ok(lines) => lines.iter().for_each(|l| println!("T|{l}")),
+        Err(code) => println!("T|failed with {code}"),
+    }
+}
+
+/// Runs the conformance program natively and at `target` (each as a child
+/// of this test binary, whose `child_conformance` test must call
+/// [`conformance_child`]) and asserts that the native run is complete and
+/// that both transcripts are identical.
+pub fn assert_conformance_matches_native(target: &Target<'_>) {
+    let native = run_child(
+        child_command("child_conformance", "conformance", &Target::Native),
+        Duration::from_secs(120),
+    );
+    let virt = run_child(
+        child_command("child_conformance", "conformance", target),
+        Duration::from_secs(120),
+    );
+    let (n, v) = (transcript(&native), transcript(&virt));
+    assert!(
+        n.len() > 20 && !n.iter().any(|l| l.starts_with("failed")),
+        "native run incomplete: {n:#?}\nstderr: {}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    assert!(n
+        .iter()
+        .any(|l| l.contains("vadd") && l.contains("exact=true")));
+    assert!(n
+        .iter()
+        .any(|l| l.contains("matmul") && l.contains("close=true")));
+    assert_eq!(
+        n,
+        v,
+        "transcripts differ; shim stderr:\n{}",
+        String::from_utf8_lossy(&virt.stderr)
+    );
+}
