@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use host_backend::executor::cuda_double::RecordingServer;
+use host_backend::testing::RecordingServer;
 use protocol::Opcode;
 use vcompute_bench::api::cuda::libdir::ShimLibDir;
 use vcompute_bench::ipc::{FromWorker, Measurement, ToWorker, PREFIX};

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::config::{Config, ServerConfig, VsockConfig};
 use crate::executor::ExecutorKind;
 use crate::limits::{
     session_limits, DEFAULT_MAX_DEVICE_MEMORY, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_SESSIONS,
     DEFAULT_POLL_US, DEFAULT_VSOCK_PORT, MAX_POLL_US,
 };
-use crate::server::{ServerConfig, VsockConfig};
 
 /// Which runtime replays guest calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,15 +121,6 @@ fn check_dir(path: &std::path::Path) -> Result<(), ConfigError> {
         return Err(ConfigError::NoSocketDir(path.to_path_buf()));
     }
     Ok(())
-}
-
-/// The daemon's checked configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Which executor to create.
-    pub executor: ExecutorKind,
-    /// Socket, limits and polling.
-    pub server: ServerConfig,
 }
 
 impl TryFrom<Args> for Config {

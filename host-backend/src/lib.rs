@@ -5,7 +5,8 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`args`] | command line, and the checked [`args::Config`] |
+//! | [`args`] | the command line, turned into a [`config::Config`] |
+//! | [`config`] | the checked configuration |
 //! | [`server`] | accept loop, one daemon per connection, signal handling |
 //! | [`vhu_compute`] | the `VhostUserBackend` impl: queues, adaptive polling |
 //! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
@@ -13,22 +14,42 @@
 //! | [`stream`] | serving one stream connection: records in, records out |
 //! | [`session`] | per-connection session: version, executor, counters |
 //! | [`vsock`] | vsock device mode: the daemon as a VM's vhost-user-vsock device |
-//! | [`limits`] | defaults for per-session bounds; log rate limiting |
-//! | [`executor`] | the executor trait and its runtimes (OpenCL, CUDA), and a recording CUDA test double |
+//! | [`limits`] | per-session and per-daemon bounds and their defaults |
+//! | [`log`] | the rate limiter for guest-triggered log lines; name sanitising |
+//! | [`executor`] | the executor trait and its runtimes (OpenCL, CUDA) |
+//! | `testing` | test doubles: the recording CUDA double and its in-process server (feature `testing`) |
 //!
-//! Entry point: [`server::run`] with a [`args::Config`]; embedders and tests
+//! Entry point: [`run`] with a [`config::Config`]; embedders and tests
 //! that bring their own [`executor::ExecutorFactory`] use
 //! [`server::Server::bind`] and [`server::Server::run`].
 
 pub mod args;
 pub mod chain;
+pub mod config;
 mod dispatch;
 pub mod executor;
 pub mod limits;
+pub mod log;
 pub mod server;
 pub mod session;
 pub mod stream;
 #[cfg(test)]
 mod test_util;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod vhu_compute;
 pub mod vsock;
+
+use config::Config;
+use server::{stop_channel, Server, ServerError, SignalGuard};
+
+/// Runs the daemon described by `config` until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let factory = executor::factory(config.executor)?;
+    // Handlers go in before the socket exists: a client (or a supervisor)
+    // that sees the socket may signal at once.
+    let (stop, rx) = stop_channel()?;
+    let _signals = SignalGuard::install(&stop)?;
+    let server = Server::bind_with_stop(config.server, factory, (stop, rx))?;
+    server.run()
+}

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vhost_device_compute::args::{Args, Config};
-use vhost_device_compute::server;
+use vhost_device_compute::args::Args;
+use vhost_device_compute::config::Config;
 
 /// Log filter when `RUST_LOG` is unset. virtio-queue logs every malformed
 /// avail ring a guest publishes, without rate limiting; the daemon counts and
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match server::run(config) {
+    match vhost_device_compute::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{}", report(&e));

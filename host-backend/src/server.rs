@@ -39,9 +39,9 @@ use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use crate::args::Config;
-use crate::executor::{self, Abandon, ExecutorError, ExecutorFactory, SessionLimits};
-use crate::limits::WarnLimiter;
+use crate::config::ServerConfig;
+use crate::executor::{Abandon, ExecutorError, ExecutorFactory};
+use crate::log::WarnLimiter;
 use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
 use crate::vsock::{VhuVsock, WAKE_EVENT};
@@ -77,33 +77,6 @@ pub enum ServerError {
     /// Waiting for the listener failed.
     #[error("polling the listening socket failed")]
     Poll(#[source] io::Error),
-}
-
-/// vsock device mode: what the vhost-user socket serves instead of the
-/// virtio-compute device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VsockConfig {
-    /// The guest's context id, reported in the device's config space.
-    pub guest_cid: u64,
-    /// The port whose connections the daemon serves.
-    pub port: u32,
-}
-
-/// What the server needs beyond the executor factory.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// vhost-user socket path; an existing file there is replaced.
-    pub socket: Option<PathBuf>,
-    /// Stream listener path; an existing file there is replaced.
-    pub listen: Option<PathBuf>,
-    /// vsock device mode on `socket`.
-    pub vsock: Option<VsockConfig>,
-    /// Most concurrent connections.
-    pub max_sessions: usize,
-    /// Bounds handed to each session's executor.
-    pub limits: SessionLimits,
-    /// Adaptive polling window after a queue drains.
-    pub poll: Duration,
 }
 
 /// Ends a running [`Server`]; cheap to clone, callable from any thread.
@@ -727,14 +700,3 @@ impl Drop for SignalGuard {
 
 /// The signals that stop the daemon.
 const SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
-
-/// Runs the daemon described by `config` until SIGINT or SIGTERM.
-pub fn run(config: Config) -> Result<(), ServerError> {
-    let factory = executor::factory(config.executor)?;
-    // Handlers go in before the socket exists: a client (or a supervisor)
-    // that sees the socket may signal at once.
-    let (stop, rx) = stop_channel()?;
-    let _signals = SignalGuard::install(&stop)?;
-    let server = Server::bind_with_stop(config.server, factory, (stop, rx))?;
-    server.run()
-}

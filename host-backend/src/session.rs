@@ -16,10 +16,9 @@ use protocol::{Frame, Opcode, Outcome, ProtocolError, QueueClass, Request, Respo
 use protocol::{SessionOpen, SessionOpened};
 use tracing::debug;
 
-use crate::executor::{
-    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorFactory, SessionLimits,
-};
-use crate::limits::{logged_name, WarnLimiter};
+use crate::executor::{Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorFactory};
+use crate::limits::SessionLimits;
+use crate::log::{logged_name, WarnLimiter};
 use crate::{limited_info, limited_warn};
 
 /// What a session has done, for logs and tests.

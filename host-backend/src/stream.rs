@@ -278,8 +278,8 @@ fn assemble(
 }
 
 /// A process-wide limiter for the one warning that has no session at hand.
-fn session_warn() -> std::sync::MutexGuard<'static, crate::limits::WarnLimiter> {
-    static L: std::sync::OnceLock<std::sync::Mutex<crate::limits::WarnLimiter>> =
+fn session_warn() -> std::sync::MutexGuard<'static, crate::log::WarnLimiter> {
+    static L: std::sync::OnceLock<std::sync::Mutex<crate::log::WarnLimiter>> =
         std::sync::OnceLock::new();
     L.get_or_init(Default::default)
         .lock()

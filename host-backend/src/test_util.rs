@@ -13,9 +13,8 @@ use protocol::opencl::Empty;
 use protocol::session::FEATURE_OPENCL;
 use protocol::{Request, Response};
 
-use crate::executor::{
-    Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
-};
+use crate::executor::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
+use crate::limits::SessionLimits;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {

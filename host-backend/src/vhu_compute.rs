@@ -27,7 +27,8 @@ use vmm_sys_util::event::{
 };
 
 use crate::chain::{process_chain, Scratch};
-use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
+use crate::executor::{Abandon, ExecutorFactory};
+use crate::limits::SessionLimits;
 use crate::session::{Counters, Session};
 
 /// Guest memory as the vhost-user crates hand it over.

@@ -14,7 +14,7 @@ use protocol::cuda::*;
 use protocol::opencl::QueueOp;
 use protocol::session::{FEATURE_BATCH, FEATURE_CUDA, FEATURE_OPENCL};
 use protocol::{Opcode, Outcome, ProtocolError, Request, Response, FLAG_ASYNC};
-use vhost_device_compute::executor::cuda_double::{Recorder, RecordingServer};
+use vhost_device_compute::testing::{Recorder, RecordingServer};
 
 const PTX: &str = ".version 7.0\n.target sm_50\n.address_size 64\n\
     .visible .entry scale(.param .u64 p, .param .f32 k, .param .u32 n) { ret; }\n";

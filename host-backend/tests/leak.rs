@@ -14,8 +14,9 @@ use std::time::Duration;
 use frontend::*;
 use protocol::opencl::Empty;
 use protocol::{Outcome, Response};
+use vhost_device_compute::config::ServerConfig;
 use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, ServerConfig};
+use vhost_device_compute::server::Server;
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()

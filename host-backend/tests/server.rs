@@ -14,8 +14,9 @@ use frontend::*;
 use protocol::opencl::{Empty, HandleList, QueueOp};
 use protocol::{Outcome, ProtocolError, Request, Response};
 use vhost::vhost_user::VhostUserFrontend;
+use vhost_device_compute::config::ServerConfig;
 use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, ServerConfig, Stats, StopHandle};
+use vhost_device_compute::server::{Server, Stats, StopHandle};
 
 struct Running {
     factory: Arc<FakeFactory>,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frontend::*;
+use vhost_device_compute::config::ServerConfig;
 use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, ServerConfig, SignalGuard};
+use vhost_device_compute::server::{Server, SignalGuard};
 
 fn serve_until(signal: i32) {
     let dir = tempfile::tempdir().unwrap();

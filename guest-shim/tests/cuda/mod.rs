@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use host_backend::executor::cuda_double::{Recorder, RecordingServer};
+use host_backend::testing::{Recorder, RecordingServer};
 
 /// A PTX module with one kernel of three parameters: a pointer, a float
 /// and an int (packed at offsets 0, 8 and 12).

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use protocol::{ProtocolError, Request, Response};
 
-use super::{
-    Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
-};
+use super::{Abandon, AbandonSet, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
 use crate::limited_warn;
-use crate::limits::WarnLimiter;
+use crate::limits::SessionLimits;
+use crate::log::WarnLimiter;
 
 /// Opens one executor per family, on demand.
 pub struct CombinedFactory {
@@ -149,8 +148,8 @@ mod tests {
     use protocol::session::{FEATURE_CUDA, FEATURE_OPENCL};
 
     use super::*;
-    use crate::executor::cuda_double::RecordingCudaFactory;
     use crate::executor::opencl::OpenClFactory;
+    use crate::testing::RecordingCudaFactory;
 
     const LIMITS: SessionLimits = SessionLimits {
         max_objects: 100,

@@ -10,18 +10,18 @@
 //! | `mod.rs` | the trait, guest buffers, errors, selection |
 //! | `opencl/` | the OpenCL executor over `opencl3` |
 //! | `cuda/` | the CUDA executor over `cudarc` (driver API) |
-//! | `cuda_double.rs` | a recording test double of the CUDA executor |
 //! | `combined.rs` | several API families in one session, routed by opcode |
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use protocol::{ProtocolError, Request, Response};
+
+use crate::limits::SessionLimits;
 use tracing::info;
 
 pub mod combined;
 pub mod cuda;
-pub mod cuda_double;
 pub mod opencl;
 
 /// A guest-memory segment lent to an executor for the duration of one request.
@@ -139,15 +139,6 @@ pub enum ExecError {
     Native(i32),
     /// The request could not be executed at all.
     Protocol(ProtocolError),
-}
-
-/// Per-session resource bounds an executor enforces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionLimits {
-    /// Most live objects (of all kinds) one session may hold.
-    pub max_objects: usize,
-    /// Most device memory, in bytes, one session's buffers may total.
-    pub max_device_memory: u64,
 }
 
 /// Ends an executor's waits from another thread once its guest is gone.

@@ -22,9 +22,10 @@ use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::muxer::{Hdr, MuxCounters, Muxer};
-use crate::executor::{ExecutorFactory, SessionLimits};
+use crate::executor::ExecutorFactory;
 use crate::limited_warn;
-use crate::limits::WarnLimiter;
+use crate::limits::SessionLimits;
+use crate::log::WarnLimiter;
 use crate::vhu_compute::{ExitEvents, GuestMem};
 
 /// The guest's receive queue.

@@ -39,8 +39,9 @@ use tracing::debug;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::pipe::{Pipe, SessionEnd};
-use crate::executor::{Abandon, ExecutorFactory, SessionLimits};
-use crate::limits::WarnLimiter;
+use crate::executor::{Abandon, ExecutorFactory};
+use crate::limits::SessionLimits;
+use crate::log::WarnLimiter;
 use crate::session::Session;
 use crate::{limited_info, limited_warn};
 

@@ -15,9 +15,8 @@ use protocol::{encode_request, FrameIter, Outcome, Request, Response, SessionOpe
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
-use vhost_device_compute::executor::{
-    Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits,
-};
+use vhost_device_compute::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
+use vhost_device_compute::limits::SessionLimits;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 

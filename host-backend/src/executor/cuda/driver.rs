@@ -24,8 +24,9 @@ use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
 use super::launch_args::LaunchArgs;
-use super::staging::{DriverDma, Staging};
+use super::staging::{Dma, Staging};
 use crate::executor::GuestBuf;
+use crate::limits::STAGING_CHUNK;
 
 /// Maps a driver result to `Ok` or its code.
 pub(super) fn check(r: CUresult) -> CuResult<()> {
@@ -736,5 +737,80 @@ impl Backend for Driver {
         // SAFETY: two live events of this context; writes a local.
         check(unsafe { sys::cuEventElapsedTime(&mut ms, start.0, end.0) })?;
         Ok(ms)
+    }
+}
+
+/// The pool's driver calls on the real driver.
+#[derive(Debug, Default)]
+pub(super) struct DriverDma;
+
+impl Dma for DriverDma {
+    fn alloc_host(&mut self) -> CuResult<*mut u8> {
+        let mut host = std::ptr::null_mut::<c_void>();
+        // SAFETY: plain allocation into a local out-pointer; the device's
+        // context is current (module contract). PORTABLE: usable from any
+        // context of the process.
+        check(unsafe {
+            sys::cuMemHostAlloc(&mut host, STAGING_CHUNK, sys::CU_MEMHOSTALLOC_PORTABLE)
+        })?;
+        Ok(host.cast())
+    }
+
+    fn free_host(&mut self, host: *mut u8) {
+        // SAFETY: `host` came from cuMemHostAlloc and no DMA uses it.
+        unsafe { sys::cuMemFreeHost(host.cast()) };
+    }
+
+    fn event_create(&mut self) -> CuResult<sys::CUevent> {
+        let mut event = std::ptr::null_mut();
+        // SAFETY: creates an event in the current context into a local.
+        check(unsafe {
+            sys::cuEventCreate(
+                &mut event,
+                sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32,
+            )
+        })?;
+        Ok(event)
+    }
+
+    fn event_destroy(&mut self, event: sys::CUevent) {
+        // SAFETY: a live event of the current context, destroyed once.
+        unsafe { sys::cuEventDestroy_v2(event) };
+    }
+
+    fn event_record(&mut self, event: sys::CUevent, stream: sys::CUstream) -> CuResult<()> {
+        // SAFETY: a live event and a stream of the current context.
+        check(unsafe { sys::cuEventRecord(event, stream) })
+    }
+
+    fn event_wait(&mut self, event: sys::CUevent) -> CuResult<()> {
+        // SAFETY: a live event of the current context.
+        check(unsafe { sys::cuEventSynchronize(event) })
+    }
+
+    fn htod_async(
+        &mut self,
+        dst: u64,
+        src: *const u8,
+        len: usize,
+        stream: sys::CUstream,
+    ) -> CuResult<()> {
+        // SAFETY: `dst..dst+len` lies in an allocation the session layer
+        // checked; `src` is a pinned buffer of at least `len` bytes that
+        // the pool does not reuse before an event recorded after this copy
+        // completes; the stream belongs to the current context.
+        check(unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src.cast(), len, stream) })
+    }
+
+    fn dtoh_async(
+        &mut self,
+        dst: *mut u8,
+        src: u64,
+        len: usize,
+        stream: sys::CUstream,
+    ) -> CuResult<()> {
+        // SAFETY: as for `htod_async`, the other way; the pool does not
+        // read the buffer before the event recorded after this completes.
+        check(unsafe { sys::cuMemcpyDtoHAsync_v2(dst.cast(), src, len, stream) })
     }
 }

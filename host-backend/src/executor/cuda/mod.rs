@@ -17,7 +17,7 @@
 //! | `tests/` | conformance (every backend), hostile input, GPU-only tests |
 //!
 //! The session layer ([`CudaSession`]) does every check and is shared with
-//! the recording test double ([`crate::executor::cuda_double`]), so both
+//! the recording test double ([`crate::testing`]), so both
 //! refuse the same requests with the same `CUresult`.
 
 pub mod backend;
@@ -38,7 +38,8 @@ use protocol::{Request, Response};
 
 pub use session::CudaSession;
 
-use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
+use crate::limits::SessionLimits;
 use backend::Backend;
 use driver::Driver;
 

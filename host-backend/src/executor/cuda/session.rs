@@ -27,7 +27,8 @@ use super::backend::{Backend, Lane, ModuleImage};
 use super::image::{self, ImageInfo};
 use super::memory::{MemTable, Owner};
 use super::rules;
-use crate::executor::{Bulk, ExecError, GuestBuf, SessionLimits};
+use crate::executor::{Bulk, ExecError, GuestBuf};
+use crate::limits::SessionLimits;
 
 /// A native `CUresult` failure.
 pub(super) fn cu(code: i32) -> ExecError {

@@ -17,18 +17,16 @@
 //!   flight; the call returns when all are in guest memory, because the
 //!   guest's segments are lent only for the call.
 //!
-//! The driver calls sit behind the small [`Dma`] trait ([`DriverDma`] is
-//! the real one), so that the pipeline is tested without a GPU against a
+//! The driver calls sit behind the small [`Dma`] trait (`driver::DriverDma`
+//! is the real one), so that the pipeline is tested without a GPU against a
 //! driver whose copies land late. Every call expects the device's context
 //! to be current.
 
 use std::collections::VecDeque;
-use std::ffi::c_void;
 
 use cudarc::driver::sys;
 
 use super::backend::CuResult;
-use super::driver::check;
 use crate::executor::GuestBuf;
 use crate::limits::{STAGING_BUFFERS, STAGING_CHUNK};
 
@@ -99,7 +97,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The driver calls the pool makes, so that the pipeline can be tested
-/// without a GPU. [`DriverDma`] is the real one; every call expects the
+/// without a GPU. `driver::DriverDma` is the real one; every call expects the
 /// device's context to be current.
 pub(super) trait Dma {
     /// Allocates a pinned host buffer of [`STAGING_CHUNK`] bytes.
@@ -130,81 +128,6 @@ pub(super) trait Dma {
         len: usize,
         stream: sys::CUstream,
     ) -> CuResult<()>;
-}
-
-/// The pool's driver calls on the real driver.
-#[derive(Debug, Default)]
-pub(super) struct DriverDma;
-
-impl Dma for DriverDma {
-    fn alloc_host(&mut self) -> CuResult<*mut u8> {
-        let mut host = std::ptr::null_mut::<c_void>();
-        // SAFETY: plain allocation into a local out-pointer; the device's
-        // context is current (module contract). PORTABLE: usable from any
-        // context of the process.
-        check(unsafe {
-            sys::cuMemHostAlloc(&mut host, STAGING_CHUNK, sys::CU_MEMHOSTALLOC_PORTABLE)
-        })?;
-        Ok(host.cast())
-    }
-
-    fn free_host(&mut self, host: *mut u8) {
-        // SAFETY: `host` came from cuMemHostAlloc and no DMA uses it.
-        unsafe { sys::cuMemFreeHost(host.cast()) };
-    }
-
-    fn event_create(&mut self) -> CuResult<sys::CUevent> {
-        let mut event = std::ptr::null_mut();
-        // SAFETY: creates an event in the current context into a local.
-        check(unsafe {
-            sys::cuEventCreate(
-                &mut event,
-                sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32,
-            )
-        })?;
-        Ok(event)
-    }
-
-    fn event_destroy(&mut self, event: sys::CUevent) {
-        // SAFETY: a live event of the current context, destroyed once.
-        unsafe { sys::cuEventDestroy_v2(event) };
-    }
-
-    fn event_record(&mut self, event: sys::CUevent, stream: sys::CUstream) -> CuResult<()> {
-        // SAFETY: a live event and a stream of the current context.
-        check(unsafe { sys::cuEventRecord(event, stream) })
-    }
-
-    fn event_wait(&mut self, event: sys::CUevent) -> CuResult<()> {
-        // SAFETY: a live event of the current context.
-        check(unsafe { sys::cuEventSynchronize(event) })
-    }
-
-    fn htod_async(
-        &mut self,
-        dst: u64,
-        src: *const u8,
-        len: usize,
-        stream: sys::CUstream,
-    ) -> CuResult<()> {
-        // SAFETY: `dst..dst+len` lies in an allocation the session layer
-        // checked; `src` is a pinned buffer of at least `len` bytes that
-        // the pool does not reuse before an event recorded after this copy
-        // completes; the stream belongs to the current context.
-        check(unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src.cast(), len, stream) })
-    }
-
-    fn dtoh_async(
-        &mut self,
-        dst: *mut u8,
-        src: u64,
-        len: usize,
-        stream: sys::CUstream,
-    ) -> CuResult<()> {
-        // SAFETY: as for `htod_async`, the other way; the pool does not
-        // read the buffer before the event recorded after this completes.
-        check(unsafe { sys::cuMemcpyDtoHAsync_v2(dst.cast(), src, len, stream) })
-    }
 }
 
 /// One pinned buffer and the event after its last DMA.

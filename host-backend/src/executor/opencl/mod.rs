@@ -44,7 +44,8 @@ use protocol::opencl::{
 };
 use protocol::{ProtocolError, Request, Response};
 
-use super::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory, SessionLimits};
+use super::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
+use crate::limits::SessionLimits;
 use handles::{native, Object, Table};
 use program::IssuedBinaries;
 use user_events::UserEvents;

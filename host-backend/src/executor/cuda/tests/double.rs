@@ -8,8 +8,8 @@ use protocol::cuda::*;
 use protocol::{Opcode, Request};
 
 use super::*;
-use crate::executor::cuda_double::{Recorder, RecordingCudaDouble, RecordingCudaFactory};
 use crate::executor::ExecutorFactory;
+use crate::testing::{Recorder, RecordingCudaDouble, RecordingCudaFactory};
 
 /// `CUDA_ERROR_ILLEGAL_ADDRESS`: what a kernel fault leaves in a context.
 const ILLEGAL_ADDRESS: i32 = 700;

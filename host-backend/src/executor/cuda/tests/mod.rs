@@ -23,8 +23,9 @@ use protocol::cuda::*;
 use protocol::{Request, Response};
 
 use super::CudaFactory;
-use crate::executor::cuda_double::{Recorder, RecordingCudaDouble};
-use crate::executor::{Bulk, ExecError, Executor, GuestBuf, SessionLimits};
+use crate::executor::{Bulk, ExecError, Executor, GuestBuf};
+use crate::limits::SessionLimits;
+use crate::testing::{Recorder, RecordingCudaDouble};
 
 /// Limits generous enough for the functional checks.
 pub(super) const LIMITS: SessionLimits = SessionLimits {

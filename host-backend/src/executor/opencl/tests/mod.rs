@@ -13,7 +13,8 @@ use protocol::opencl::*;
 use protocol::{ProtocolError, Request, Response};
 
 use super::{IssuedBinaries, OpenClExecutor, OpenClFactory};
-use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, GuestBuf, SessionLimits};
+use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, GuestBuf};
+use crate::limits::SessionLimits;
 
 mod guards;
 mod staging;
