@@ -33,11 +33,12 @@ use protocol::{FrameIter, Header, ProtocolError, QueueClass, CONTROL_QUEUE};
 use tracing::debug;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 use crate::dispatch::{self, Responses};
-use crate::executor::{Bulk, GuestBuf};
+use crate::executor::Bulk;
 use crate::limited_warn;
+use crate::segment::{InSeg, OutSeg};
 use crate::session::Session;
 
 /// Why a chain could not be used at all (completed with used length 0).
@@ -132,26 +133,25 @@ fn split<I: Iterator<Item = Descriptor>>(
     })
 }
 
-/// Wraps each bulk descriptor as a [`GuestBuf`] into `mem`, or fails if one
-/// lies outside guest memory, spans regions, or exceeds `MAX_TRANSFER_LEN`.
-fn lend(mem: &GuestMemoryMmap, descs: &[Descriptor]) -> Result<Vec<GuestBuf>, ProtocolError> {
-    let mut out = Vec::with_capacity(descs.len());
-    for d in descs {
-        if u64::from(d.len()) > MAX_TRANSFER_LEN {
-            return Err(ProtocolError::BadDescriptor);
-        }
-        let slice = mem
-            .get_slice(d.addr(), d.len() as usize)
-            .map_err(|_| ProtocolError::BadDescriptor)?;
-        let ptr = slice.ptr_guard_mut().as_ptr();
-        // SAFETY: `get_slice` checked that `ptr..ptr+len` lies inside one
-        // mapped region of `mem`. The caller holds `mem` borrowed for as long
-        // as the returned buffers live (they are dropped before
-        // `process_chain` returns), so the mapping outlives them. Guest
-        // memory is mapped read-write by the vhost-user backend.
-        out.push(unsafe { GuestBuf::new(ptr, d.len() as usize) });
-    }
-    Ok(out)
+/// Lends each bulk descriptor as a segment of `mem` (made by `wrap`), or
+/// fails if one lies outside guest memory, spans regions, or exceeds
+/// `MAX_TRANSFER_LEN`.
+fn lend<'m, S>(
+    mem: &'m GuestMemoryMmap,
+    descs: &[Descriptor],
+    wrap: impl Fn(VolatileSlice<'m>) -> S,
+) -> Result<Vec<S>, ProtocolError> {
+    descs
+        .iter()
+        .map(|d| {
+            if u64::from(d.len()) > MAX_TRANSFER_LEN {
+                return Err(ProtocolError::BadDescriptor);
+            }
+            mem.get_slice(d.addr(), d.len() as usize)
+                .map(&wrap)
+                .map_err(|_| ProtocolError::BadDescriptor)
+        })
+        .collect()
 }
 
 fn in_memory(mem: &GuestMemoryMmap, d: &Descriptor) -> bool {
@@ -284,7 +284,8 @@ fn run(
     }
     let bufs = match reject {
         Some(e) => Err(e),
-        None => lend(mem, in_desc).and_then(|i| Ok((i, lend(mem, out_desc)?))),
+        None => lend(mem, in_desc, InSeg::guest)
+            .and_then(|i| Ok((i, lend(mem, out_desc, OutSeg::guest)?))),
     };
     let (in_bufs, out_bufs) = match bufs {
         Ok(b) => b,

@@ -12,6 +12,7 @@
 //! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
 //! | `dispatch` | per-frame dispatch shared by chains and stream records |
 //! | [`stream`] | serving one stream connection: records in, records out |
+//! | [`segment`] | bulk segments lent to an executor for one request |
 //! | [`session`] | per-connection session: version, executor, counters |
 //! | [`vsock`] | vsock device mode: the daemon as a VM's vhost-user-vsock device |
 //! | [`limits`] | per-session and per-daemon bounds and their defaults |
@@ -30,6 +31,7 @@ mod dispatch;
 pub mod executor;
 pub mod limits;
 pub mod log;
+pub mod segment;
 pub mod server;
 pub mod session;
 pub mod stream;

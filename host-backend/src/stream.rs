@@ -24,8 +24,9 @@ use protocol::{DecodeError, FrameIter, ProtocolError, QueueClass};
 use tracing::debug;
 
 use crate::dispatch::{self, Responses};
-use crate::executor::{Bulk, GuestBuf};
+use crate::executor::Bulk;
 use crate::limited_warn;
+use crate::segment::{InSeg, OutSeg};
 use crate::session::Session;
 
 /// Why a stream connection ended.
@@ -193,30 +194,21 @@ fn handle_record(session: &mut Session, header: &RecordHeader, bufs: &mut Buffer
         .sum();
     out_bulk.clear();
     out_bulk.resize(total, 0);
-    let base = out_bulk.as_mut_ptr();
-    let mut lent: Vec<(Vec<GuestBuf>, Vec<GuestBuf>)> = Vec::with_capacity(frames.len());
+    let mut lent: Vec<(Vec<InSeg<'_>>, Vec<OutSeg<'_>>)> = Vec::with_capacity(frames.len());
     let mut spans: Vec<Vec<(usize, usize)>> = Vec::with_capacity(frames.len());
+    let mut rest: &mut [u8] = out_bulk;
     let mut off = 0usize;
     for f in &frames {
-        let input = f
-            .input
-            .iter()
-            .map(|s| {
-                // SAFETY: `s` lies in `body`, which is neither moved
-                // nor modified until `lent` is dropped at the end of this
-                // function. Executors only read input segments, so the
-                // pointer derived from a shared slice is never written.
-                unsafe { GuestBuf::new(s.as_ptr().cast_mut(), s.len()) }
-            })
-            .collect();
+        let input = f.input.iter().map(|s| InSeg::bytes(s)).collect();
         let mut output = Vec::with_capacity(f.output.len());
         let mut span = Vec::with_capacity(f.output.len());
         for &n in &f.output {
             let n = n as usize;
-            // SAFETY: `off + n <= total == out_bulk.len()`, so the range
-            // lies in `out_bulk`, sized just above,, which is not touched
-            // through any reference until `lent` is dropped.
-            output.push(unsafe { GuestBuf::new(base.add(off), n) });
+            // `total` is the sum of these lengths, so each fits.
+            let k = n.min(rest.len());
+            let (seg, tail) = std::mem::take(&mut rest).split_at_mut(k);
+            rest = tail;
+            output.push(OutSeg::bytes(seg));
             span.push((off, n));
             off += n;
         }

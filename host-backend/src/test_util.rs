@@ -15,6 +15,7 @@ use protocol::{Request, Response};
 
 use crate::executor::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
 use crate::limits::SessionLimits;
+use crate::segment::{InSeg, OutSeg};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
@@ -49,7 +50,7 @@ impl Abandon for Gate {
 impl Executor for FakeExecutor {
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         for b in bulk.output {
-            assert!(b.write(b"out"));
+            assert!(b.write_at(0, b"out"));
         }
         self.0.lock().unwrap().push(Seen {
             req: req.clone(),
@@ -118,4 +119,23 @@ pub(crate) fn capture_log(f: impl FnOnce()) -> String {
     tracing::subscriber::with_default(subscriber, f);
     let bytes = out.0.lock().unwrap().clone();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs `req` on `ex` with in-bulk segments over `input` and out-bulk
+/// segments over `output`.
+pub(crate) fn call_bulk(
+    ex: &mut dyn Executor,
+    req: Request,
+    input: &mut [Vec<u8>],
+    output: &mut [Vec<u8>],
+) -> Result<Response, ExecError> {
+    let i: Vec<InSeg<'_>> = input.iter().map(|b| InSeg::bytes(b)).collect();
+    let o: Vec<OutSeg<'_>> = output.iter_mut().map(|b| OutSeg::bytes(b)).collect();
+    ex.execute(
+        req,
+        &Bulk {
+            input: &i,
+            output: &o,
+        },
+    )
 }

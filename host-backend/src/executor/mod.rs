@@ -7,7 +7,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `mod.rs` | the trait, guest buffers, errors, selection |
+//! | `mod.rs` | the trait, a request's bulk, errors, selection |
 //! | `opencl/` | the OpenCL executor over `opencl3` |
 //! | `cuda/` | the CUDA executor over `cudarc` (driver API) |
 //! | `combined.rs` | several API families in one session, routed by opcode |
@@ -18,118 +18,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use protocol::{ProtocolError, Request, Response};
 
 use crate::limits::SessionLimits;
+use crate::segment::{InSeg, OutSeg};
 use tracing::info;
 
 pub mod combined;
 pub mod cuda;
 pub mod opencl;
 
-/// A guest-memory segment lent to an executor for the duration of one request.
-///
-/// It points into guest memory mapped by the daemon. The guest may change the
-/// bytes at any time (it only harms its own results), so the executor must
-/// treat the contents as untrusted and must not keep the pointer after
-/// `execute` returns.
-pub struct GuestBuf {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl fmt::Debug for GuestBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuestBuf").field("len", &self.len).finish()
-    }
-}
-
-impl GuestBuf {
-    /// Wraps a mapped range.
-    ///
-    /// # Safety
-    /// `ptr..ptr+len` must stay mapped and writable for as long as the
-    /// `GuestBuf` lives.
-    pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
-        GuestBuf { ptr, len }
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when the segment is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Start of the segment, for handing to a runtime that copies from it.
-    pub fn as_ptr(&self) -> *const u8 {
-        self.ptr
-    }
-
-    /// Start of the segment, for handing to a runtime that copies into it.
-    pub fn as_mut_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    /// Copies the segment out into an owned vector.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len];
-        // SAFETY: the constructor's contract keeps `ptr..ptr+len` mapped; `v`
-        // is a fresh allocation of `len` bytes and cannot overlap guest memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr, v.as_mut_ptr(), self.len) };
-        v
-    }
-
-    /// Copies bytes from `offset` into `dst`; returns false (and copies
-    /// nothing) if the range does not lie inside the segment.
-    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
-        if offset
-            .checked_add(dst.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return false;
-        }
-        // SAFETY: `offset..offset+dst.len()` lies inside the segment, which
-        // the constructor keeps mapped; `dst` is daemon memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) };
-        true
-    }
-
-    /// Copies `src` into the segment at `offset`; returns false (and copies
-    /// nothing) if it does not fit.
-    pub fn write_at(&self, offset: usize, src: &[u8]) -> bool {
-        if offset
-            .checked_add(src.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return false;
-        }
-        // SAFETY: the range lies inside the segment, mapped and writable by
-        // the constructor's contract; `src` is daemon memory.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
-        true
-    }
-
-    /// Copies `src` into the start of the segment; returns false (and copies
-    /// nothing) if it does not fit.
-    pub fn write(&self, src: &[u8]) -> bool {
-        if src.len() > self.len {
-            return false;
-        }
-        // SAFETY: `src.len() <= len` and the constructor keeps the range mapped
-        // and writable; `src` is daemon memory, so the ranges do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, src.len()) };
-        true
-    }
-}
-
-/// The bulk segments of one request frame.
+/// The bulk segments of one request frame, lent for that request only
+/// (see [`crate::segment`]).
 #[derive(Debug, Default)]
 pub struct Bulk<'a> {
     /// Readable segments, in the order the request names them.
-    pub input: &'a [GuestBuf],
+    pub input: &'a [InSeg<'a>],
     /// Writable segments, in the order the request names them.
-    pub output: &'a [GuestBuf],
+    pub output: &'a [OutSeg<'a>],
 }
 
 /// Why a request failed.

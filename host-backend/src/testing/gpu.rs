@@ -10,7 +10,7 @@ use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, Para
 use super::memory::{Memory, PAGE};
 use super::{DOUBLE_DEVICE_NAME, DOUBLE_DRIVER_VERSION};
 use crate::executor::cuda::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
-use crate::executor::GuestBuf;
+use crate::segment::{total_len, Cursor, InSeg, OutSeg};
 
 /// A few `CUdevice_attribute`s of an H100-class device, enough for
 /// programs that size launches from them.
@@ -111,27 +111,6 @@ impl EmulatedGpu {
     }
 }
 
-/// Copies between emulated memory and guest segments.
-pub(super) fn gather(src: &[GuestBuf]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for s in src {
-        out.extend_from_slice(&s.to_vec());
-    }
-    out
-}
-
-fn scatter(bytes: &[u8], dst: &[GuestBuf]) -> CuResult<()> {
-    let mut rest = bytes;
-    for d in dst {
-        let (head, tail) = rest.split_at(d.len().min(rest.len()));
-        if !d.write(head) {
-            return Err(INVALID_VALUE);
-        }
-        rest = tail;
-    }
-    Ok(())
-}
-
 impl Backend for EmulatedGpu {
     type Module = EmuModule;
     type Function = EmuFunction;
@@ -192,9 +171,9 @@ impl Backend for EmulatedGpu {
         _device: u32,
         _lane: Lane<'_, EmuStream>,
         dst: u64,
-        src: &[GuestBuf],
+        src: &[InSeg<'_>],
     ) -> CuResult<()> {
-        self.memory.write(dst, &gather(src))
+        self.memory.write(dst, &Cursor::new(src).gather(0))
     }
 
     fn memcpy_dtoh(
@@ -202,12 +181,16 @@ impl Backend for EmulatedGpu {
         _device: u32,
         _lane: Lane<'_, EmuStream>,
         src: u64,
-        dst: &[GuestBuf],
+        dst: &[OutSeg<'_>],
     ) -> CuResult<()> {
-        let len: usize = dst.iter().map(GuestBuf::len).sum();
+        let len = usize::try_from(total_len(dst)).map_err(|_| INVALID_VALUE)?;
         let mut bytes = vec![0; len];
         self.memory.read(src, &mut bytes)?;
-        scatter(&bytes, dst)
+        if Cursor::new(dst).write(&bytes) {
+            Ok(())
+        } else {
+            Err(INVALID_VALUE)
+        }
     }
 
     fn memcpy_dtod(

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use protocol::session::FEATURE_CUDA;
 use protocol::{Opcode, Request, Response};
 
-use super::gpu::{gather, EmulatedGpu};
+use super::gpu::EmulatedGpu;
 use super::DOUBLE_TOTAL_MEM;
 use crate::executor::cuda::CudaSession;
 use crate::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
 use crate::limits::SessionLimits;
+use crate::segment::Cursor;
 
 /// Session numbers, for telling recorded calls apart.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -179,7 +180,7 @@ impl Drop for RecordingCudaDouble {
 
 impl Executor for RecordingCudaDouble {
     fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
-        let input = gather(bulk.input);
+        let input = Cursor::new(bulk.input).gather(0);
         let outcome = match (self.poisoned, self.recorder.injected(req.opcode())) {
             (Some(code), _) => Err(ExecError::Native(code)),
             (None, Some((code, sticky))) => {

@@ -12,7 +12,7 @@
 use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemsetWidth, ParamInfo};
 
 use super::image::ImageInfo;
-use crate::executor::GuestBuf;
+use crate::segment::{InSeg, OutSeg};
 
 /// A `CUresult` failure.
 pub type CuResult<T> = Result<T, i32>;
@@ -104,7 +104,7 @@ pub trait Backend: Send {
         device: u32,
         lane: Lane<'_, Self::Stream>,
         dst: u64,
-        src: &[GuestBuf],
+        src: &[InSeg<'_>],
     ) -> CuResult<()>;
     /// Copies from `src` into the concatenated `dst` segments, ordered on
     /// `lane`, and waits for it: the segments are valid only until return.
@@ -113,7 +113,7 @@ pub trait Backend: Send {
         device: u32,
         lane: Lane<'_, Self::Stream>,
         src: u64,
-        dst: &[GuestBuf],
+        dst: &[OutSeg<'_>],
     ) -> CuResult<()>;
     /// Copies `size` bytes between device ranges, ordered on `lane`.
     fn memcpy_dtod(

@@ -12,8 +12,9 @@ use protocol::cuda::*;
 use super::backend::{Backend, LaunchDims};
 use super::memory::Owner;
 use super::rules;
-use super::session::{bad_descriptor, cu, total_len, CudaSession, Obj};
+use super::session::{bad_descriptor, cu, CudaSession, Obj};
 use crate::executor::{Bulk, ExecError};
+use crate::segment::total_len;
 
 impl<B: Backend> CudaSession<B> {
     /// The device of the region holding `ptr..ptr+len`.

@@ -25,8 +25,8 @@ use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
 use super::launch_args::LaunchArgs;
 use super::staging::{Dma, Staging};
-use crate::executor::GuestBuf;
 use crate::limits::STAGING_CHUNK;
+use crate::segment::{InSeg, OutSeg};
 
 /// Maps a driver result to `Ok` or its code.
 pub(super) fn check(r: CUresult) -> CuResult<()> {
@@ -331,7 +331,7 @@ impl Backend for Driver {
         device: u32,
         lane: Lane<'_, DrvStream>,
         dst: u64,
-        src: &[GuestBuf],
+        src: &[InSeg<'_>],
     ) -> CuResult<()> {
         let stream = stream_of(lane);
         self.enter(device)?
@@ -344,7 +344,7 @@ impl Backend for Driver {
         device: u32,
         lane: Lane<'_, DrvStream>,
         src: u64,
-        dst: &[GuestBuf],
+        dst: &[OutSeg<'_>],
     ) -> CuResult<()> {
         let stream = stream_of(lane);
         self.enter(device)?

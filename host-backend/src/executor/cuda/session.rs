@@ -27,8 +27,9 @@ use super::backend::{Backend, Lane, ModuleImage};
 use super::image::{self, ImageInfo};
 use super::memory::{MemTable, Owner};
 use super::rules;
-use crate::executor::{Bulk, ExecError, GuestBuf};
+use crate::executor::{Bulk, ExecError};
 use crate::limits::SessionLimits;
+use crate::segment::{total_len, Cursor};
 
 /// A native `CUresult` failure.
 pub(super) fn cu(code: i32) -> ExecError {
@@ -38,11 +39,6 @@ pub(super) fn cu(code: i32) -> ExecError {
 /// The bulk segments do not match what the request declares.
 pub(super) fn bad_descriptor() -> ExecError {
     ExecError::Protocol(ProtocolError::BadDescriptor)
-}
-
-/// Total length of some guest segments.
-pub(super) fn total_len(segs: &[GuestBuf]) -> u64 {
-    segs.iter().map(|b| b.len() as u64).sum()
 }
 
 /// One guest-named object.
@@ -394,14 +390,7 @@ impl<B: Backend> CudaSession<B> {
         rules::check_jit_options(&r.options).map_err(cu)?;
         // The image is copied out of guest memory once, so that what is
         // checked and parsed is what the driver loads.
-        let mut bytes = Vec::with_capacity(r.image_len as usize + 1);
-        for seg in bulk.input {
-            let at = bytes.len();
-            bytes.resize(at + seg.len(), 0);
-            if !seg.read_at(0, &mut bytes[at..]) {
-                return Err(bad_descriptor());
-            }
-        }
+        let mut bytes = Cursor::new(bulk.input).gather(1);
         if !image::magic_matches(r.kind, &bytes) || !image::extent_fits(r.kind, &bytes) {
             return Err(cu(match r.kind {
                 ImageKind::Ptx => INVALID_PTX,

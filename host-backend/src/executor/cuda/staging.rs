@@ -27,74 +27,14 @@ use std::collections::VecDeque;
 use cudarc::driver::sys;
 
 use super::backend::CuResult;
-use crate::executor::GuestBuf;
 use crate::limits::{STAGING_BUFFERS, STAGING_CHUNK};
+use crate::segment::{total_len, Cursor, InSeg, OutSeg};
+use protocol::cuda::result::INVALID_VALUE;
 
 /// Smallest chunk a device-to-host copy is split into: below this the
 /// per-chunk driver overhead (an async copy and an event, a few µs) costs
 /// more than the overlap gains.
 const DTOH_MIN_CHUNK: usize = 256 << 10;
-
-/// A cursor over concatenated guest segments.
-struct Cursor<'a> {
-    segs: &'a [GuestBuf],
-    seg: usize,
-    off: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(segs: &'a [GuestBuf]) -> Self {
-        Cursor {
-            segs,
-            seg: 0,
-            off: 0,
-        }
-    }
-
-    /// Fills `out` from the segments, in order.
-    fn read(&mut self, mut out: &mut [u8]) -> CuResult<()> {
-        while !out.is_empty() {
-            let seg = self
-                .segs
-                .get(self.seg)
-                .ok_or(sys::CUresult::CUDA_ERROR_INVALID_VALUE as i32)?;
-            let n = (seg.len() - self.off).min(out.len());
-            let (head, tail) = out.split_at_mut(n);
-            if !seg.read_at(self.off, head) {
-                return Err(sys::CUresult::CUDA_ERROR_INVALID_VALUE as i32);
-            }
-            self.advance(n);
-            out = tail;
-        }
-        Ok(())
-    }
-
-    /// Writes `src` into the segments, in order.
-    fn write(&mut self, mut src: &[u8]) -> CuResult<()> {
-        while !src.is_empty() {
-            let seg = self
-                .segs
-                .get(self.seg)
-                .ok_or(sys::CUresult::CUDA_ERROR_INVALID_VALUE as i32)?;
-            let n = (seg.len() - self.off).min(src.len());
-            let (head, tail) = src.split_at(n);
-            if !seg.write_at(self.off, head) {
-                return Err(sys::CUresult::CUDA_ERROR_INVALID_VALUE as i32);
-            }
-            self.advance(n);
-            src = tail;
-        }
-        Ok(())
-    }
-
-    fn advance(&mut self, n: usize) {
-        self.off += n;
-        while self.segs.get(self.seg).is_some_and(|s| self.off >= s.len()) {
-            self.off -= self.segs.get(self.seg).map_or(0, GuestBuf::len);
-            self.seg += 1;
-        }
-    }
-}
 
 /// The driver calls the pool makes, so that the pipeline can be tested
 /// without a GPU. `driver::DriverDma` is the real one; every call expects the
@@ -221,9 +161,9 @@ impl Staging {
         dma: &mut impl Dma,
         stream: sys::CUstream,
         dst: u64,
-        src: &[GuestBuf],
+        src: &[InSeg<'_>],
     ) -> CuResult<()> {
-        let total: usize = src.iter().map(GuestBuf::len).sum();
+        let total = usize::try_from(total_len(src)).map_err(|_| INVALID_VALUE)?;
         let mut cursor = Cursor::new(src);
         let mut done = 0usize;
         while done < total {
@@ -231,7 +171,9 @@ impl Staging {
             let i = self.take(dma)?;
             let slot = self.slot(i)?;
             slot.wait(dma)?;
-            cursor.read(slot.bytes(len))?;
+            if !cursor.read(slot.bytes(len)) {
+                return Err(INVALID_VALUE);
+            }
             dma.htod_async(dst + done as u64, slot.host, len, stream)?;
             dma.event_record(slot.event, stream)?;
             slot.busy = true;
@@ -247,9 +189,9 @@ impl Staging {
         dma: &mut impl Dma,
         stream: sys::CUstream,
         src: u64,
-        dst: &[GuestBuf],
+        dst: &[OutSeg<'_>],
     ) -> CuResult<()> {
-        let total: usize = dst.iter().map(GuestBuf::len).sum();
+        let total = usize::try_from(total_len(dst)).map_err(|_| INVALID_VALUE)?;
         let mut cursor = Cursor::new(dst);
         let mut inflight: VecDeque<(usize, usize)> = VecDeque::new();
         let result = self.dtoh_chunks(dma, stream, src, total, &mut cursor, &mut inflight);
@@ -270,7 +212,7 @@ impl Staging {
         stream: sys::CUstream,
         src: u64,
         total: usize,
-        cursor: &mut Cursor<'_>,
+        cursor: &mut Cursor<'_, OutSeg<'_>>,
         inflight: &mut VecDeque<(usize, usize)>,
     ) -> CuResult<()> {
         // Smaller chunks than the buffers let the copy of one chunk into
@@ -303,7 +245,7 @@ impl Staging {
     fn drain_one(
         &mut self,
         dma: &mut impl Dma,
-        cursor: &mut Cursor<'_>,
+        cursor: &mut Cursor<'_, OutSeg<'_>>,
         inflight: &mut VecDeque<(usize, usize)>,
     ) -> CuResult<()> {
         let Some((i, len)) = inflight.pop_front() else {
@@ -311,7 +253,11 @@ impl Staging {
         };
         let slot = self.slot(i)?;
         slot.wait(dma)?;
-        cursor.write(slot.bytes(len))
+        if cursor.write(slot.bytes(len)) {
+            Ok(())
+        } else {
+            Err(INVALID_VALUE)
+        }
     }
 
     /// Waits for every buffer's DMA and frees the pool. The context must be
@@ -331,12 +277,12 @@ impl Staging {
 mod tests {
     use super::*;
 
-    fn wrap(v: &mut [Vec<u8>]) -> Vec<GuestBuf> {
-        v.iter_mut()
-            // SAFETY: the vectors outlive the buffers, which each test drops
-            // before touching the vectors again.
-            .map(|b| unsafe { GuestBuf::new(b.as_mut_ptr(), b.len()) })
-            .collect()
+    fn ins(v: &[Vec<u8>]) -> Vec<InSeg<'_>> {
+        v.iter().map(|b| InSeg::bytes(b)).collect()
+    }
+
+    fn outs(v: &mut [Vec<u8>]) -> Vec<OutSeg<'_>> {
+        v.iter_mut().map(|b| OutSeg::bytes(b)).collect()
     }
 
     /// One queued operation of [`LateDma`]'s single stream.
@@ -494,11 +440,11 @@ mod tests {
         let n = 9 * STAGING_CHUNK + 5;
         let mut dma = LateDma::with_device(n + 64);
         let mut pool = Staging::default();
-        let mut segs: Vec<Vec<u8>> = pattern(n, 1)
+        let segs: Vec<Vec<u8>> = pattern(n, 1)
             .chunks(n / 3 + 1)
             .map(<[u8]>::to_vec)
             .collect();
-        let bufs = wrap(&mut segs);
+        let bufs = ins(&segs);
         pool.htod(&mut dma, stream(), BASE + 7, &bufs).unwrap();
         // The call returned with DMA still queued: it does not wait for the
         // last chunks, only for buffers it reuses.
@@ -519,7 +465,7 @@ mod tests {
         dma.device = pattern(n, 9);
         let mut pool = Staging::default();
         let mut segs = vec![vec![0u8; n / 2], vec![0u8; n - n / 2]];
-        let bufs = wrap(&mut segs);
+        let bufs = outs(&mut segs);
         pool.dtoh(&mut dma, stream(), BASE, &bufs).unwrap();
         assert_eq!(dma.pending_copies(), 0);
         drop(bufs);
@@ -531,9 +477,9 @@ mod tests {
         let n = 3 * STAGING_CHUNK;
         let mut dma = LateDma::with_device(n);
         let mut pool = Staging::default();
-        let mut src = vec![pattern(n, 5)];
+        let src = vec![pattern(n, 5)];
         let mut dst = vec![vec![0u8; n]];
-        let (s, d) = (wrap(&mut src), wrap(&mut dst));
+        let (s, d) = (ins(&src), outs(&mut dst));
         pool.htod(&mut dma, stream(), BASE, &s).unwrap();
         pool.dtoh(&mut dma, stream(), BASE, &d).unwrap();
         drop((s, d));
@@ -548,7 +494,7 @@ mod tests {
         dma.fail_dtoh_at = Some(3);
         let mut pool = Staging::default();
         let mut dst = vec![vec![0u8; n]];
-        let d = wrap(&mut dst);
+        let d = outs(&mut dst);
         assert!(pool.dtoh(&mut dma, stream(), BASE, &d).is_err());
         assert_eq!(dma.pending_copies(), 0);
         pool.dtoh(&mut dma, stream(), BASE, &d).unwrap();
@@ -560,26 +506,5 @@ mod tests {
             (STAGING_BUFFERS, STAGING_BUFFERS)
         );
         assert!(dma.hosts.is_empty());
-    }
-
-    #[test]
-    fn cursor_walks_segments_of_any_length_in_order() {
-        let mut segs = vec![b"abc".to_vec(), vec![], b"defgh".to_vec(), b"ij".to_vec()];
-        let bufs = wrap(&mut segs);
-        let mut c = Cursor::new(&bufs);
-        let (mut a, mut b) = ([0u8; 4], [0u8; 6]);
-        c.read(&mut a).unwrap();
-        c.read(&mut b).unwrap();
-        assert_eq!(&a, b"abcd");
-        assert_eq!(&b, b"efghij");
-        // Past the end.
-        assert!(c.read(&mut [0u8; 1]).is_err());
-        let mut c = Cursor::new(&bufs);
-        c.write(b"0123").unwrap();
-        c.write(b"").unwrap();
-        c.write(b"456789").unwrap();
-        assert!(c.write(b"!").is_err());
-        drop(bufs);
-        assert_eq!(segs.concat(), b"0123456789");
     }
 }

@@ -28,7 +28,8 @@ use protocol::ProtocolError;
 
 use super::handles::{native, Charge, EventObj, MemObj, Object};
 use super::OpenClExecutor;
-use crate::executor::{Bulk, ExecError, GuestBuf};
+use crate::executor::{Bulk, ExecError};
+use crate::segment::{InSeg, Segment};
 
 fn bad_descriptor() -> ExecError {
     ExecError::Protocol(ProtocolError::BadDescriptor)
@@ -48,9 +49,9 @@ fn check_range(offset: u64, size: u64, len: u64) -> Result<(usize, usize), ExecE
 }
 
 /// The single segment of `segs`, of exactly `size` bytes.
-fn single(segs: &[GuestBuf], size: u64) -> Result<&GuestBuf, ExecError> {
+fn single<S: Segment>(segs: &[S], size: u64) -> Result<&S, ExecError> {
     match segs {
-        [buf] if buf.len() as u64 == size => Ok(buf),
+        [buf] if buf.seg_len() as u64 == size => Ok(buf),
         _ => Err(bad_descriptor()),
     }
 }
@@ -137,11 +138,14 @@ impl OpenClExecutor {
         if max != 0 && used.checked_add(req.size).is_none_or(|total| total > max) {
             return Err(native(CL_MEM_OBJECT_ALLOCATION_FAILURE));
         }
-        let host = init.map_or(std::ptr::null_mut(), |b| b.as_mut_ptr().cast());
+        let guard = init.map(InSeg::ptr_guard);
+        let host = guard
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |g| g.as_ptr().cast_mut().cast());
         // SAFETY: `ctx` is a live context of this session. `host` is NULL or a
-        // guest segment of exactly `size` bytes that stays mapped for this
-        // call; with COPY_HOST_PTR the runtime copies it before returning and
-        // keeps no reference to it.
+        // segment of exactly `size` bytes, mapped while `guard` lives (to the
+        // end of this call); with COPY_HOST_PTR the runtime copies it before
+        // returning, only reads it, and keeps no reference to it.
         let mem = unsafe { cl3::memory::create_buffer(ctx, flags, size, host) }.map_err(native)?;
         let obj = MemObj::buffer(
             Buffer::new(mem),
@@ -194,14 +198,15 @@ impl OpenClExecutor {
             return Err(native(CL_INVALID_VALUE));
         }
         let staged = (posted && self.staging.room_for(size)).then(|| src.to_vec());
+        let guard = src.ptr_guard();
         let (blocking, from) = match &staged {
             Some(copy) => (CL_FALSE, copy.as_ptr()),
-            None => (CL_TRUE, src.as_ptr()),
+            None => (CL_TRUE, guard.as_ptr()),
         };
         // SAFETY: queue, buffer and wait-list events are live objects of this
         // session; `offset..offset+size` lies inside the buffer. `from` holds
-        // exactly `size` readable bytes: guest memory for the whole
-        // (blocking) call, or the staged copy, which is kept (below) until
+        // exactly `size` readable bytes: the segment, mapped while `guard`
+        // lives, for the whole (blocking) call, or the staged copy, which is kept (below) until
         // the runtime reports the write complete.
         let ev = unsafe {
             cl3::command_queue::enqueue_write_buffer(
@@ -246,8 +251,10 @@ impl OpenClExecutor {
         if size == 0 {
             return Err(native(CL_INVALID_VALUE));
         }
-        // SAFETY: as for writes; `dst` holds exactly `size` writable bytes and
-        // the read is blocking, so the runtime is done with it on return.
+        let guard = dst.ptr_guard_mut();
+        // SAFETY: as for writes; `dst` holds exactly `size` writable bytes,
+        // mapped while `guard` lives, and the read is blocking, so the
+        // runtime is done with it before `guard` is dropped.
         let ev = unsafe {
             cl3::command_queue::enqueue_read_buffer(
                 p.queue,
@@ -255,7 +262,7 @@ impl OpenClExecutor {
                 CL_TRUE,
                 offset,
                 size,
-                dst.as_mut_ptr().cast(),
+                guard.as_ptr().cast(),
                 p.wait_len(),
                 p.wait_ptr(),
             )

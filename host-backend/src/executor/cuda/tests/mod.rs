@@ -23,8 +23,9 @@ use protocol::cuda::*;
 use protocol::{Request, Response};
 
 use super::CudaFactory;
-use crate::executor::{Bulk, ExecError, Executor, GuestBuf};
+use crate::executor::{Bulk, ExecError, Executor};
 use crate::limits::SessionLimits;
+pub(super) use crate::test_util::call_bulk;
 use crate::testing::{Recorder, RecordingCudaDouble};
 
 /// Limits generous enough for the functional checks.
@@ -119,31 +120,6 @@ pub(super) fn code(r: Result<Response, ExecError>) -> i32 {
         Err(ExecError::Native(c)) => c,
         other => panic!("expected a native error, got {other:?}"),
     }
-}
-
-/// Runs `req` with guest segments over the given vectors.
-pub(super) fn call_bulk(
-    ex: &mut dyn Executor,
-    req: Request,
-    input: &mut [Vec<u8>],
-    output: &mut [Vec<u8>],
-) -> Result<Response, ExecError> {
-    let wrap = |v: &mut [Vec<u8>]| -> Vec<GuestBuf> {
-        v.iter_mut()
-            // SAFETY: each vector outlives the `GuestBuf`s, which are
-            // dropped at the end of this function, and nothing else touches
-            // the vectors meanwhile.
-            .map(|b| unsafe { GuestBuf::new(b.as_mut_ptr(), b.len()) })
-            .collect()
-    };
-    let (i, o) = (wrap(input), wrap(output));
-    ex.execute(
-        req,
-        &Bulk {
-            input: &i,
-            output: &o,
-        },
-    )
 }
 
 /// Handles and helpers for one session under test.

@@ -13,8 +13,9 @@ use protocol::opencl::*;
 use protocol::{ProtocolError, Request, Response};
 
 use super::{IssuedBinaries, OpenClExecutor, OpenClFactory};
-use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory, GuestBuf};
+use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory};
 use crate::limits::SessionLimits;
+use crate::test_util::call_bulk;
 
 mod guards;
 mod staging;
@@ -61,33 +62,6 @@ fn native_err(r: Result<Response, ExecError>) -> i32 {
         Err(ExecError::Native(c)) => c,
         other => panic!("expected a native error, got {other:?}"),
     }
-}
-
-/// Runs `req` with guest segments over the given vectors.
-fn call_bulk(
-    ex: &mut dyn Executor,
-    req: Request,
-    input: &mut [Vec<u8>],
-    output: &mut [Vec<u8>],
-) -> Result<Response, ExecError> {
-    let wrap = |v: &mut [Vec<u8>]| -> Vec<GuestBuf> {
-        v.iter_mut()
-            .map(|b| {
-                // SAFETY: each vector outlives the `GuestBuf`s, which are
-                // dropped at the end of this function, and nothing else
-                // touches the vectors meanwhile.
-                unsafe { GuestBuf::new(b.as_mut_ptr(), b.len()) }
-            })
-            .collect()
-    };
-    let (i, o) = (wrap(input), wrap(output));
-    ex.execute(
-        req,
-        &Bulk {
-            input: &i,
-            output: &o,
-        },
-    )
 }
 
 fn platforms(ex: &mut dyn Executor) -> Vec<Handle> {

@@ -6,19 +6,18 @@ use std::time::Duration;
 
 use super::super::staging::{STAGED_WRITES_MAX, STAGE_MAX};
 use super::*;
+use crate::segment::InSeg;
 
 /// Posts a write of `data`, then scribbles over `data` as a guest may
 /// once the call has returned.
-fn post_write(ex: &mut OpenClExecutor, buffer: Handle, offset: u64, data: &mut Vec<u8>) {
+fn post_write(ex: &mut OpenClExecutor, buffer: Handle, offset: u64, data: &mut [u8]) {
     let req = Request::ClEnqueueWriteBuffer(EnqueueWriteBuffer {
         common: common(None),
         buffer,
         offset,
         size: data.len() as u64,
     });
-    // SAFETY: `data` outlives the segment, which is dropped at the end of
-    // this function; nothing else touches it meanwhile.
-    let seg = [unsafe { GuestBuf::new(data.as_mut_ptr(), data.len()) }];
+    let seg = [InSeg::bytes(data)];
     let bulk = Bulk {
         input: &seg,
         output: &[],
