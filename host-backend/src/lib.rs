@@ -8,7 +8,8 @@
 //! | [`args`] | the command line, turned into a [`config::Config`] |
 //! | [`config`] | the checked configuration |
 //! | [`server`] | accept loop, one daemon per connection, signal handling |
-//! | [`vhu_compute`] | the `VhostUserBackend` impl: queues, adaptive polling |
+//! | [`vhu_compute`] | the virtio-compute `VhostUserBackend` impl: queues, adaptive polling |
+//! | [`vhu_glue`] | what both `VhostUserBackend` impls share: memory, exit events, draining a queue |
 //! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
 //! | `dispatch` | per-frame dispatch shared by chains and stream records |
 //! | [`stream`] | serving one stream connection: records in, records out |
@@ -40,6 +41,7 @@ mod test_util;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vhu_compute;
+pub mod vhu_glue;
 pub mod vsock;
 
 use config::Config;

@@ -2,6 +2,7 @@
 //! through, and the sanitiser for guest-chosen names. The policy (what each
 //! level is for) is written down in `docs/logging.md`.
 
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Warnings a single limiter lets through per [`WARN_WINDOW`]. Enough to show
@@ -60,34 +61,51 @@ impl WarnLimiter {
     }
 }
 
-/// Logs a `warn!` through a [`WarnLimiter`], mentioning how many earlier
-/// lines were suppressed.
+/// A limiter shared by the whole process, for lines that have no session
+/// or connection of their own at hand.
+pub fn daemon_limiter() -> MutexGuard<'static, WarnLimiter> {
+    static L: OnceLock<Mutex<WarnLimiter>> = OnceLock::new();
+    L.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Logs an event at `level` (`error`, `warn` or `info`) through a
+/// [`WarnLimiter`], mentioning how many earlier lines were suppressed.
+/// Every error, warn and info line a guest can trigger comes through here
+/// (`tests/log_policy.rs` keeps it so).
 #[macro_export]
-macro_rules! limited_warn {
-    ($limiter:expr, $($arg:tt)+) => {
+macro_rules! limited {
+    ($level:ident, $limiter:expr, $($arg:tt)+) => {
         if let Some(suppressed) = $limiter.allow() {
             if suppressed > 0 {
-                tracing::warn!(suppressed, $($arg)+);
+                tracing::$level!(suppressed, $($arg)+);
             } else {
-                tracing::warn!($($arg)+);
+                tracing::$level!($($arg)+);
             }
         }
     };
 }
 
-/// Logs an `info!` through a [`WarnLimiter`]: for lifecycle lines a guest
-/// can repeat at will (opening and closing sessions).
+/// [`limited!`] at level `error`: an operation a guest asked for failed in
+/// the daemon (not in the runtime), e.g. resources ran out.
+#[macro_export]
+macro_rules! limited_error {
+    ($limiter:expr, $($arg:tt)+) => { $crate::limited!(error, $limiter, $($arg)+) };
+}
+
+/// [`limited!`] at level `warn`: abnormal but handled (a guest's bad
+/// request, a refused connection).
+#[macro_export]
+macro_rules! limited_warn {
+    ($limiter:expr, $($arg:tt)+) => { $crate::limited!(warn, $limiter, $($arg)+) };
+}
+
+/// [`limited!`] at level `info`: lifecycle lines a guest can repeat at
+/// will (connections, sessions, device resets).
 #[macro_export]
 macro_rules! limited_info {
-    ($limiter:expr, $($arg:tt)+) => {
-        if let Some(suppressed) = $limiter.allow() {
-            if suppressed > 0 {
-                tracing::info!(suppressed, $($arg)+);
-            } else {
-                tracing::info!($($arg)+);
-            }
-        }
-    };
+    ($limiter:expr, $($arg:tt)+) => { $crate::limited!(info, $limiter, $($arg)+) };
 }
 
 /// Characters of a guest-chosen name (such as the session's client name)

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     match vhost_device_compute::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // log-policy: once per daemon, as it exits.
             tracing::error!("{}", report(&e));
             eprintln!("vhost-device-compute: error: {}", report(&e));
             ExitCode::FAILURE

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use tracing::{debug, error, info};
+use tracing::{debug, info};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -45,7 +45,7 @@ use crate::log::WarnLimiter;
 use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
 use crate::vsock::{VhuVsock, WAKE_EVENT};
-use crate::{limited_info, limited_warn};
+use crate::{limited_error, limited_info, limited_warn};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,16 @@ enum Stopper {
     Vhost(Option<ShutdownHandle>),
     /// A stream connection (a clone of its socket).
     Stream(UnixStream),
+}
+
+impl Stopper {
+    /// The kind of connection, for logs and thread names.
+    fn kind(&self) -> &'static str {
+        match self {
+            Stopper::Vhost(_) => "vhost-user",
+            Stopper::Stream(_) => "stream",
+        }
+    }
 }
 
 struct Live {
@@ -236,6 +246,7 @@ impl Server {
     /// Serves connections until stopped, then shuts every live one down.
     /// The socket files are removed when this returns.
     pub fn run(mut self) -> Result<(), ServerError> {
+        // log-policy: once per daemon, at start-up.
         info!(
             socket = ?self.config.socket,
             listen = ?self.config.listen,
@@ -250,6 +261,7 @@ impl Server {
         if let Some(p) = &self.config.listen {
             let _ = std::fs::remove_file(p);
         }
+        // log-policy: once per daemon, at its end.
         info!("stopped");
         result
     }
@@ -359,7 +371,7 @@ impl Server {
                 ) {
                     Ok(b) => Arc::new(b),
                     Err(e) => {
-                        error!(error = %e, "cannot create a vsock device for a new connection");
+                        limited_error!(self.warn, error = %e, "cannot create a vsock device for a new connection");
                         thread::sleep(Duration::from_millis(100));
                         return;
                     }
@@ -402,7 +414,7 @@ impl Server {
         let mut daemon = match VhostUserDaemon::new("vcompute-conn".into(), backend, mem) {
             Ok(d) => d,
             Err(e) => {
-                error!(error = %e, "cannot create a vhost-user daemon for a new connection");
+                limited_error!(self.warn, error = %e, "cannot create a vhost-user daemon for a new connection");
                 // Back off so a persistent failure (fd or thread exhaustion)
                 // does not spin.
                 thread::sleep(Duration::from_millis(100));
@@ -410,65 +422,25 @@ impl Server {
             }
         };
         if let Err(e) = setup(&daemon) {
-            error!(error = %e, "cannot set up a new connection");
+            limited_error!(self.warn, error = %e, "cannot set up a new connection");
             return;
         }
         if let Err(e) = daemon.start(listener) {
             limited_warn!(self.warn, error = %e, "cannot start serving a new connection");
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.stats.live.fetch_add(1, Ordering::SeqCst);
-        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        limited_info!(
-            lock(&self.lifecycle),
-            connection = id,
-            live = self.stats.live(),
-            "guest connected"
-        );
         let shutdown = daemon.shutdown_handle();
-        // Registered before the waiter starts so the waiter's removal cannot
-        // run first.
-        let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        let live = self.live.clone();
-        let stats = self.stats.clone();
-        let lifecycle = self.lifecycle.clone();
-        let waiter = thread::Builder::new()
-            .name(format!("vcompute-wait-{id}"))
-            .spawn(move || {
-                if let Err(e) = daemon.wait() {
-                    debug!(connection = id, error = %e, "connection ended with an error");
-                }
-                // A worker may be blocked in a wait only the guest could
-                // have ended; end it, or joining the workers never returns.
-                on_gone();
-                // Stops the worker threads and drops the session with it.
-                drop(daemon);
-                live.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
-                stats.live.fetch_sub(1, Ordering::SeqCst);
-                limited_info!(lock(&lifecycle), connection = id, "guest disconnected");
-            });
-        match waiter {
-            Ok(waiter) => {
-                table.insert(
-                    id,
-                    Live {
-                        stop: Stopper::Vhost(shutdown),
-                        waiter: Some(waiter),
-                        abandon: None,
-                    },
-                );
+        let id = self.next_id();
+        self.register(id, Stopper::Vhost(shutdown), None, move || {
+            if let Err(e) = daemon.wait() {
+                debug!(connection = id, error = %e, "connection ended with an error");
             }
-            Err(e) => {
-                // The daemon was moved into the closure that failed to start,
-                // and is dropped with it: the connection closes.
-                error!(error = %e, "cannot start a connection thread");
-                self.stats.live.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
+            // A worker may be blocked in a wait only the guest could
+            // have ended; end it, or joining the workers never returns.
+            on_gone();
+            // Stops the worker threads and drops the session with it.
+            drop(daemon);
+        });
     }
 
     fn accept_stream(&mut self) {
@@ -495,16 +467,7 @@ impl Server {
                 return;
             }
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.stats.live.fetch_add(1, Ordering::SeqCst);
-        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        limited_info!(
-            lock(&self.lifecycle),
-            connection = id,
-            live = self.stats.live(),
-            "stream client connected"
-        );
+        let id = self.next_id();
         let mut session = Session::new(self.factory.clone(), self.config.limits);
         let abandon = session.abandoner();
         // Watched for the peer's hang-up while the session may be blocked.
@@ -516,19 +479,54 @@ impl Server {
         ) {
             limited_warn!(self.warn, error = %e, "cannot watch a stream connection");
         }
+        self.register(id, Stopper::Stream(stop), Some(abandon), move || {
+            let mut conn = conn;
+            if let Err(e) = crate::stream::serve(&mut conn, &mut session) {
+                debug!(connection = id, error = %e, "stream connection ended with an error");
+            }
+            // Frees everything the client made.
+            drop(session);
+        });
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Counts and logs a connection just accepted, and serves it on a
+    /// thread of its own: `serve` runs until the guest has gone and its
+    /// session is freed; then the connection leaves the live table. How to
+    /// end it early (`stop`, `abandon`) stays in the table meanwhile. Every
+    /// kind of connection goes through here.
+    fn register(
+        &mut self,
+        id: u64,
+        stop: Stopper,
+        abandon: Option<Arc<dyn Abandon>>,
+        serve: impl FnOnce() + Send + 'static,
+    ) {
+        self.stats.live.fetch_add(1, Ordering::SeqCst);
+        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        let kind = stop.kind();
+        limited_info!(
+            lock(&self.lifecycle),
+            connection = id,
+            kind,
+            live = self.stats.live(),
+            "guest connected"
+        );
+        // Registered before the thread starts so that its removal cannot
+        // run first.
         let mut table = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let live = self.live.clone();
         let stats = self.stats.clone();
         let lifecycle = self.lifecycle.clone();
-        let waiter = thread::Builder::new()
-            .name(format!("vcompute-stream-{id}"))
+        let thread = thread::Builder::new()
+            .name(format!("vcompute-{kind}-{id}"))
             .spawn(move || {
-                let mut conn = conn;
-                if let Err(e) = crate::stream::serve(&mut conn, &mut session) {
-                    debug!(connection = id, error = %e, "stream connection ended with an error");
-                }
-                // Frees everything the client made.
-                drop(session);
+                serve();
                 live.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
@@ -536,22 +534,25 @@ impl Server {
                 limited_info!(
                     lock(&lifecycle),
                     connection = id,
-                    "stream client disconnected"
+                    kind,
+                    "guest disconnected"
                 );
             });
-        match waiter {
+        match thread {
             Ok(waiter) => {
                 table.insert(
                     id,
                     Live {
-                        stop: Stopper::Stream(stop),
+                        stop,
                         waiter: Some(waiter),
-                        abandon: Some(abandon),
+                        abandon,
                     },
                 );
             }
             Err(e) => {
-                error!(error = %e, "cannot start a connection thread");
+                // `serve` was moved into the closure that failed to start and
+                // is dropped with it: the connection closes.
+                limited_error!(self.warn, error = %e, "cannot start a connection thread");
                 self.stats.live.fetch_sub(1, Ordering::SeqCst);
             }
         }
@@ -563,6 +564,7 @@ impl Server {
             table.drain().map(|(_, l)| l).collect()
         };
         if !live.is_empty() {
+            // log-policy: once per daemon, at its end.
             info!(connections = live.len(), "shutting down live connections");
         }
         for l in &live {

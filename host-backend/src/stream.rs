@@ -263,19 +263,10 @@ fn assemble(
     }
     if let Err(e) = rec.finish(reply) {
         // Cannot happen within the protocol limits; answer rather than hang.
-        limited_warn!(session_warn(), error = %e, "response record too large");
+        limited_warn!(crate::log::daemon_limiter(), error = %e, "response record too large");
         let rec = ResponseRecord::begin(reply, queue);
         let _ = rec.finish(reply);
     }
-}
-
-/// A process-wide limiter for the one warning that has no session at hand.
-fn session_warn() -> std::sync::MutexGuard<'static, crate::log::WarnLimiter> {
-    static L: std::sync::OnceLock<std::sync::Mutex<crate::log::WarnLimiter>> =
-        std::sync::OnceLock::new();
-    L.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -8,95 +8,27 @@
 //! sends its next call within that window gets it served without a kick.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use protocol::{NUM_QUEUES, QUEUE_SIZE};
-use tracing::{debug, info};
+use tracing::debug;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::QueueT;
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::GuestAddressSpace;
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
-};
+use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
 use crate::chain::{process_chain, Scratch};
 use crate::executor::{Abandon, ExecutorFactory};
+use crate::limited_info;
 use crate::limits::SessionLimits;
 use crate::session::{Counters, Session};
-
-/// Guest memory as the vhost-user crates hand it over.
-pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// Errors surfaced to the vhost-user layer (as `io::Error`).
-#[derive(Debug, thiserror::Error)]
-pub enum VhuError {
-    /// An event other than a plain readable kick.
-    #[error("unexpected event set {0:#x}")]
-    UnexpectedEvent(u32),
-    /// A kick for a queue the device does not have.
-    #[error("event for unknown queue {0}")]
-    UnknownQueue(u16),
-    /// The used ring could not be updated.
-    #[error("cannot update the used ring")]
-    UsedRing(#[source] virtio_queue::Error),
-    /// The guest could not be signalled.
-    #[error("cannot signal the guest")]
-    Signal(#[source] io::Error),
-}
-
-impl From<VhuError> for io::Error {
-    fn from(e: VhuError) -> Self {
-        io::Error::other(e)
-    }
-}
-
-/// Exit events handed to vhost-user-backend 0.24 (one per worker thread).
-///
-/// The crate registers each consumer's raw fd with its epoll and never
-/// closes it; the backend that made them closes them when it is dropped.
-#[derive(Debug, Default)]
-pub(crate) struct ExitEvents(Mutex<Vec<RawFd>>);
-
-impl ExitEvents {
-    /// A fresh exit event for `VhostUserBackend::exit_event`.
-    pub(crate) fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
-        let (consumer, notifier) =
-            match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create the worker exit event");
-                    return None;
-                }
-            };
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(consumer.as_raw_fd());
-        Some((consumer, notifier))
-    }
-}
-
-impl Drop for ExitEvents {
-    fn drop(&mut self) {
-        let fds = std::mem::take(self.0.get_mut().unwrap_or_else(PoisonError::into_inner));
-        for fd in fds {
-            // SAFETY: `fd` is the consumer end created in `create` and given
-            // to vhost-user-backend 0.24, which turns it into a raw fd for
-            // its epoll set and never closes it. The backend owning this is
-            // dropped only after every worker holding a clone of it (and
-            // that epoll) has exited, so nothing uses `fd` any more and
-            // nobody else owns it: closing it here is the one close it gets.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
+use crate::vhu_glue::{check_event, Glue, GuestMem, Notify, WorkerError};
 
 struct Conn {
     session: Session,
@@ -108,10 +40,9 @@ pub struct VhuCompute {
     conn: Mutex<Conn>,
     /// The session's abandoner, reachable while a request holds `conn`.
     abandon: Arc<dyn Abandon>,
-    mem: RwLock<GuestMem>,
+    glue: Glue,
     event_idx: AtomicBool,
     poll: Duration,
-    exit: ExitEvents,
 }
 
 impl std::fmt::Debug for VhuCompute {
@@ -138,10 +69,9 @@ impl VhuCompute {
                 session,
                 scratch: Scratch::default(),
             }),
-            mem: RwLock::new(mem),
+            glue: Glue::new(mem),
             event_idx: AtomicBool::new(false),
             poll,
-            exit: ExitEvents::default(),
         }
     }
 
@@ -164,38 +94,14 @@ impl VhuCompute {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn memory(&self) -> GuestMem {
-        self.mem
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     /// Pops and completes every available chain on `vring`; returns how
     /// many there were.
-    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<usize, VhuError> {
-        let atomic = self.memory();
-        let mem = atomic.memory();
-        let mut n = 0;
-        loop {
-            let chain = vring
-                .get_mut()
-                .get_queue_mut()
-                .pop_descriptor_chain(mem.clone());
-            let Some(chain) = chain else { break };
-            let head = chain.head_index();
-            let used = {
-                let mut conn = self.lock_conn();
-                let Conn { session, scratch } = &mut *conn;
-                process_chain(chain, index, session, scratch)
-            };
-            vring.add_used(head, used).map_err(VhuError::UsedRing)?;
-            if vring.needs_notification().map_err(VhuError::UsedRing)? {
-                vring.signal_used_queue().map_err(VhuError::Signal)?;
-            }
-            n += 1;
-        }
-        Ok(n)
+    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<usize, WorkerError> {
+        self.glue.drain(vring, Notify::EachChain, |chain| {
+            let mut conn = self.lock_conn();
+            let Conn { session, scratch } = &mut *conn;
+            process_chain(chain, index, session, scratch)
+        })
     }
 
     /// Spins for up to `self.poll` waiting for the guest to make a chain
@@ -204,7 +110,7 @@ impl VhuCompute {
         if self.poll.is_zero() {
             return false;
         }
-        let atomic = self.memory();
+        let atomic = self.glue.memory();
         let mem = atomic.memory();
         let start = Instant::now();
         loop {
@@ -238,12 +144,14 @@ impl VhuCompute {
     /// not pop (`pop_descriptor_chain` refuses an index more than a queue
     /// size ahead). Two drains in a row that pop nothing end the loop, so
     /// such a ring cannot keep the worker spinning.
-    fn handle_queue(&self, index: usize, vring: &VringRwLock) -> Result<(), VhuError> {
+    fn handle_queue(&self, index: usize, vring: &VringRwLock) -> Result<(), WorkerError> {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
         let mut empty_rounds = 0;
         loop {
             if event_idx {
-                vring.disable_notification().map_err(VhuError::UsedRing)?;
+                vring
+                    .disable_notification()
+                    .map_err(WorkerError::UsedRing)?;
             }
             if self.drain(index, vring)? == 0 {
                 empty_rounds += 1;
@@ -257,7 +165,7 @@ impl VhuCompute {
             if !event_idx {
                 return Ok(());
             }
-            if !vring.enable_notification().map_err(VhuError::UsedRing)? {
+            if !vring.enable_notification().map_err(WorkerError::UsedRing)? {
                 return Ok(());
             }
             if stuck {
@@ -296,12 +204,15 @@ impl VhostUserBackend for VhuCompute {
     }
 
     fn reset_device(&self) {
-        info!("device reset; dropping the session");
         // A request may hold the session in a wait only the guest could
         // end; abandon it first, or this (the frontend's) thread would
         // wait for the lock for good.
         self.abandon.abandon();
         let mut conn = self.lock_conn();
+        limited_info!(
+            conn.session.warn_limiter(),
+            "device reset; dropping the session"
+        );
         conn.session.reset();
         self.abandon.resume();
     }
@@ -311,12 +222,12 @@ impl VhostUserBackend for VhuCompute {
     }
 
     fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
-        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = mem;
+        self.glue.update_memory(mem);
         Ok(())
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.exit.create()
+        self.glue.exit_event()
     }
 
     fn handle_event(
@@ -326,13 +237,11 @@ impl VhostUserBackend for VhuCompute {
         vrings: &[VringRwLock],
         _thread_id: usize,
     ) -> io::Result<()> {
-        if evset != EventSet::IN {
-            return Err(VhuError::UnexpectedEvent(evset.bits()).into());
-        }
+        check_event(evset)?;
         let index = usize::from(device_event);
         let vring = vrings
             .get(index)
-            .ok_or(VhuError::UnknownQueue(device_event))?;
+            .ok_or(WorkerError::UnknownEvent(device_event))?;
         debug!(queue = index, "kick");
         self.handle_queue(index, vring)?;
         Ok(())
@@ -350,7 +259,7 @@ mod tests {
     use virtio_queue::desc::split::Descriptor as SplitDescriptor;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::{Address, Bytes, GuestAddress};
+    use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
     use super::*;
     use crate::executor::{Executor, ExecutorError};

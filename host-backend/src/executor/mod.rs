@@ -201,10 +201,12 @@ pub fn factory(kind: ExecutorKind) -> Result<Arc<dyn ExecutorFactory>, ExecutorE
                 "cuda+opencl",
             )?)),
             (Ok(c), Err(why)) => {
+                // log-policy: once per daemon, at start-up.
                 info!(reason = %why, "OpenCL not available; serving CUDA only");
                 Ok(Arc::new(c))
             }
             (Err(why), Ok(o)) => {
+                // log-policy: once per daemon, at start-up.
                 info!(reason = %why, "CUDA not available; serving OpenCL only");
                 Ok(Arc::new(o))
             }

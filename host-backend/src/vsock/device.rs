@@ -8,9 +8,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tracing::info;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -23,10 +22,10 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::muxer::{Hdr, MuxCounters, Muxer};
 use crate::executor::ExecutorFactory;
-use crate::limited_warn;
 use crate::limits::SessionLimits;
 use crate::log::WarnLimiter;
-use crate::vhu_compute::{ExitEvents, GuestMem};
+use crate::vhu_glue::{check_event, Glue, GuestMem, Notify, WorkerError};
+use crate::{limited_info, limited_warn};
 
 /// The guest's receive queue.
 const RX: u16 = 0;
@@ -45,29 +44,6 @@ pub const WAKE_EVENT: u64 = NUM_QUEUES as u64 + 1;
 /// 64 KiB per packet.
 const MAX_PKT_DATA: u32 = 64 << 10;
 
-/// Errors surfaced to the vhost-user layer (as `io::Error`).
-#[derive(Debug, thiserror::Error)]
-pub enum VsockError {
-    /// An event other than a plain readable one.
-    #[error("unexpected event set {0:#x}")]
-    UnexpectedEvent(u32),
-    /// An event id the device does not have.
-    #[error("unknown device event {0}")]
-    UnknownEvent(u16),
-    /// The used ring could not be updated.
-    #[error("cannot update the used ring")]
-    UsedRing(#[source] virtio_queue::Error),
-    /// The guest could not be signalled.
-    #[error("cannot signal the guest")]
-    Signal(#[source] io::Error),
-}
-
-impl From<VsockError> for io::Error {
-    fn from(e: VsockError) -> Self {
-        io::Error::other(e)
-    }
-}
-
 struct State {
     muxer: Muxer,
     warn: WarnLimiter,
@@ -77,9 +53,8 @@ struct State {
 pub struct VhuVsock {
     guest_cid: u64,
     state: Mutex<State>,
-    mem: RwLock<GuestMem>,
+    glue: Glue,
     wake: Arc<EventFd>,
-    exit: ExitEvents,
 }
 
 impl std::fmt::Debug for VhuVsock {
@@ -108,9 +83,8 @@ impl VhuVsock {
                 muxer: Muxer::new(guest_cid, port, max_conns, factory, limits, wake.clone()),
                 warn: WarnLimiter::new(),
             }),
-            mem: RwLock::new(mem),
+            glue: Glue::new(mem),
             wake,
-            exit: ExitEvents::default(),
         })
     }
 
@@ -133,25 +107,11 @@ impl VhuVsock {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn memory(&self) -> GuestMem {
-        self.mem
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     /// Takes every packet off the transmit queue and hands it to the muxer.
-    fn process_tx(&self, st: &mut State, vring: &VringRwLock) -> Result<(), VsockError> {
-        let atomic = self.memory();
+    fn process_tx(&self, st: &mut State, vring: &VringRwLock) -> Result<(), WorkerError> {
+        let atomic = self.glue.memory();
         let mem = atomic.memory();
-        let mut any = false;
-        loop {
-            let chain = vring
-                .get_mut()
-                .get_queue_mut()
-                .pop_descriptor_chain(mem.clone());
-            let Some(mut chain) = chain else { break };
-            let head = chain.head_index();
+        self.glue.drain(vring, Notify::Once, |mut chain| {
             let first = chain.clone().next();
             match VsockPacket::from_tx_virtq_chain(&*mem, &mut chain, MAX_PKT_DATA) {
                 Ok(pkt) => {
@@ -176,18 +136,14 @@ impl VhuVsock {
                         .on_bad_packet(raw.map(|b| parse_raw_header(&b)).as_ref());
                 }
             }
-            vring.add_used(head, 0).map_err(VsockError::UsedRing)?;
-            any = true;
-        }
-        if any {
-            vring.signal_used_queue().map_err(VsockError::Signal)?;
-        }
+            0
+        })?;
         Ok(())
     }
 
     /// Fills the guest's receive buffers with what the muxer owes it.
-    fn process_rx(&self, st: &mut State, vring: &VringRwLock) -> Result<(), VsockError> {
-        let atomic = self.memory();
+    fn process_rx(&self, st: &mut State, vring: &VringRwLock) -> Result<(), WorkerError> {
+        let atomic = self.glue.memory();
         let mem = atomic.memory();
         let mut any = false;
         loop {
@@ -201,7 +157,7 @@ impl VhuVsock {
                 Ok(p) => p,
                 Err(e) => {
                     limited_warn!(st.warn, error = %e, "guest offered an unusable vsock receive buffer");
-                    vring.add_used(head, 0).map_err(VsockError::UsedRing)?;
+                    vring.add_used(head, 0).map_err(WorkerError::UsedRing)?;
                     any = true;
                     continue;
                 }
@@ -230,11 +186,11 @@ impl VhuVsock {
                 .set_buf_alloc(h.buf_alloc)
                 .set_fwd_cnt(h.fwd_cnt);
             let used = (PKT_HEADER_SIZE + data.len()) as u32;
-            vring.add_used(head, used).map_err(VsockError::UsedRing)?;
+            vring.add_used(head, used).map_err(WorkerError::UsedRing)?;
             any = true;
         }
         if any {
-            vring.signal_used_queue().map_err(VsockError::Signal)?;
+            vring.signal_used_queue().map_err(WorkerError::Signal)?;
         }
         Ok(())
     }
@@ -310,22 +266,24 @@ impl VhostUserBackend for VhuVsock {
     }
 
     fn reset_device(&self) {
-        info!(
+        let mut st = self.lock();
+        limited_info!(
+            st.warn,
             guest_cid = self.guest_cid,
             "vsock device reset; closing connections"
         );
-        self.lock().muxer.shutdown();
+        st.muxer.shutdown();
     }
 
     fn set_event_idx(&self, _enabled: bool) {}
 
     fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
-        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = mem;
+        self.glue.update_memory(mem);
         Ok(())
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.exit.create()
+        self.glue.exit_event()
     }
 
     fn handle_event(
@@ -335,19 +293,17 @@ impl VhostUserBackend for VhuVsock {
         vrings: &[VringRwLock],
         _thread_id: usize,
     ) -> io::Result<()> {
-        if evset != EventSet::IN {
-            return Err(VsockError::UnexpectedEvent(evset.bits()).into());
-        }
+        check_event(evset)?;
         let mut st = self.lock();
         let rx = vrings
             .get(usize::from(RX))
-            .ok_or(VsockError::UnknownEvent(RX))?;
+            .ok_or(WorkerError::UnknownEvent(RX))?;
         match device_event {
             RX => {}
             TX => {
                 let tx = vrings
                     .get(usize::from(TX))
-                    .ok_or(VsockError::UnknownEvent(TX))?;
+                    .ok_or(WorkerError::UnknownEvent(TX))?;
                 self.process_tx(&mut st, tx)?;
             }
             EVT => return Ok(()),
@@ -355,7 +311,7 @@ impl VhostUserBackend for VhuVsock {
                 // Non-blocking: an empty counter just means a spurious wake.
                 let _ = self.wake.read();
             }
-            e => return Err(VsockError::UnknownEvent(e).into()),
+            e => return Err(WorkerError::UnknownEvent(e).into()),
         }
         self.process_rx(&mut st, rx)?;
         Ok(())

@@ -19,5 +19,5 @@ mod device;
 mod muxer;
 mod pipe;
 
-pub use device::{VhuVsock, VsockError, WAKE_EVENT};
+pub use device::{VhuVsock, WAKE_EVENT};
 pub use muxer::{op, Hdr, MuxCounters, Muxer, BUF_ALLOC, HOST_CID, MAX_OWED_RESETS, TYPE_STREAM};

@@ -1,0 +1,180 @@
+//! What the daemon's two `VhostUserBackend` impls (the virtio-compute
+//! device, [`crate::vhu_compute`], and the vsock device, [`crate::vsock`])
+//! share: guest memory as the frontend last mapped it, the worker threads'
+//! exit events, the check of a worker's event, and the loop that pops a
+//! queue's chains and completes them.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use vhost_user_backend::{VringRwLock, VringT};
+use virtio_queue::{DescriptorChain, QueueT};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+
+/// Guest memory as the vhost-user crates hand it over.
+pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// A chain popped from a queue, over a snapshot of guest memory.
+pub type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMemoryMmap>>;
+
+/// Errors of a device's worker, surfaced to the vhost-user layer (as
+/// `io::Error`).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// An event other than a plain readable one.
+    #[error("unexpected event set {0:#x}")]
+    UnexpectedEvent(u32),
+    /// An event id the device does not have.
+    #[error("event for unknown queue or source {0}")]
+    UnknownEvent(u16),
+    /// The used ring could not be updated.
+    #[error("cannot update the used ring")]
+    UsedRing(#[source] virtio_queue::Error),
+    /// The guest could not be signalled.
+    #[error("cannot signal the guest")]
+    Signal(#[source] io::Error),
+}
+
+impl From<WorkerError> for io::Error {
+    fn from(e: WorkerError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+/// A worker's event must be a plain readable one.
+pub fn check_event(evset: EventSet) -> Result<(), WorkerError> {
+    if evset == EventSet::IN {
+        Ok(())
+    } else {
+        Err(WorkerError::UnexpectedEvent(evset.bits()))
+    }
+}
+
+/// When a drain signals the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notify {
+    /// After each completed chain the guest asked to hear about (with
+    /// EVENT_IDX, only those): a guest waiting on its first chain need not
+    /// wait for the rest.
+    EachChain,
+    /// Once, after the last chain, if any completed.
+    Once,
+}
+
+/// Exit events handed to vhost-user-backend 0.24 (one per worker thread).
+///
+/// The crate registers each consumer's raw fd with its epoll and never
+/// closes it; the backend that made them closes them when it is dropped.
+#[derive(Debug, Default)]
+struct ExitEvents(Mutex<Vec<RawFd>>);
+
+impl ExitEvents {
+    fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
+        let (consumer, notifier) =
+            match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    crate::limited_error!(
+                        crate::log::daemon_limiter(),
+                        error = %e,
+                        "cannot create the worker exit event"
+                    );
+                    return None;
+                }
+            };
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(consumer.as_raw_fd());
+        Some((consumer, notifier))
+    }
+}
+
+impl Drop for ExitEvents {
+    fn drop(&mut self) {
+        let fds = std::mem::take(self.0.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for fd in fds {
+            // SAFETY: `fd` is the consumer end created in `create` and given
+            // to vhost-user-backend 0.24, which turns it into a raw fd for
+            // its epoll set and never closes it. The backend owning this is
+            // dropped only after every worker holding a clone of it (and
+            // that epoll) has exited, so nothing uses `fd` any more and
+            // nobody else owns it: closing it here is the one close it gets.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// The state every device backend keeps for the vhost-user layer.
+#[derive(Debug)]
+pub struct Glue {
+    mem: RwLock<GuestMem>,
+    exit: ExitEvents,
+}
+
+impl Glue {
+    /// Glue over the (possibly still empty) guest memory `mem`.
+    pub fn new(mem: GuestMem) -> Self {
+        Glue {
+            mem: RwLock::new(mem),
+            exit: ExitEvents::default(),
+        }
+    }
+
+    /// Guest memory as last mapped.
+    pub fn memory(&self) -> GuestMem {
+        self.mem
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `VhostUserBackend::update_memory`.
+    pub fn update_memory(&self, mem: GuestMem) {
+        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = mem;
+    }
+
+    /// `VhostUserBackend::exit_event`.
+    pub fn exit_event(&self) -> Option<(EventConsumer, EventNotifier)> {
+        self.exit.create()
+    }
+
+    /// Pops every chain available on `vring`, completes each with the used
+    /// length `process` returns, and signals the guest as `notify` says.
+    /// Returns how many chains there were.
+    pub fn drain(
+        &self,
+        vring: &VringRwLock,
+        notify: Notify,
+        mut process: impl FnMut(Chain) -> u32,
+    ) -> Result<usize, WorkerError> {
+        let atomic = self.memory();
+        let mem = atomic.memory();
+        let mut n = 0;
+        loop {
+            let chain = vring
+                .get_mut()
+                .get_queue_mut()
+                .pop_descriptor_chain(mem.clone());
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            let used = process(chain);
+            vring.add_used(head, used).map_err(WorkerError::UsedRing)?;
+            n += 1;
+            if notify == Notify::EachChain
+                && vring.needs_notification().map_err(WorkerError::UsedRing)?
+            {
+                vring.signal_used_queue().map_err(WorkerError::Signal)?;
+            }
+        }
+        if notify == Notify::Once && n > 0 {
+            vring.signal_used_queue().map_err(WorkerError::Signal)?;
+        }
+        Ok(n)
+    }
+}
