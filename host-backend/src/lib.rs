@@ -7,7 +7,9 @@
 //! |---|---|
 //! | [`args`] | the command line, turned into a [`config::Config`] |
 //! | [`config`] | the checked configuration |
-//! | [`server`] | accept loop, one daemon per connection, signal handling |
+//! | [`listen`] | the listening sockets, the stop channel, signal handling |
+//! | [`server`] | the in-process server: a thread per connection |
+//! | [`connection`] | serving one connection (vhost-user or stream), wherever it runs |
 //! | [`vhu_compute`] | the virtio-compute `VhostUserBackend` impl: queues, adaptive polling |
 //! | [`vhu_glue`] | what both `VhostUserBackend` impls share: memory, exit events, draining a queue |
 //! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
@@ -28,9 +30,11 @@
 pub mod args;
 pub mod chain;
 pub mod config;
+pub mod connection;
 mod dispatch;
 pub mod executor;
 pub mod limits;
+pub mod listen;
 pub mod log;
 pub mod segment;
 pub mod server;
@@ -45,7 +49,8 @@ pub mod vhu_glue;
 pub mod vsock;
 
 use config::Config;
-use server::{stop_channel, Server, ServerError, SignalGuard};
+use listen::{stop_channel, SignalGuard};
+use server::{Server, ServerError};
 
 /// Runs the daemon described by `config` until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), ServerError> {

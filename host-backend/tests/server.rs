@@ -16,7 +16,8 @@ use protocol::{Outcome, ProtocolError, Request, Response};
 use vhost::vhost_user::VhostUserFrontend;
 use vhost_device_compute::config::ServerConfig;
 use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, Stats, StopHandle};
+use vhost_device_compute::listen::StopHandle;
+use vhost_device_compute::server::{Server, Stats};
 
 struct Running {
     factory: Arc<FakeFactory>,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use frontend::*;
 use vhost_device_compute::config::ServerConfig;
 use vhost_device_compute::limits::session_limits;
-use vhost_device_compute::server::{Server, SignalGuard};
+use vhost_device_compute::listen::SignalGuard;
+use vhost_device_compute::server::Server;
 
 fn serve_until(signal: i32) {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::recorder::{Recorder, RecordingCudaFactory};
 use crate::config::ServerConfig;
 use crate::limits::session_limits;
-use crate::server::{Server, ServerError, StopHandle};
+use crate::listen::StopHandle;
+use crate::server::{Server, ServerError};
 
 /// The daemon's server over a [`RecordingCudaFactory`], serving in this
 /// process on a thread of its own: what the CUDA end-to-end tests of every
