@@ -44,7 +44,7 @@ pub const RING_STRIDE: usize = USED_OFF + page_up(6 + 8 * QSIZE);
 
 // The three parts fit their pages and keep the arena's page alignment.
 const _: () = {
-    assert!(RING_STRIDE % PAGE == 0);
+    assert!(RING_STRIDE.is_multiple_of(PAGE));
     assert!(AVAIL_OFF >= DESC_LEN * QSIZE);
     assert!(USED_OFF - AVAIL_OFF >= 6 + 2 * QSIZE);
     assert!(RING_STRIDE - USED_OFF >= 6 + 8 * QSIZE);
@@ -135,7 +135,7 @@ impl SplitRing {
     }
 
     fn u16_at(&self, off: usize) -> &AtomicU16 {
-        debug_assert!(off + 2 <= RING_STRIDE && off % 2 == 0);
+        debug_assert!(off + 2 <= RING_STRIDE && off.is_multiple_of(2));
         // SAFETY: `off` is a fixed, 2-aligned offset inside the ring memory
         // (the callers compute it from the layout constants and a slot index
         // below `size`); the memory is valid per `new`'s contract, and the
@@ -145,7 +145,7 @@ impl SplitRing {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= RING_STRIDE && off % 4 == 0);
+        debug_assert!(off + 4 <= RING_STRIDE && off.is_multiple_of(4));
         // SAFETY: as in `u16_at`, with a 4-aligned offset.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
     }
