@@ -46,14 +46,19 @@ pub(crate) fn shared_client() -> Option<&'static Client> {
         .as_ref()
 }
 
-/// Says why the session could not be opened.
+/// Says why the session could not be opened, with the endpoint unless the
+/// error names it already.
 fn log_unreachable(e: &CallError) {
-    let endpoint = std::env::var_os(ENDPOINT_ENV).unwrap_or_else(|| "(unset)".into());
-    CONNECT.log(format_args!(
-        "cannot reach daemon at {}: {}",
-        endpoint.to_string_lossy(),
-        Chain(e)
-    ));
+    if matches!(e, CallError::Transport(t) if t.names_endpoint()) {
+        CONNECT.log(format_args!("cannot reach daemon: {}", Chain(e)));
+    } else {
+        let endpoint = std::env::var_os(ENDPOINT_ENV).unwrap_or_default();
+        CONNECT.log(format_args!(
+            "cannot reach daemon at {}: {}",
+            endpoint.to_string_lossy(),
+            Chain(e)
+        ));
+    }
 }
 
 /// Runs an entry point body, turning a panic into `on_panic` and a log line,

@@ -269,7 +269,7 @@ pub unsafe extern "C" fn clGetExtensionFunctionAddressForPlatform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::TransportError;
+    use crate::transport::{LinkError, TransportError};
 
     #[test]
     fn call_errors_map_to_native_codes() {
@@ -283,7 +283,7 @@ mod tests {
             cl_error(&CallError::Protocol(ProtocolError::Malformed)),
             CL_OUT_OF_RESOURCES
         );
-        let t = CallError::Transport(TransportError::Disconnected("gone".into()));
+        let t = CallError::Transport(TransportError::Disconnected(LinkError::Closed.into()));
         assert_eq!(cl_error(&t), CL_OUT_OF_RESOURCES);
         // A "native" success code as an error would report false success.
         assert_eq!(cl_error(&CallError::Native(0)), CL_OUT_OF_RESOURCES);
