@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`CONNECT`] | why the process's one session could not be opened (once) |
 //! | [`CALLS`] | failed calls and internal errors of entry points (one a second) |
+//! | a [`Limiter::once`] per setting | a bad environment setting (`transport::settings`) |
 
 use std::error::Error;
 use std::fmt;

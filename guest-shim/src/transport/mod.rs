@@ -19,6 +19,7 @@
 //! | `ring.rs` | the driver side of a split virtqueue |
 //! | `arena.rs` | the shared-memory (memfd) arena and its layout |
 //! | `heap.rs` | the host-allocation heap over a range of the arena |
+//! | `settings.rs` | the numeric environment settings: defaults, bounds, parsing |
 //! | `error.rs` | [`TransportError`] and the causes it wraps |
 //!
 //! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
@@ -38,6 +39,7 @@ pub mod arena;
 mod error;
 pub mod heap;
 pub mod ring;
+pub mod settings;
 pub mod stream;
 pub mod vhost_user;
 

@@ -13,6 +13,7 @@
 //! them in place.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::ops::Range;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -31,6 +32,7 @@ use super::arena::{
 };
 use super::heap::HostHeap;
 use super::ring::{Desc, SplitRing, WaitPolicy};
+use super::settings::{ARENA_MB, HOST_MB, POLL_US, TIMEOUT_MS};
 use super::{
     Chain, ChainError, Limits, LinkError, PipeChain, PipeLimits, SetupError, Transport,
     TransportError,
@@ -78,27 +80,23 @@ impl Default for Options {
 
 impl Options {
     /// Defaults overridden by `VCOMPUTE_ARENA_MB`, `VCOMPUTE_HOST_MB`,
-    /// `VCOMPUTE_POLL_US` and `VCOMPUTE_TIMEOUT_MS`; unparsable values keep
-    /// the default.
+    /// `VCOMPUTE_POLL_US` and `VCOMPUTE_TIMEOUT_MS` (see
+    /// [`super::settings`]: a bad value keeps the default, with one log
+    /// line).
     pub fn from_env() -> Self {
-        fn num(name: &str) -> Option<u64> {
-            std::env::var(name).ok()?.trim().parse().ok()
-        }
-        let d = Options::default();
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// As [`Options::from_env`], with `var` giving each variable's value.
+    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let value = |s: &super::settings::Setting| s.value(var(s.name).as_deref().map(OsStr::new));
+        // The settings' bounds keep these far from overflowing.
+        let mib = |mb: u64| usize::try_from(mb).map_or(usize::MAX, |mb| mb.saturating_mul(1 << 20));
         Options {
-            arena_len: num("VCOMPUTE_ARENA_MB")
-                .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
-                .unwrap_or(d.arena_len),
-            host_len: num("VCOMPUTE_HOST_MB")
-                .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
-                .unwrap_or(d.host_len),
-            poll: num("VCOMPUTE_POLL_US")
-                .map(Duration::from_micros)
-                .unwrap_or(d.poll),
-            timeout: num("VCOMPUTE_TIMEOUT_MS")
-                .filter(|&ms| ms > 0)
-                .map(Duration::from_millis)
-                .unwrap_or(d.timeout),
+            arena_len: mib(value(&ARENA_MB)),
+            host_len: mib(value(&HOST_MB)),
+            poll: Duration::from_micros(value(&POLL_US)),
+            timeout: Duration::from_millis(value(&TIMEOUT_MS)),
         }
     }
 }
