@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, then builds and runs the whole
-# test suite (unit, property, integration and end-to-end through the daemon
-# on POCL), the booted-guest test (two QEMU guests over vhost-user-vsock)
-# and the benchmark harness's smoke run.
+# The test command: installs dependencies, checks the house rules
+# (scripts/lint.sh: rustfmt, clippy, rustdoc, the MSRV, the fuzz targets'
+# build), then builds and runs the whole test suite (unit, property,
+# integration and end-to-end through the daemon on POCL), the booted-guest
+# test (two QEMU guests over vhost-user-vsock) and the benchmark harness's
+# smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/lint.sh
 
 export RUST_BACKTRACE=1
 cargo build --workspace --all-targets

@@ -30,7 +30,7 @@ use protocol::{
     Response, SessionOpen, SessionOpened, FLAG_ASYNC, PROTOCOL_VERSION,
 };
 
-use crate::transport::{Chain, Endpoint, Limits, PipeChain, Transport, TransportError};
+use crate::transport::{Chain, ChainError, Endpoint, Limits, PipeChain, Transport, TransportError};
 
 /// A batch is flushed on its own once it holds this many frames.
 pub const BATCH_MAX_FRAMES: usize = 256;
@@ -74,8 +74,8 @@ pub enum CallError {
     #[error("native error {0}")]
     Native(i32),
     /// The daemon refused the request.
-    #[error("daemon refused the request: {0}")]
-    Protocol(ProtocolError),
+    #[error("the daemon refused the request")]
+    Protocol(#[source] ProtocolError),
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -160,6 +160,11 @@ fn client_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A call that cannot go on the transport.
+fn too_large(e: ChainError) -> CallError {
+    CallError::Transport(TransportError::Chain(e))
 }
 
 fn outcome_to_result(o: Outcome) -> Result<Response, CallError> {
@@ -461,20 +466,23 @@ impl Inner {
             })
             .sum();
         let segments = ins.len() + bulk_out.len();
-        if bulk > self.limits.max_bulk || segments > protocol::limits::MAX_BULK_PER_FRAME {
-            return Err(TransportError::TooLarge(format!(
-                "{bulk} bytes in {segments} segments in one call"
-            ))
-            .into());
+        if bulk > self.limits.max_bulk {
+            return Err(too_large(ChainError::BulkTooLarge {
+                len: bulk,
+                max: self.limits.max_bulk,
+            }));
+        }
+        if segments > protocol::limits::MAX_BULK_PER_FRAME {
+            return Err(too_large(ChainError::TooManySegments {
+                count: segments,
+                max: protocol::limits::MAX_BULK_PER_FRAME,
+            }));
         }
         if bulk_out
             .iter()
             .any(|b| self.staged_len(b) != 0 || b.is_empty())
         {
-            return Err(TransportError::TooLarge(
-                "a posted call's writable segment is not in shared memory".into(),
-            )
-            .into());
+            return Err(too_large(ChainError::OutNotShared));
         }
         if req.opcode().queue_class() == QueueClass::Control {
             // Control requests are never batched.
@@ -499,9 +507,7 @@ impl Inner {
             ins.len() as u16,
             bulk_out.len() as u16,
         )
-        .ok_or(CallError::Transport(TransportError::TooLarge(
-            "message body exceeds the protocol limit".into(),
-        )))?;
+        .ok_or_else(|| too_large(ChainError::BodyTooLarge))?;
         if !self.batch.is_empty() && !self.fits(0, segments, bulk) {
             // The new frame does not fit with the others: send them first.
             let frame = self.batch.frames.split_off(mark);
@@ -557,9 +563,7 @@ impl Inner {
             bulk_in.len() as u16,
             bulk_out.len() as u16,
         )
-        .ok_or(CallError::Transport(TransportError::TooLarge(
-            "message body exceeds the protocol limit".into(),
-        )))?;
+        .ok_or_else(|| too_large(ChainError::BodyTooLarge))?;
         let bulk: usize = bulk_in
             .iter()
             .map(|b| self.staged_len(b))
@@ -612,9 +616,7 @@ impl Inner {
                 u16::from(piece.bulk_out.is_some()),
             );
             if encode_request(&mut frame, id, 0, &piece.req, n_in, n_out).is_none() {
-                failed = Some(CallError::Transport(TransportError::TooLarge(
-                    "message body exceeds the protocol limit".into(),
-                )));
+                failed = Some(too_large(ChainError::BodyTooLarge));
                 break;
             }
             let bulk = piece.bulk_in.map_or(0, <[u8]>::len)

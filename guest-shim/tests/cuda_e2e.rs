@@ -18,7 +18,7 @@ mod cuda;
 use std::ffi::{c_void, CStr};
 use std::ptr::null_mut;
 
-use cuda::{ok, Cu, Daemon, P, PTX};
+use cuda::{link_add_ptx, ok, Cu, Daemon, P, PTX};
 use protocol::cuda::LaunchKernel;
 use protocol::{Opcode, Request};
 
@@ -407,20 +407,12 @@ fn scenario_link() {
         let mut state = null_mut();
         ok((cu.cuLinkCreate_v2)(0, null_mut(), null_mut(), &mut state));
         let mut data = text.clone();
-        let add = |data: &mut Vec<u8>| {
-            (cu.cuLinkAddData_v2)(
-                state,
-                1, // CU_JIT_INPUT_PTX
-                data.as_mut_ptr().cast(),
-                data.len(),
-                c"kernel.ptx".as_ptr(),
-                0,
-                null_mut(),
-                null_mut(),
-            )
-        };
-        ok(add(&mut data));
-        assert_eq!(add(&mut data), 801, "a second image is not linked");
+        ok(link_add_ptx(&cu, state, &mut data));
+        assert_eq!(
+            link_add_ptx(&cu, state, &mut data),
+            801,
+            "a second image is not linked"
+        );
         let (mut image, mut size) = (null_mut(), 0usize);
         ok((cu.cuLinkComplete)(state, &mut image, &mut size));
         assert_eq!(size, text.len() + 1, "the PTX, NUL-terminated");

@@ -22,7 +22,7 @@ use protocol::session::{FEATURE_BATCH, FEATURE_OPENCL};
 use protocol::{ProtocolError, Request, PROTOCOL_VERSION};
 use vcompute_shim::client::{CallError, Client, Piece};
 use vcompute_shim::transport::vhost_user::{Options, VhostUserTransport, PIPELINE_DEPTH};
-use vcompute_shim::transport::TransportError;
+use vcompute_shim::transport::{ChainError, LinkError, TransportError};
 
 #[test]
 fn session_open_negotiates_and_drop_closes() {
@@ -59,7 +59,9 @@ fn version_refusal_is_reported() {
         matches!(err, CallError::Protocol(ProtocolError::VersionMismatch)),
         "got {err:?}"
     );
-    assert!(err.to_string().contains("version mismatch"), "{err}");
+    // The message says what failed; the cause is its source.
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("protocol version mismatch"), "{err}");
 }
 
 #[test]
@@ -269,7 +271,10 @@ fn oversized_bulk_is_too_large_and_chunking_works() {
         .call(write(8, 0, data.len()), &[&data], &mut [])
         .expect_err("too large");
     assert!(
-        matches!(err, CallError::Transport(TransportError::TooLarge(_))),
+        matches!(
+            err,
+            CallError::Transport(TransportError::Chain(ChainError::BulkTooLarge { .. }))
+        ),
         "got {err:?}"
     );
     for (i, piece) in data.chunks(chunk).enumerate() {
@@ -323,7 +328,10 @@ fn bad_endpoint_is_rejected() {
     for ep in ["", "vhost-user:", "tcp:1.2.3.4:5", "/tmp/x.sock"] {
         let err = Client::connect(ep).expect_err("bad endpoint");
         assert!(
-            matches!(err, CallError::Transport(TransportError::BadEndpoint(_))),
+            matches!(
+                err,
+                CallError::Transport(TransportError::BadEndpoint { .. })
+            ),
             "{ep}: {err:?}"
         );
     }
@@ -335,19 +343,17 @@ fn daemon_dying_mid_wait_gives_disconnected() {
     let client = Client::connect(&server.endpoint()).expect("connect");
     client.ping().expect("ping");
     let start = Instant::now();
-    thread::scope(|s| {
+    let err = thread::scope(|s| {
         s.spawn(|| {
             thread::sleep(Duration::from_millis(200));
             server.kill();
         });
-        let err = client
+        client
             .call(Request::ClFinish(QueueOp { queue: 1 }), &[], &mut [])
-            .expect_err("daemon died");
-        assert!(
-            matches!(err, CallError::Transport(TransportError::Disconnected(_))),
-            "got {err:?}"
-        );
+            .expect_err("daemon died")
     });
+    let first = lost(&err).unwrap_or_else(|| panic!("got {err:?}"));
+    assert!(matches!(*first, LinkError::Closed), "got {err:?}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -355,8 +361,8 @@ fn daemon_dying_mid_wait_gives_disconnected() {
     );
     let err = client.ping().expect_err("still disconnected");
     assert!(
-        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
-        "got {err:?}"
+        lost(&err).is_some_and(|c| Arc::ptr_eq(&c, &first)),
+        "the first cause stays: {err:?}"
     );
 }
 
@@ -374,7 +380,9 @@ fn stuck_daemon_times_out() {
         .call(Request::ClFinish(QueueOp { queue: 1 }), &[], &mut [])
         .expect_err("no answer");
     assert!(
-        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        lost(&err).is_some_and(
+            |c| matches!(*c, LinkError::NoAnswer { waited } if waited >= Duration::from_millis(300))
+        ),
         "got {err:?}"
     );
     let t = start.elapsed();
@@ -382,6 +390,14 @@ fn stuck_daemon_times_out() {
         t >= Duration::from_millis(300) && t < Duration::from_secs(3),
         "took {t:?}"
     );
+}
+
+/// Why the connection was lost, if `err` says it was.
+fn lost(err: &CallError) -> Option<Arc<LinkError>> {
+    match err {
+        CallError::Transport(TransportError::Disconnected(cause)) => Some(Arc::clone(cause)),
+        _ => None,
+    }
 }
 
 /// Splits `len` bytes at `offset` into pieces of `chunk` bytes: (offset, len).
@@ -572,17 +588,14 @@ fn daemon_dying_mid_pipeline_gives_disconnected() {
         })
         .collect();
     let start = Instant::now();
-    thread::scope(|s| {
+    let err = thread::scope(|s| {
         s.spawn(|| {
             thread::sleep(Duration::from_millis(200));
             server.kill();
         });
-        let err = client.call_pipelined(pieces).expect_err("daemon died");
-        assert!(
-            matches!(err, CallError::Transport(TransportError::Disconnected(_))),
-            "got {err:?}"
-        );
+        client.call_pipelined(pieces).expect_err("daemon died")
     });
+    let first = lost(&err).unwrap_or_else(|| panic!("got {err:?}"));
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -590,8 +603,8 @@ fn daemon_dying_mid_pipeline_gives_disconnected() {
     );
     let err = client.ping().expect_err("still disconnected");
     assert!(
-        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
-        "got {err:?}"
+        lost(&err).is_some_and(|c| Arc::ptr_eq(&c, &first)),
+        "the first cause stays: {err:?}"
     );
     let err = client
         .call_pipelined([Piece {
@@ -601,7 +614,7 @@ fn daemon_dying_mid_pipeline_gives_disconnected() {
         }])
         .expect_err("no pipeline on a dead connection");
     assert!(
-        matches!(err, CallError::Transport(TransportError::Disconnected(_))),
+        lost(&err).is_some_and(|c| Arc::ptr_eq(&c, &first)),
         "got {err:?}"
     );
 }

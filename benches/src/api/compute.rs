@@ -105,7 +105,7 @@ pub(crate) fn matrix_mul<D: Compute>(
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<f64>, WorkloadError> {
-    if n == 0 || n % MATRIX_TILE != 0 {
+    if n == 0 || !n.is_multiple_of(MATRIX_TILE) {
         return Err(WorkloadError::Unavailable(format!(
             "matrixMul needs a size that is a multiple of {MATRIX_TILE}, not {n}"
         )));

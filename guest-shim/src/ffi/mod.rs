@@ -19,7 +19,9 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-use crate::client::Client;
+use crate::client::{CallError, Client};
+use crate::log::{Chain, CALLS, CONNECT};
+use crate::transport::ENDPOINT_ENV;
 
 static CLIENT: OnceLock<Option<Client>> = OnceLock::new();
 
@@ -28,22 +30,35 @@ static CLIENT: OnceLock<Option<Client>> = OnceLock::new();
 /// (said once on stderr; later calls do not retry).
 pub(crate) fn shared_client() -> Option<&'static Client> {
     CLIENT
-        .get_or_init(|| {
-            let endpoint = std::env::var("VCOMPUTE_ENDPOINT")
-                .unwrap_or_else(|_| "(VCOMPUTE_ENDPOINT unset)".into());
-            match catch_unwind(Client::connect_from_env) {
-                Ok(Ok(c)) => Some(c),
-                Ok(Err(e)) => {
-                    eprintln!("vcompute: cannot reach daemon at {endpoint}: {e}");
-                    None
-                }
-                Err(_) => {
-                    eprintln!("vcompute: cannot reach daemon: the transport failed internally");
-                    None
-                }
+        .get_or_init(|| match catch_unwind(Client::connect_from_env) {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => {
+                log_unreachable(&e);
+                None
+            }
+            Err(_) => {
+                CONNECT.log(format_args!(
+                    "cannot reach daemon: the transport failed internally"
+                ));
+                None
             }
         })
         .as_ref()
+}
+
+/// Says why the session could not be opened, with the endpoint unless the
+/// error names it already.
+fn log_unreachable(e: &CallError) {
+    if matches!(e, CallError::Transport(t) if t.names_endpoint()) {
+        CONNECT.log(format_args!("cannot reach daemon: {}", Chain(e)));
+    } else {
+        let endpoint = std::env::var_os(ENDPOINT_ENV).unwrap_or_default();
+        CONNECT.log(format_args!(
+            "cannot reach daemon at {}: {}",
+            endpoint.to_string_lossy(),
+            Chain(e)
+        ));
+    }
 }
 
 /// Runs an entry point body, turning a panic into `on_panic` and a log line,
@@ -52,7 +67,7 @@ pub(crate) fn guard<R>(entry: &'static str, on_panic: R, body: impl FnOnce() -> 
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(_) => {
-            eprintln!("vcompute: internal error in {entry}; the call failed");
+            CALLS.log(format_args!("internal error in {entry}; the call failed"));
             on_panic
         }
     }

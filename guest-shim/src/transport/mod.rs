@@ -19,6 +19,8 @@
 //! | `ring.rs` | the driver side of a split virtqueue |
 //! | `arena.rs` | the shared-memory (memfd) arena and its layout |
 //! | `heap.rs` | the host-allocation heap over a range of the arena |
+//! | `settings.rs` | the numeric environment settings: defaults, bounds, parsing |
+//! | `error.rs` | [`TransportError`] and the causes it wraps |
 //!
 //! The endpoint is named by one environment variable, [`ENDPOINT_ENV`]:
 //!
@@ -34,39 +36,17 @@ use std::path::PathBuf;
 use protocol::QueueClass;
 
 pub mod arena;
+mod error;
 pub mod heap;
 pub mod ring;
+pub mod settings;
 pub mod stream;
 pub mod vhost_user;
 
+pub use error::{ChainError, LinkError, SetupError, TransportError, ENDPOINT_FORMS};
+
 /// Environment variable naming the daemon endpoint.
 pub const ENDPOINT_ENV: &str = "VCOMPUTE_ENDPOINT";
-
-/// Errors moving bytes to or from the daemon.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// `VCOMPUTE_ENDPOINT` is missing or does not parse.
-    #[error("bad endpoint {0:?}: expected vhost-user:/path, unix:/path or vsock:CID:PORT")]
-    BadEndpoint(String),
-    /// The daemon could not be reached.
-    #[error("cannot connect to the daemon at {path}: {source}")]
-    Connect {
-        /// Socket path.
-        path: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The vhost-user handshake failed.
-    #[error("vhost-user setup failed: {0}")]
-    Setup(String),
-    /// The daemon went away or stopped answering.
-    #[error("daemon connection lost: {0}")]
-    Disconnected(String),
-    /// The chain does not fit the arena or the queue.
-    #[error("request too large for the transport: {0}")]
-    TooLarge(String),
-}
 
 /// Where the daemon listens, parsed from [`ENDPOINT_ENV`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +68,9 @@ impl Endpoint {
     /// Parses `scheme:rest`. Unknown schemes and empty paths are rejected
     /// with [`TransportError::BadEndpoint`].
     pub fn parse(s: &str) -> Result<Self, TransportError> {
-        let bad = || TransportError::BadEndpoint(s.to_owned());
+        let bad = || TransportError::BadEndpoint {
+            value: s.to_owned(),
+        };
         let (scheme, rest) = s.trim().split_once(':').ok_or_else(bad)?;
         match scheme {
             "vhost-user" if !rest.is_empty() => Ok(Endpoint::VhostUser(PathBuf::from(rest))),
@@ -104,16 +86,21 @@ impl Endpoint {
         }
     }
 
-    /// Reads and parses [`ENDPOINT_ENV`].
+    /// Reads and parses [`ENDPOINT_ENV`]; unset or empty is
+    /// [`TransportError::EndpointUnset`].
     pub fn from_env() -> Result<Self, TransportError> {
-        match std::env::var(ENDPOINT_ENV) {
-            Ok(v) => Self::parse(&v),
-            Err(std::env::VarError::NotPresent) => Err(TransportError::BadEndpoint(format!(
-                "{ENDPOINT_ENV} is not set"
-            ))),
-            Err(std::env::VarError::NotUnicode(v)) => Err(TransportError::BadEndpoint(
-                v.to_string_lossy().into_owned(),
-            )),
+        Self::from_value(std::env::var_os(ENDPOINT_ENV).as_deref())
+    }
+
+    /// Parses the value of [`ENDPOINT_ENV`] (`None` when unset).
+    pub fn from_value(value: Option<&std::ffi::OsStr>) -> Result<Self, TransportError> {
+        match value.map(|v| (v, v.to_str())) {
+            None => Err(TransportError::EndpointUnset),
+            Some((_, Some(v))) if v.trim().is_empty() => Err(TransportError::EndpointUnset),
+            Some((_, Some(v))) => Self::parse(v),
+            Some((v, None)) => Err(TransportError::BadEndpoint {
+                value: v.to_string_lossy().into_owned(),
+            }),
         }
     }
 
@@ -209,12 +196,10 @@ pub trait Transport: Send {
     /// Makes a chain available on the request queue without waiting for
     /// it. At most [`PipeLimits::depth`] chains may be in flight; a chain
     /// that does not fit a pipelined chain's limits, or one more than the
-    /// depth, is [`TransportError::TooLarge`].
+    /// depth, is a [`TransportError::Chain`] error.
     fn start(&mut self, chain: PipeChain<'_>) -> Result<(), TransportError> {
         let _ = chain;
-        Err(TransportError::TooLarge(
-            "this transport does not pipeline chains".into(),
-        ))
+        Err(ChainError::NotPipelined.into())
     }
 
     /// Allocates `len` bytes of host memory that the daemon can read and
@@ -253,9 +238,7 @@ pub trait Transport: Send {
     /// to `start`) and returns its response area.
     fn finish(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {
         let _ = bulk_out;
-        Err(TransportError::TooLarge(
-            "no pipelined chain is in flight".into(),
-        ))
+        Err(ChainError::NothingInFlight.into())
     }
 }
 
@@ -296,9 +279,29 @@ mod tests {
             "tcp:x",
         ] {
             assert!(
-                matches!(Endpoint::parse(s), Err(TransportError::BadEndpoint(_))),
+                matches!(Endpoint::parse(s), Err(TransportError::BadEndpoint { value }) if value == s),
                 "{s:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn endpoint_unset_or_empty_says_so() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        for v in [None, Some(OsStr::new("")), Some(OsStr::new(" "))] {
+            assert!(
+                matches!(Endpoint::from_value(v), Err(TransportError::EndpointUnset)),
+                "{v:?}"
+            );
+        }
+        assert!(matches!(
+            Endpoint::from_value(Some(OsStr::from_bytes(b"unix:\xff"))),
+            Err(TransportError::BadEndpoint { .. })
+        ));
+        assert_eq!(
+            Endpoint::from_value(Some(OsStr::new("unix:/v.sock"))).ok(),
+            Some(Endpoint::Unix(PathBuf::from("/v.sock")))
+        );
     }
 }

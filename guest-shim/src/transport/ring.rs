@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use super::TransportError;
+use super::LinkError;
 
 const PAGE: usize = 4096;
 const DESC_LEN: usize = 16;
@@ -44,7 +44,7 @@ pub const RING_STRIDE: usize = USED_OFF + page_up(6 + 8 * QSIZE);
 
 // The three parts fit their pages and keep the arena's page alignment.
 const _: () = {
-    assert!(RING_STRIDE % PAGE == 0);
+    assert!(RING_STRIDE.is_multiple_of(PAGE));
     assert!(AVAIL_OFF >= DESC_LEN * QSIZE);
     assert!(USED_OFF - AVAIL_OFF >= 6 + 2 * QSIZE);
     assert!(RING_STRIDE - USED_OFF >= 6 + 8 * QSIZE);
@@ -135,7 +135,7 @@ impl SplitRing {
     }
 
     fn u16_at(&self, off: usize) -> &AtomicU16 {
-        debug_assert!(off + 2 <= RING_STRIDE && off % 2 == 0);
+        debug_assert!(off + 2 <= RING_STRIDE && off.is_multiple_of(2));
         // SAFETY: `off` is a fixed, 2-aligned offset inside the ring memory
         // (the callers compute it from the layout constants and a slot index
         // below `size`); the memory is valid per `new`'s contract, and the
@@ -145,7 +145,7 @@ impl SplitRing {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= RING_STRIDE && off % 4 == 0);
+        debug_assert!(off + 4 <= RING_STRIDE && off.is_multiple_of(4));
         // SAFETY: as in `u16_at`, with a 4-aligned offset.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
     }
@@ -243,13 +243,13 @@ impl SplitRing {
 
     /// Waits for the next used element: busy-polls for `policy.spin`, then
     /// sleeps on `call`, watching `sock` (the vhost-user socket) so that a
-    /// daemon that dies gives [`TransportError::Disconnected`] at once.
+    /// daemon that dies gives [`LinkError::Closed`] at once.
     pub fn wait_used(
         &mut self,
         call: &EventFd,
         sock: RawFd,
         policy: WaitPolicy,
-    ) -> Result<(u32, u32), TransportError> {
+    ) -> Result<(u32, u32), LinkError> {
         let start = Instant::now();
         loop {
             if let Some(u) = self.take_used() {
@@ -270,10 +270,7 @@ impl SplitRing {
             }
             let waited = start.elapsed();
             if waited >= policy.timeout {
-                return Err(TransportError::Disconnected(format!(
-                    "no completion after {} ms",
-                    waited.as_millis()
-                )));
+                return Err(LinkError::NoAnswer { waited });
             }
             // Wake up at least once a second to re-check the deadline.
             let slice = (policy.timeout - waited).min(Duration::from_secs(1));
@@ -298,7 +295,7 @@ impl SplitRing {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(TransportError::Disconnected(format!("poll: {e}")));
+                return Err(LinkError::Wait(e));
             }
             let hup = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL | libc::POLLRDHUP;
             if fds[1].revents & hup != 0 {
@@ -306,9 +303,7 @@ impl SplitRing {
                 if let Some(u) = self.take_used() {
                     return Ok(u);
                 }
-                return Err(TransportError::Disconnected(
-                    "the daemon closed the vhost-user socket".into(),
-                ));
+                return Err(LinkError::Closed);
             }
             if fds[0].revents & libc::POLLIN != 0 {
                 // Reset the counter; the eventfd is non-blocking, and a

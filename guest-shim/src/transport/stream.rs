@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::limits::{MAX_REQUEST_AREA_LEN, MAX_STREAM_BULK, MAX_TRANSFER_LEN};
@@ -22,7 +23,9 @@ use protocol::stream::{
 use protocol::QueueClass;
 
 use super::vhost_user::{Options, PIPELINE_DEPTH};
-use super::{Chain, Limits, PipeChain, PipeLimits, Transport, TransportError};
+use super::{
+    Chain, ChainError, Limits, LinkError, PipeChain, PipeLimits, Transport, TransportError,
+};
 
 /// Bulk segments one record may carry: far more than a batch uses, few
 /// enough to keep the per-record bookkeeping small.
@@ -43,7 +46,7 @@ pub struct StreamTransport {
     send: Vec<u8>,
     recv: Vec<u8>,
     /// Set once the stream failed; no further record is sent.
-    broken: Option<String>,
+    broken: Option<Arc<LinkError>>,
 }
 
 impl std::fmt::Debug for StreamTransport {
@@ -58,7 +61,7 @@ impl std::fmt::Debug for StreamTransport {
 
 fn connect_err(peer: &str) -> impl FnOnce(io::Error) -> TransportError + '_ {
     move |source| TransportError::Connect {
-        path: peer.to_owned(),
+        peer: peer.to_owned(),
         source,
     }
 }
@@ -100,26 +103,31 @@ impl StreamTransport {
 
     fn check_usable(&self) -> Result<(), TransportError> {
         match &self.broken {
-            Some(why) => Err(TransportError::Disconnected(why.clone())),
+            Some(why) => Err(TransportError::Disconnected(Arc::clone(why))),
             None => Ok(()),
         }
     }
 
     /// Marks the stream broken (it is out of step) and returns the error.
-    fn fail(&mut self, what: &str, e: io::Error) -> TransportError {
-        let why = match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                format!(
-                    "{what}: no answer from {} within {:?}",
-                    self.peer, self.timeout
-                )
-            }
-            io::ErrorKind::UnexpectedEof => format!("{what}: {} closed the connection", self.peer),
-            _ => format!("{what} {}: {e}", self.peer),
-        };
-        self.broken = Some(why.clone());
+    fn fail(&mut self, why: LinkError) -> TransportError {
+        let why = Arc::new(why);
+        self.broken = Some(Arc::clone(&why));
         self.in_flight.clear();
         TransportError::Disconnected(why)
+    }
+
+    /// Marks the stream broken after a failed read or write: a timeout and
+    /// the peer's hangup have causes of their own, any other error is
+    /// wrapped by `other`.
+    fn fail_io(&mut self, e: io::Error, other: fn(io::Error) -> LinkError) -> TransportError {
+        let why = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => LinkError::NoAnswer {
+                waited: self.timeout,
+            },
+            io::ErrorKind::UnexpectedEof => LinkError::Closed,
+            _ => other(e),
+        };
+        self.fail(why)
     }
 
     /// Encodes and writes one request record.
@@ -133,21 +141,30 @@ impl StreamTransport {
     ) -> Result<(), TransportError> {
         let bulk: usize =
             bulk_in.iter().map(|b| b.len()).sum::<usize>() + out_lens.iter().sum::<usize>();
-        if bulk > max_bulk || bulk_in.len() + out_lens.len() > MAX_SEGMENTS {
-            return Err(TransportError::TooLarge(format!(
-                "{bulk} bulk bytes in {} segments (split with Client::max_chunk)",
-                bulk_in.len() + out_lens.len()
-            )));
+        if bulk > max_bulk {
+            return Err(ChainError::BulkTooLarge {
+                len: bulk,
+                max: max_bulk,
+            }
+            .into());
+        }
+        let segments = bulk_in.len() + out_lens.len();
+        if segments > MAX_SEGMENTS {
+            return Err(ChainError::TooManySegments {
+                count: segments,
+                max: MAX_SEGMENTS,
+            }
+            .into());
         }
         self.send.clear();
         encode_request_record(&mut self.send, queue, frames, bulk_in, out_lens)
-            .map_err(|e| TransportError::TooLarge(e.to_string()))?;
+            .map_err(ChainError::Encode)?;
         if let Err(e) = self
             .conn
             .write_all(&self.send)
             .and_then(|()| self.conn.flush())
         {
-            return Err(self.fail("sending to", e));
+            return Err(self.fail_io(e, LinkError::Send));
         }
         Ok(())
     }
@@ -157,26 +174,22 @@ impl StreamTransport {
     fn recv_record(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {
         let mut head = [0u8; RECORD_HEADER_LEN];
         if let Err(e) = self.conn.read_exact(&mut head) {
-            return Err(self.fail("reading from", e));
+            return Err(self.fail_io(e, LinkError::Receive));
         }
-        let bad = |e: &dyn std::fmt::Display| format!("bad response record: {e}");
         let header = match RecordHeader::decode(&head, Direction::Response) {
             Ok(h) => h,
-            Err(e) => return Err(self.fail(&bad(&e), io::ErrorKind::InvalidData.into())),
+            Err(e) => return Err(self.fail(LinkError::BadRecord(e))),
         };
         self.recv.clear();
         let got = Read::take(&mut self.conn, u64::from(header.len)).read_to_end(&mut self.recv);
         match got {
             Ok(n) if n == header.len as usize => {}
-            Ok(_) => return Err(self.fail("reading from", io::ErrorKind::UnexpectedEof.into())),
-            Err(e) => return Err(self.fail("reading from", e)),
+            Ok(_) => return Err(self.fail(LinkError::Closed)),
+            Err(e) => return Err(self.fail_io(e, LinkError::Receive)),
         }
         let decoded = match decode_response_record(&header, &self.recv) {
             Ok(d) => d,
-            Err(e) => {
-                let why = bad(&e);
-                return Err(self.fail(&why, io::ErrorKind::InvalidData.into()));
-            }
+            Err(e) => return Err(self.fail(LinkError::BadRecord(e))),
         };
         for (dst, src) in bulk_out.iter_mut().zip(&decoded.segments) {
             let n = src.len().min(dst.len());
@@ -228,10 +241,10 @@ impl Transport for StreamTransport {
     fn start(&mut self, chain: PipeChain<'_>) -> Result<(), TransportError> {
         self.check_usable()?;
         if self.in_flight.len() >= PIPELINE_DEPTH {
-            return Err(TransportError::TooLarge(format!(
-                "{} pipelined chains already in flight",
-                self.in_flight.len()
-            )));
+            return Err(ChainError::PipelineFull {
+                depth: self.in_flight.len(),
+            }
+            .into());
         }
         self.send_record(
             QueueClass::Request,
@@ -247,9 +260,7 @@ impl Transport for StreamTransport {
     fn finish(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {
         self.check_usable()?;
         if self.in_flight.pop_front().is_none() {
-            return Err(TransportError::TooLarge(
-                "no pipelined chain is in flight".into(),
-            ));
+            return Err(ChainError::NothingInFlight.into());
         }
         self.recv_record(bulk_out)
     }

@@ -13,9 +13,11 @@
 //! them in place.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::ops::Range;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::limits::MAX_TRANSFER_LEN;
@@ -30,7 +32,11 @@ use super::arena::{
 };
 use super::heap::HostHeap;
 use super::ring::{Desc, SplitRing, WaitPolicy};
-use super::{Chain, Limits, PipeChain, PipeLimits, Transport, TransportError};
+use super::settings::{ARENA_MB, HOST_MB, POLL_US, TIMEOUT_MS};
+use super::{
+    Chain, ChainError, Limits, LinkError, PipeChain, PipeLimits, SetupError, Transport,
+    TransportError,
+};
 
 const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
@@ -74,27 +80,23 @@ impl Default for Options {
 
 impl Options {
     /// Defaults overridden by `VCOMPUTE_ARENA_MB`, `VCOMPUTE_HOST_MB`,
-    /// `VCOMPUTE_POLL_US` and `VCOMPUTE_TIMEOUT_MS`; unparsable values keep
-    /// the default.
+    /// `VCOMPUTE_POLL_US` and `VCOMPUTE_TIMEOUT_MS` (see
+    /// [`super::settings`]: a bad value keeps the default, with one log
+    /// line).
     pub fn from_env() -> Self {
-        fn num(name: &str) -> Option<u64> {
-            std::env::var(name).ok()?.trim().parse().ok()
-        }
-        let d = Options::default();
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// As [`Options::from_env`], with `var` giving each variable's value.
+    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let value = |s: &super::settings::Setting| s.value(var(s.name).as_deref().map(OsStr::new));
+        // The settings' bounds keep these far from overflowing.
+        let mib = |mb: u64| usize::try_from(mb).map_or(usize::MAX, |mb| mb.saturating_mul(1 << 20));
         Options {
-            arena_len: num("VCOMPUTE_ARENA_MB")
-                .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
-                .unwrap_or(d.arena_len),
-            host_len: num("VCOMPUTE_HOST_MB")
-                .and_then(|mb| usize::try_from(mb).ok()?.checked_mul(1 << 20))
-                .unwrap_or(d.host_len),
-            poll: num("VCOMPUTE_POLL_US")
-                .map(Duration::from_micros)
-                .unwrap_or(d.poll),
-            timeout: num("VCOMPUTE_TIMEOUT_MS")
-                .filter(|&ms| ms > 0)
-                .map(Duration::from_millis)
-                .unwrap_or(d.timeout),
+            arena_len: mib(value(&ARENA_MB)),
+            host_len: mib(value(&HOST_MB)),
+            poll: Duration::from_micros(value(&POLL_US)),
+            timeout: Duration::from_millis(value(&TIMEOUT_MS)),
         }
     }
 }
@@ -138,7 +140,7 @@ pub struct VhostUserTransport {
     next_slot: usize,
     /// Set once a chain could not complete; the arena may still be in use
     /// by the device, so no further chain is sent.
-    broken: Option<String>,
+    broken: Option<Arc<LinkError>>,
 }
 
 impl std::fmt::Debug for VhostUserTransport {
@@ -153,67 +155,80 @@ impl std::fmt::Debug for VhostUserTransport {
     }
 }
 
-fn setup<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> TransportError {
-    move |e| TransportError::Setup(format!("{step}: {e}"))
+/// A failed vhost-user request of the handshake.
+fn request(request: &'static str) -> impl FnOnce(vhost::Error) -> SetupError {
+    move |source| SetupError::Request { request, source }
+}
+
+/// A local resource of direct mode that could not be created.
+fn resource(what: &'static str) -> impl FnOnce(std::io::Error) -> SetupError {
+    move |source| SetupError::Resource { what, source }
 }
 
 impl VhostUserTransport {
     /// Connects to the daemon's socket and performs the vhost-user setup.
     pub fn connect(path: &Path, opts: &Options) -> Result<Self, TransportError> {
         let sock = UnixStream::connect(path).map_err(|source| TransportError::Connect {
-            path: path.display().to_string(),
+            peer: format!("vhost-user:{}", path.display()),
             source,
         })?;
-        let watch = sock.try_clone().map_err(setup("dup socket"))?;
+        Self::handshake(sock, opts).map_err(|source| TransportError::Setup {
+            socket: path.to_owned(),
+            source,
+        })
+    }
+
+    fn handshake(sock: UnixStream, opts: &Options) -> Result<Self, SetupError> {
+        let watch = sock.try_clone().map_err(resource("socket's duplicate"))?;
         let mut frontend = Frontend::from_stream(sock, NUM_QUEUES as u64);
 
-        frontend.set_owner().map_err(setup("SET_OWNER"))?;
-        let offered = frontend.get_features().map_err(setup("GET_FEATURES"))?;
+        frontend.set_owner().map_err(request("SET_OWNER"))?;
+        let offered = frontend.get_features().map_err(request("GET_FEATURES"))?;
         if offered & VIRTIO_F_VERSION_1 == 0 {
-            return Err(TransportError::Setup(
-                "the daemon does not offer VIRTIO_F_VERSION_1".into(),
-            ));
+            return Err(SetupError::MissingFeature {
+                feature: "VIRTIO_F_VERSION_1",
+            });
         }
         let acked = offered
             & (VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | VHOST_USER_F_PROTOCOL_FEATURES);
         frontend
             .set_features(acked)
-            .map_err(setup("SET_FEATURES"))?;
+            .map_err(request("SET_FEATURES"))?;
         let event_idx = acked & VIRTIO_RING_F_EVENT_IDX != 0;
         let protocol = acked & VHOST_USER_F_PROTOCOL_FEATURES != 0;
 
         if protocol {
             let pf = frontend
                 .get_protocol_features()
-                .map_err(setup("GET_PROTOCOL_FEATURES"))?;
+                .map_err(request("GET_PROTOCOL_FEATURES"))?;
             let want = pf & (VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK);
             frontend
                 .set_protocol_features(want)
-                .map_err(setup("SET_PROTOCOL_FEATURES"))?;
+                .map_err(request("SET_PROTOCOL_FEATURES"))?;
             if want.contains(VhostUserProtocolFeatures::REPLY_ACK) {
                 frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
             }
             if want.contains(VhostUserProtocolFeatures::MQ) {
-                let n = frontend.get_queue_num().map_err(setup("GET_QUEUE_NUM"))?;
+                let n = frontend.get_queue_num().map_err(request("GET_QUEUE_NUM"))?;
                 if n < NUM_QUEUES as u64 {
-                    return Err(TransportError::Setup(format!(
-                        "the daemon has {n} queues, {NUM_QUEUES} needed"
-                    )));
+                    return Err(SetupError::TooFewQueues {
+                        offered: n,
+                        needed: NUM_QUEUES,
+                    });
                 }
             }
         }
 
+        let bad_layout = || SetupError::ArenaLayout {
+            arena_len: opts.arena_len,
+            host_len: opts.host_len,
+        };
         let total = opts
             .arena_len
             .checked_add(opts.host_len)
-            .ok_or_else(|| TransportError::Setup("arena and host heap sizes overflow".into()))?;
-        let layout = Layout::new(total, NUM_QUEUES, opts.host_len).ok_or_else(|| {
-            TransportError::Setup(format!(
-                "arena of {} MiB leaves no room for bulk staging",
-                opts.arena_len >> 20
-            ))
-        })?;
-        let arena = Arena::new(total).map_err(setup("memfd arena"))?;
+            .ok_or_else(bad_layout)?;
+        let layout = Layout::new(total, NUM_QUEUES, opts.host_len).ok_or_else(bad_layout)?;
+        let arena = Arena::new(total).map_err(resource("memfd arena"))?;
         let region = VhostUserMemoryRegionInfo {
             guest_phys_addr: arena.gpa(0),
             memory_size: arena.len() as u64,
@@ -223,7 +238,7 @@ impl VhostUserTransport {
         };
         frontend
             .set_mem_table(&[region])
-            .map_err(setup("SET_MEM_TABLE"))?;
+            .map_err(request("SET_MEM_TABLE"))?;
 
         let mut queues = Vec::with_capacity(NUM_QUEUES);
         for q in 0..NUM_QUEUES {
@@ -240,12 +255,12 @@ impl VhostUserTransport {
                     event_idx,
                 )
             };
-            let kick = EventFd::new(EFD_NONBLOCK).map_err(setup("eventfd"))?;
-            let call = EventFd::new(EFD_NONBLOCK).map_err(setup("eventfd"))?;
+            let kick = EventFd::new(EFD_NONBLOCK).map_err(resource("eventfd"))?;
+            let call = EventFd::new(EFD_NONBLOCK).map_err(resource("eventfd"))?;
             let (desc, avail, used) = ring.addresses();
             frontend
                 .set_vring_num(q, ring.size())
-                .map_err(setup("SET_VRING_NUM"))?;
+                .map_err(request("SET_VRING_NUM"))?;
             let cfg = VringConfigData {
                 queue_max_size: ring.size(),
                 queue_size: ring.size(),
@@ -257,20 +272,20 @@ impl VhostUserTransport {
             };
             frontend
                 .set_vring_addr(q, &cfg)
-                .map_err(setup("SET_VRING_ADDR"))?;
+                .map_err(request("SET_VRING_ADDR"))?;
             frontend
                 .set_vring_base(q, 0)
-                .map_err(setup("SET_VRING_BASE"))?;
+                .map_err(request("SET_VRING_BASE"))?;
             frontend
                 .set_vring_call(q, &call)
-                .map_err(setup("SET_VRING_CALL"))?;
+                .map_err(request("SET_VRING_CALL"))?;
             frontend
                 .set_vring_kick(q, &kick)
-                .map_err(setup("SET_VRING_KICK"))?;
+                .map_err(request("SET_VRING_KICK"))?;
             if protocol {
                 frontend
                     .set_vring_enable(q, true)
-                    .map_err(setup("SET_VRING_ENABLE"))?;
+                    .map_err(request("SET_VRING_ENABLE"))?;
             }
             queues.push(Queue { ring, kick, call });
         }
@@ -299,19 +314,19 @@ impl VhostUserTransport {
         protocol::QUEUE_SIZE as usize / self.slots.len().max(1)
     }
 
-    fn fail(&mut self, e: TransportError) -> TransportError {
-        if let TransportError::Disconnected(why) = &e {
-            self.broken = Some(why.clone());
-            // The device may still own the in-flight chains' memory; no
-            // further chain is sent, so their slots are never reused.
-            self.in_flight.clear();
-        }
-        e
+    /// Marks the connection lost for good and returns the error saying why.
+    fn fail(&mut self, why: LinkError) -> TransportError {
+        let why = Arc::new(why);
+        self.broken = Some(Arc::clone(&why));
+        // The device may still own the in-flight chains' memory; no
+        // further chain is sent, so their slots are never reused.
+        self.in_flight.clear();
+        TransportError::Disconnected(why)
     }
 
     fn check_usable(&self) -> Result<(), TransportError> {
         match &self.broken {
-            Some(why) => Err(TransportError::Disconnected(why.clone())),
+            Some(why) => Err(TransportError::Disconnected(Arc::clone(why))),
             None => Ok(()),
         }
     }
@@ -330,22 +345,22 @@ impl VhostUserTransport {
         out_lens: impl Iterator<Item = (usize, Option<usize>)> + Clone,
     ) -> Result<Vec<usize>, TransportError> {
         if frames.is_empty() {
-            return Err(TransportError::TooLarge(
-                "a chain needs at least one frame".into(),
-            ));
+            return Err(ChainError::Empty.into());
         }
         if frames.len() > areas.request.len() {
-            return Err(TransportError::TooLarge(format!(
-                "{} bytes of frames, request area holds {}",
-                frames.len(),
-                areas.request.len()
-            )));
+            return Err(ChainError::FramesTooLong {
+                len: frames.len(),
+                max: areas.request.len(),
+            }
+            .into());
         }
         let segments = bulk_in.len() + out_lens.clone().count();
         if segments > max_segments {
-            return Err(TransportError::TooLarge(format!(
-                "{segments} bulk segments, a chain holds {max_segments}"
-            )));
+            return Err(ChainError::TooManySegments {
+                count: segments,
+                max: max_segments,
+            }
+            .into());
         }
         let bulk: usize = bulk_in
             .iter()
@@ -358,10 +373,11 @@ impl VhostUserTransport {
             )
             .sum();
         if bulk > areas.staging.len() {
-            return Err(TransportError::TooLarge(format!(
-                "{bulk} bytes of bulk data, staging holds {} (split with Client::max_chunk)",
-                areas.staging.len()
-            )));
+            return Err(ChainError::BulkTooLarge {
+                len: bulk,
+                max: areas.staging.len(),
+            }
+            .into());
         }
 
         self.descs.clear();
@@ -429,8 +445,7 @@ impl VhostUserTransport {
         let q = &mut self.queues[qi];
         if q.ring.publish_at(head, &self.descs) {
             if let Err(e) = q.kick.write(1) {
-                let e = TransportError::Disconnected(format!("kick: {e}"));
-                return Err(self.fail(e));
+                return Err(self.fail(LinkError::Kick(e)));
             }
         }
         Ok(())
@@ -454,10 +469,7 @@ impl VhostUserTransport {
             Err(e) => return Err(self.fail(e)),
         };
         if id != u32::from(head) || len as usize > response.len() {
-            let e = TransportError::Disconnected(format!(
-                "the daemon returned used element ({id}, {len}) for chain {head}"
-            ));
-            return Err(self.fail(e));
+            return Err(self.fail(LinkError::BadCompletion { id, len, head }));
         }
         let mut resp = vec![0u8; len as usize];
         self.arena.read(response.start, &mut resp);
@@ -552,15 +564,13 @@ impl Transport for VhostUserTransport {
     fn start(&mut self, chain: PipeChain<'_>) -> Result<(), TransportError> {
         self.check_usable()?;
         let Some(limits) = self.pipe_limits() else {
-            return Err(TransportError::TooLarge(
-                "the arena is too small to pipeline chains".into(),
-            ));
+            return Err(ChainError::NotPipelined.into());
         };
         if self.in_flight.len() >= limits.depth {
-            return Err(TransportError::TooLarge(format!(
-                "{} pipelined chains already in flight",
-                self.in_flight.len()
-            )));
+            return Err(ChainError::PipelineFull {
+                depth: self.in_flight.len(),
+            }
+            .into());
         }
         // Chains complete in order and slots are taken round-robin, so the
         // next slot is the one whose chain completed longest ago.
@@ -613,9 +623,7 @@ impl Transport for VhostUserTransport {
     fn finish(&mut self, bulk_out: &mut [&mut [u8]]) -> Result<Vec<u8>, TransportError> {
         self.check_usable()?;
         let Some(oldest) = self.in_flight.pop_front() else {
-            return Err(TransportError::TooLarge(
-                "no pipelined chain is in flight".into(),
-            ));
+            return Err(ChainError::NothingInFlight.into());
         };
         let response = self.slots[oldest.slot].response.clone();
         let resp = self.wait(REQUEST_QUEUE, oldest.head, &response, self.policy)?;

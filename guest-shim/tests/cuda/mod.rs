@@ -39,33 +39,44 @@ impl Daemon {
         self.server.endpoint()
     }
 
-    /// Runs the ignored test `name` of this binary in a child process,
-    /// pointed at this daemon and at the built `libcuda.so.1`; asserts it
-    /// passed and printed `SCENARIO OK`. Returns its stdout.
-    pub fn run_scenario(&self, name: &str) -> String {
+    /// A command that runs the ignored test `name` of this binary in a
+    /// child process, pointed at this daemon and at the built
+    /// `libcuda.so.1`.
+    pub fn scenario(&self, name: &str) -> Command {
         let lib = super::common::cuda_lib_dir().join("libcuda.so.1");
-        let out: Output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                name,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("VCOMPUTE_TEST_LIBCUDA", lib)
-            .env("VCOMPUTE_ENDPOINT", self.endpoint())
-            .env("VCOMPUTE_HOST_MB", "64")
-            .env("VCOMPUTE_ARENA_MB", "64")
-            .output()
-            .expect("run the scenario");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VCOMPUTE_TEST_LIBCUDA", lib)
+        .env("VCOMPUTE_ENDPOINT", self.endpoint())
+        .env("VCOMPUTE_HOST_MB", "64")
+        .env("VCOMPUTE_ARENA_MB", "64");
+        cmd
+    }
+
+    /// Runs the scenario `name` (see [`Daemon::scenario`]); asserts it
+    /// passed and printed `SCENARIO OK`. Returns its output.
+    pub fn run(name: &str, mut cmd: Command) -> Output {
+        let out = cmd.output().expect("run the scenario");
+        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
         assert!(
             stdout.contains("SCENARIO OK"),
             "{name} did not run:\n{stdout}\n{stderr}"
         );
-        stdout
+        out
+    }
+
+    /// Runs the scenario `name` as it is; returns its stdout.
+    pub fn run_scenario(&self, name: &str) -> String {
+        let out = Self::run(name, self.scenario(name));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -164,4 +175,24 @@ entry_points! {
 #[track_caller]
 pub fn ok(rc: c_uint) {
     assert_eq!(rc, 0, "CUresult {rc}");
+}
+
+/// `cuLinkAddData_v2` of the PTX text in `data`, without options.
+///
+/// # Safety
+/// `state` is a live link state of `cu`.
+pub unsafe fn link_add_ptx(cu: &Cu, state: P, data: &mut [u8]) -> c_uint {
+    // SAFETY: `data` is live for the call; the caller vouches for `state`.
+    unsafe {
+        (cu.cuLinkAddData_v2)(
+            state,
+            1, // CU_JIT_INPUT_PTX
+            data.as_mut_ptr().cast(),
+            data.len(),
+            c"kernel.ptx".as_ptr(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
 }

@@ -22,7 +22,7 @@ fn init_info() -> CuResult<InitInfo> {
     }
     let client = crate::ffi::shared_client().ok_or(CUDA_ERROR_NO_DEVICE)?;
     if client.session().features & FEATURE_CUDA == 0 {
-        super::log_limited(format_args!(
+        crate::log::CALLS.log(format_args!(
             "the daemon does not serve the CUDA driver API (is it running --executor cuda?)"
         ));
         return Err(CUDA_ERROR_NO_DEVICE);

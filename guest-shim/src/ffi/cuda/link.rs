@@ -92,7 +92,7 @@ fn add(state: Opaque, input: c_int, bytes: Vec<u8>) -> CuResult {
     with_links(|l| {
         let s = l.get_mut(&h).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         if !s.images.is_empty() || s.output.is_some() {
-            super::log_limited(format_args!(
+            crate::log::CALLS.log(format_args!(
                 "cuLink: linking several images is not forwarded"
             ));
             return Err(CUDA_ERROR_NOT_SUPPORTED);

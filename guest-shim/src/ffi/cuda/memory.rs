@@ -539,7 +539,7 @@ fn memset(
     let bytes = count
         .checked_mul(width.bytes() as usize)
         .ok_or(CUDA_ERROR_INVALID_VALUE)?;
-    if dst % width.bytes() != 0 {
+    if !dst.is_multiple_of(width.bytes()) {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     dev_checked(dst, bytes)?;

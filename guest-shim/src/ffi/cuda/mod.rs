@@ -35,14 +35,13 @@ pub(crate) mod stream;
 pub(crate) mod types;
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use protocol::cuda::StreamRef;
 use protocol::opencl::Handle;
 use protocol::{ProtocolError, Request, Response};
 
 use crate::client::{CallError, Client, PostIn};
+use crate::log::{Chain, CALLS};
 use types::*;
 
 /// The result of an entry point's body: `Err` carries the `CUresult`.
@@ -56,35 +55,23 @@ pub(crate) fn entry(name: &'static str, body: impl FnOnce() -> CuResult) -> CUre
     }
 }
 
-static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
-
-/// Logs at most one line a second: a program can fail calls in a loop.
-pub(crate) fn log_limited(msg: std::fmt::Arguments<'_>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST_LOG_SECS.swap(now, Ordering::Relaxed) != now {
-        eprintln!("vcompute: {msg}");
-    }
-}
-
 /// Maps a failed call to the `CUresult` a program expects.
 pub(crate) fn cu_error(e: &CallError) -> CUresult {
     match e {
         CallError::Native(c) => match CUresult::try_from(*c) {
             Ok(c) if c != CUDA_SUCCESS => c,
             _ => {
-                log_limited(format_args!("the daemon sent native error {c}"));
+                CALLS.log(format_args!("the daemon sent native error {c}"));
                 CUDA_ERROR_UNKNOWN
             }
         },
         CallError::Protocol(ProtocolError::LimitExceeded) => CUDA_ERROR_OUT_OF_MEMORY,
-        CallError::Transport(t) => {
-            log_limited(format_args!("CUDA call failed: {t}"));
+        CallError::Transport(_) => {
+            CALLS.log(format_args!("CUDA call failed: {}", Chain(e)));
             CUDA_ERROR_DEVICE_UNAVAILABLE
         }
-        CallError::Protocol(p) => {
-            log_limited(format_args!("CUDA call refused by the daemon: {p}"));
+        CallError::Protocol(_) => {
+            CALLS.log(format_args!("CUDA call failed: {}", Chain(e)));
             CUDA_ERROR_UNKNOWN
         }
     }
@@ -128,7 +115,7 @@ pub(crate) fn post_bulk(
 
 /// A reply of the wrong type: the daemon is broken, not the program.
 pub(crate) fn unexpected(_r: Response) -> CUresult {
-    log_limited(format_args!("the daemon answered with the wrong message"));
+    CALLS.log(format_args!("the daemon answered with the wrong message"));
     CUDA_ERROR_UNKNOWN
 }
 

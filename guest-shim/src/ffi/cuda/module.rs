@@ -230,7 +230,7 @@ unsafe fn load(
     let ctx = current_ctx()?;
     let c = client()?;
     if bytes.len() > c.max_chunk() {
-        super::log_limited(format_args!(
+        crate::log::CALLS.log(format_args!(
             "a module image of {} bytes exceeds what one call carries",
             bytes.len()
         ));

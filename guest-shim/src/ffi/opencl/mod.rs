@@ -37,15 +37,15 @@ mod stubs;
 
 use std::ffi::{c_char, c_void};
 use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use opencl_sys::{cl_int, cl_platform_id, cl_uint, CL_OUT_OF_RESOURCES, CL_SUCCESS};
 use protocol::opencl::{Empty, Release};
 use protocol::{ProtocolError, Request, Response};
 
 use crate::client::{CallError, Client};
+use crate::log::{Chain, CALLS, CONNECT};
+use crate::transport::ENDPOINT_ENV;
 use objects::Record;
 
 /// `CL_PLATFORM_NOT_FOUND_KHR`: no platform behind this ICD.
@@ -75,7 +75,9 @@ pub(crate) fn session() -> Option<&'static Session> {
         .get_or_init(|| match catch_unwind(connect) {
             Ok(s) => s,
             Err(_) => {
-                eprintln!("vcompute: cannot reach daemon: the transport failed internally");
+                CONNECT.log(format_args!(
+                    "cannot reach daemon: the transport failed internally"
+                ));
                 None
             }
         })
@@ -84,17 +86,22 @@ pub(crate) fn session() -> Option<&'static Session> {
 
 fn connect() -> Option<Session> {
     let endpoint =
-        std::env::var("VCOMPUTE_ENDPOINT").unwrap_or_else(|_| "(VCOMPUTE_ENDPOINT unset)".into());
+        std::env::var(ENDPOINT_ENV).unwrap_or_else(|_| format!("({ENDPOINT_ENV} unset)"));
     let client = crate::ffi::shared_client()?;
     let platforms = match client.call(Request::ClGetPlatformIds(Empty {}), &[], &mut []) {
         Ok(Response::ClGetPlatformIds(list)) => list.handles,
         Ok(_) => {
-            eprintln!("vcompute: daemon at {endpoint} sent a malformed platform list");
+            CONNECT.log(format_args!(
+                "daemon at {endpoint} sent a malformed platform list"
+            ));
             vec![]
         }
         Err(CallError::Native(c)) if c == CL_PLATFORM_NOT_FOUND_KHR => vec![],
         Err(e) => {
-            eprintln!("vcompute: daemon at {endpoint} listed no platforms: {e}");
+            CONNECT.log(format_args!(
+                "daemon at {endpoint} listed no platforms: {}",
+                Chain(&e)
+            ));
             vec![]
         }
     };
@@ -108,21 +115,13 @@ pub(crate) fn client() -> Result<&'static Client, cl_int> {
     session().map(|s| s.client).ok_or(CL_OUT_OF_RESOURCES)
 }
 
-static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
-
 /// Maps a failed call to the native code an application expects.
 pub(crate) fn cl_error(e: &CallError) -> cl_int {
     match e {
         CallError::Native(c) if *c < 0 => *c,
         CallError::Protocol(ProtocolError::LimitExceeded) => CL_OUT_OF_RESOURCES,
         other => {
-            // At most one line a second: a guest can trigger this in a loop.
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if LAST_LOG_SECS.swap(now, Ordering::Relaxed) != now {
-                eprintln!("vcompute: call failed: {other}");
-            }
+            CALLS.log(format_args!("call failed: {}", Chain(other)));
             CL_OUT_OF_RESOURCES
         }
     }
@@ -270,7 +269,7 @@ pub unsafe extern "C" fn clGetExtensionFunctionAddressForPlatform(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::TransportError;
+    use crate::transport::{LinkError, TransportError};
 
     #[test]
     fn call_errors_map_to_native_codes() {
@@ -284,7 +283,7 @@ mod tests {
             cl_error(&CallError::Protocol(ProtocolError::Malformed)),
             CL_OUT_OF_RESOURCES
         );
-        let t = CallError::Transport(TransportError::Disconnected("gone".into()));
+        let t = CallError::Transport(TransportError::Disconnected(LinkError::Closed.into()));
         assert_eq!(cl_error(&t), CL_OUT_OF_RESOURCES);
         // A "native" success code as an error would report false success.
         assert_eq!(cl_error(&CallError::Native(0)), CL_OUT_OF_RESOURCES);

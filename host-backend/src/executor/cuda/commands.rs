@@ -116,7 +116,7 @@ impl<B: Backend> CudaSession<B> {
     pub(super) fn memset(&mut self, r: Memset) -> Result<Empty, ExecError> {
         let (device, lane) = self.objects.lane(r.stream)?;
         let width = r.width.bytes();
-        if r.dst % width != 0 {
+        if !r.dst.is_multiple_of(width) {
             return Err(cu(INVALID_VALUE));
         }
         if r.count == 0 {
