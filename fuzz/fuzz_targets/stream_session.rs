@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use vcompute_protocol::session::FEATURE_OPENCL;
 use vcompute_protocol::{Request, Response};
 use vhost_device_compute::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
-use vhost_device_compute::limits::SessionLimits;
 use vhost_device_compute::limits::session_limits;
+use vhost_device_compute::limits::SessionLimits;
 use vhost_device_compute::session::Session;
 use vhost_device_compute::stream::serve;
 
@@ -20,7 +20,7 @@ struct Refuse;
 impl Executor for Refuse {
     fn execute(&mut self, _: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         for b in bulk.output {
-            b.write(b"out");
+            b.write_at(0, b"out");
         }
         Err(ExecError::Native(-30))
     }

@@ -12,8 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use vcompute_protocol::session::FEATURE_OPENCL;
 use vcompute_protocol::{Request, Response};
 use vhost_device_compute::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
-use vhost_device_compute::limits::SessionLimits;
 use vhost_device_compute::limits::session_limits;
+use vhost_device_compute::limits::SessionLimits;
 use vhost_device_compute::vsock::{op, Hdr, Muxer, HOST_CID, MAX_OWED_RESETS, TYPE_STREAM};
 use vmm_sys_util::eventfd::EventFd;
 

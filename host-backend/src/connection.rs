@@ -1,6 +1,6 @@
 //! Serving one guest connection, whoever accepted it: the in-process
 //! [`crate::server::Server`] runs this on a thread per connection, a worker
-//! process ([`crate::worker`]) runs it once, for the connection the
+//! process (`crate::worker`) runs it once, for the connection the
 //! supervisor handed it.
 //!
 //! - [`VhostConn`]: a vhost-user frontend, accepted from a listening socket:

@@ -1,5 +1,5 @@
 //! The daemon's listening sockets and its stop channel, shared by the
-//! in-process [`crate::server::Server`] and the [`crate::supervisor`]:
+//! in-process [`crate::server::Server`] and the `crate::supervisor`:
 //! binding the vhost-user socket and the stream listener, waiting for
 //! either (or a stop request), and routing SIGINT/SIGTERM to the stop
 //! channel.

@@ -3,7 +3,7 @@
 //!
 //! This is what embedders and tests run with an [`ExecutorFactory`] of
 //! their own (the recording CUDA double's server is one). The daemon binary
-//! runs the [`crate::supervisor`] instead, which gives every connection a
+//! runs the `crate::supervisor` instead, which gives every connection a
 //! sandboxed worker process of its own; both serve a connection with the
 //! same code.
 //!

@@ -7,7 +7,7 @@
 //! driver API defines, and sizes are within the wire limits. A backend
 //! reports failures as native `CUresult` codes. Two backends exist: the real
 //! one over the driver ([`super::driver::Driver`]) and the emulated device of
-//! the recording test double ([`crate::testing`]).
+//! the recording test double (`crate::testing`, feature `testing`).
 
 use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemsetWidth, ParamInfo};
 

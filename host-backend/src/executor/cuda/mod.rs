@@ -17,7 +17,7 @@
 //! | `tests/` | conformance (every backend), hostile input, GPU-only tests |
 //!
 //! The session layer ([`CudaSession`]) does every check and is shared with
-//! the recording test double ([`crate::testing`]), so both
+//! the recording test double (`crate::testing`, feature `testing`), so both
 //! refuse the same requests with the same `CUresult`.
 
 pub mod backend;
