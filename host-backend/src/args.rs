@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{Config, ServerConfig, VsockConfig};
+use crate::config::{
+    CgroupConfig, Config, MetricsAddr, SandboxConfig, ServerConfig, VsockConfig, WorkerConfig,
+};
 use crate::executor::ExecutorKind;
 use crate::limits::{
-    session_limits, DEFAULT_MAX_DEVICE_MEMORY, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_SESSIONS,
-    DEFAULT_POLL_US, DEFAULT_VSOCK_PORT, MAX_POLL_US,
+    session_limits, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_DEVICE_MEMORY, DEFAULT_MAX_OBJECTS,
+    DEFAULT_MAX_SESSIONS, DEFAULT_POLL_US, DEFAULT_VSOCK_PORT, DEFAULT_WARM_WORKERS,
+    DEFAULT_WORKER_MAX_FILES, MAX_POLL_US, MAX_WARM_WORKERS, MIN_WORKER_MAX_FILES,
 };
 
 /// Which runtime replays guest calls.
@@ -78,6 +81,74 @@ pub struct Args {
     /// Microseconds to keep polling a drained queue before sleeping (0 = never poll).
     #[arg(long, value_name = "US", default_value_t = DEFAULT_POLL_US)]
     pub poll_us: u64,
+
+    /// Worker processes kept started and sandboxed, with the runtime
+    /// initialised, for the next connections (0 = start one per connection).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WARM_WORKERS)]
+    pub warm_workers: usize,
+
+    /// Seconds one call may run before its worker (and only its guest's
+    /// session) is ended (0 = no limit).
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_MAX_CALL_SECONDS)]
+    pub max_call_seconds: u64,
+
+    /// Most open files per worker (RLIMIT_NOFILE).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKER_MAX_FILES)]
+    pub worker_max_files: u64,
+
+    /// Address space per worker, in bytes (RLIMIT_AS; 0 = unlimited; the
+    /// CUDA driver reserves far more address space than it uses).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub worker_address_space: u64,
+
+    /// CPU time per worker, in seconds (RLIMIT_CPU; 0 = unlimited).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub worker_cpu_seconds: u64,
+
+    /// A path workers may also read (a vendor runtime outside /usr);
+    /// repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub sandbox_allow_read: Vec<PathBuf>,
+
+    /// A path workers may also read and write (another vendor's device
+    /// nodes); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub sandbox_allow_rw: Vec<PathBuf>,
+
+    /// A delegated cgroup v2 directory: each worker runs in a leaf of its
+    /// own below it.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// memory.max of each worker's cgroup leaf, in bytes (needs --cgroup).
+    #[arg(long, value_name = "BYTES")]
+    pub worker_memory_max: Option<u64>,
+
+    /// cpu.max of each worker's cgroup leaf, in percent of one CPU (needs
+    /// --cgroup).
+    #[arg(long, value_name = "PERCENT")]
+    pub worker_cpu_percent: Option<u32>,
+
+    /// Directory for the workers' private scratch directories (default:
+    /// $RUNTIME_DIRECTORY, else the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+
+    /// Share one compiled-kernel cache between all workers, in DIR. Only
+    /// for a daemon whose guests are all one tenant: any worker can write
+    /// what every other loads. Without it each connection compiles its
+    /// kernels afresh.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_cache: Option<PathBuf>,
+
+    /// Serve per-worker metrics (Prometheus text) on `unix:PATH` or
+    /// `tcp:HOST:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// Internal: run as a worker on this control descriptor.
+    #[arg(long, value_name = "FD", hide = true)]
+    pub worker_control: Option<i32>,
 }
 
 /// Arguments that parse but make no sense.
@@ -108,6 +179,33 @@ pub enum ConfigError {
     /// VMADDR_CID_ANY).
     #[error("--vsock-cid {0} is not a guest context id (3 to 4294967294)")]
     BadCid(u64),
+    /// More warm workers than [`MAX_WARM_WORKERS`].
+    #[error("--warm-workers {0} exceeds the maximum of {MAX_WARM_WORKERS}")]
+    TooManyWarm(usize),
+    /// Too few descriptors for a runtime to start.
+    #[error("--worker-max-files {0} is below the minimum of {MIN_WORKER_MAX_FILES}")]
+    TooFewFiles(u64),
+    /// A cgroup limit without --cgroup.
+    #[error("--worker-memory-max and --worker-cpu-percent need --cgroup")]
+    LimitWithoutCgroup,
+    /// The cgroup directory does not exist.
+    #[error("--cgroup {0}: not a directory")]
+    NoCgroup(PathBuf),
+    /// A CPU share of 0 %.
+    #[error("--worker-cpu-percent must be at least 1")]
+    ZeroCpuPercent,
+    /// The scratch directory does not exist.
+    #[error("--scratch-dir {0}: not a directory")]
+    NoScratchDir(PathBuf),
+    /// The kernel cache directory does not exist.
+    #[error("--kernel-cache {0}: not a directory")]
+    NoKernelCache(PathBuf),
+    /// --metrics does not parse.
+    #[error("--metrics {0:?}: expected unix:PATH or tcp:HOST:PORT")]
+    BadMetrics(String),
+    /// The hidden worker descriptor is not open.
+    #[error("--worker-control {0}: not an open descriptor")]
+    BadWorkerControl(i32),
 }
 
 /// The directory a socket path lives in must exist.
@@ -160,8 +258,17 @@ impl TryFrom<Args> for Config {
                 port: a.vsock_port,
             }),
         };
+        let workers = worker_config(&a)?;
+        if let Some(fd) = a.worker_control {
+            // SAFETY: F_GETFD only queries the descriptor's flags.
+            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(ConfigError::BadWorkerControl(fd));
+            }
+        }
         Ok(Config {
             executor: a.executor.into(),
+            workers,
+            worker_control: a.worker_control,
             server: ServerConfig {
                 socket: a.socket,
                 listen,
@@ -172,6 +279,75 @@ impl TryFrom<Args> for Config {
             },
         })
     }
+}
+
+/// The worker settings, checked.
+fn worker_config(a: &Args) -> Result<WorkerConfig, ConfigError> {
+    if a.warm_workers > MAX_WARM_WORKERS {
+        return Err(ConfigError::TooManyWarm(a.warm_workers));
+    }
+    if a.worker_max_files < MIN_WORKER_MAX_FILES {
+        return Err(ConfigError::TooFewFiles(a.worker_max_files));
+    }
+    let cgroup = match &a.cgroup {
+        None if a.worker_memory_max.is_some() || a.worker_cpu_percent.is_some() => {
+            return Err(ConfigError::LimitWithoutCgroup)
+        }
+        None => None,
+        Some(p) if !p.is_dir() => return Err(ConfigError::NoCgroup(p.clone())),
+        Some(_) if a.worker_cpu_percent == Some(0) => return Err(ConfigError::ZeroCpuPercent),
+        Some(p) => Some(CgroupConfig {
+            parent: p.clone(),
+            memory_max: a.worker_memory_max,
+            cpu_percent: a.worker_cpu_percent,
+        }),
+    };
+    let scratch = match &a.scratch_dir {
+        Some(d) if !d.is_dir() => return Err(ConfigError::NoScratchDir(d.clone())),
+        Some(d) => d.clone(),
+        None => std::env::var_os("RUNTIME_DIRECTORY")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir),
+    };
+    let kernel_cache = match &a.kernel_cache {
+        Some(d) if !d.is_dir() => return Err(ConfigError::NoKernelCache(d.clone())),
+        d => d.clone(),
+    };
+    let metrics = match &a.metrics {
+        None => None,
+        Some(m) => Some(parse_metrics(m).ok_or_else(|| ConfigError::BadMetrics(m.clone()))?),
+    };
+    let nonzero = |v: u64| (v != 0).then_some(v);
+    Ok(WorkerConfig {
+        warm: a.warm_workers,
+        max_call: nonzero(a.max_call_seconds).map(Duration::from_secs),
+        sandbox: SandboxConfig {
+            address_space: nonzero(a.worker_address_space),
+            cpu_seconds: nonzero(a.worker_cpu_seconds),
+            max_files: a.worker_max_files,
+            allow_read: a.sandbox_allow_read.clone(),
+            allow_rw: a.sandbox_allow_rw.clone(),
+        },
+        cgroup,
+        scratch,
+        kernel_cache,
+        metrics,
+    })
+}
+
+/// `unix:PATH` or `tcp:HOST:PORT`.
+fn parse_metrics(s: &str) -> Option<MetricsAddr> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        let p = PathBuf::from(p);
+        return (!p.as_os_str().is_empty() && check_dir(&p).is_ok())
+            .then_some(MetricsAddr::Unix(p));
+    }
+    let addr = s.strip_prefix("tcp:")?;
+    std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .ok()?
+        .next()
+        .map(MetricsAddr::Tcp)
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@
 //! | [`args`] | the command line, turned into a [`config::Config`] |
 //! | [`config`] | the checked configuration |
 //! | [`listen`] | the listening sockets, the stop channel, signal handling |
-//! | [`server`] | the in-process server: a thread per connection |
+//! | [`supervisor`] | the daemon: listening sockets, one worker process per connection |
+//! | [`worker`] | a worker process: its sandbox, its one connection, its watchdog |
+//! | [`control`] | the channel between the supervisor and a worker |
+//! | [`hooks`] | what a worker watches in its sessions (call times, clients) |
+//! | [`server`] | the in-process server: a thread per connection (embedders, tests) |
 //! | [`connection`] | serving one connection (vhost-user or stream), wherever it runs |
 //! | [`vhu_compute`] | the virtio-compute `VhostUserBackend` impl: queues, adaptive polling |
 //! | [`vhu_glue`] | what both `VhostUserBackend` impls share: memory, exit events, draining a queue |
@@ -23,16 +27,20 @@
 //! | [`executor`] | the executor trait and its runtimes (OpenCL, CUDA) |
 //! | `testing` | test doubles: the recording CUDA double and its in-process server (feature `testing`) |
 //!
-//! Entry point: [`run`] with a [`config::Config`]; embedders and tests
-//! that bring their own [`executor::ExecutorFactory`] use
-//! [`server::Server::bind`] and [`server::Server::run`].
+//! Entry points: [`supervisor::run`] (the daemon) and [`worker::run`] (what
+//! the supervisor starts per connection), each with a [`config::Config`];
+//! embedders and tests that bring their own [`executor::ExecutorFactory`]
+//! serve in-process with [`server::Server::bind`] and
+//! [`server::Server::run`].
 
 pub mod args;
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod control;
 mod dispatch;
 pub mod executor;
+pub mod hooks;
 pub mod limits;
 pub mod listen;
 pub mod log;
@@ -40,6 +48,7 @@ pub mod segment;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod supervisor;
 #[cfg(test)]
 mod test_util;
 #[cfg(any(test, feature = "testing"))]
@@ -47,18 +56,4 @@ pub mod testing;
 pub mod vhu_compute;
 pub mod vhu_glue;
 pub mod vsock;
-
-use config::Config;
-use listen::{stop_channel, SignalGuard};
-use server::{Server, ServerError};
-
-/// Runs the daemon described by `config` until SIGINT or SIGTERM.
-pub fn run(config: Config) -> Result<(), ServerError> {
-    let factory = executor::factory(config.executor)?;
-    // Handlers go in before the socket exists: a client (or a supervisor)
-    // that sees the socket may signal at once.
-    let (stop, rx) = stop_channel()?;
-    let _signals = SignalGuard::install(&stop)?;
-    let server = Server::bind_with_stop(config.server, factory, (stop, rx))?;
-    server.run()
-}
+pub mod worker;

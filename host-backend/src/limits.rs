@@ -3,6 +3,8 @@
 //!
 //! Wire-format bounds live in [`protocol::limits`].
 
+use std::time::Duration;
+
 /// Default for `--max-sessions`: concurrent guest connections. One session
 /// holds one executor (a runtime context plus its staging buffers); 64 packs
 /// a busy host with small VMs without exhausting GPU contexts.
@@ -27,6 +29,41 @@ pub const DEFAULT_POLL_US: u64 = 50;
 /// device mode, and the one the shim's documentation uses
 /// (`VCOMPUTE_ENDPOINT=vsock:2:7000`).
 pub const DEFAULT_VSOCK_PORT: u32 = 7000;
+
+/// Default for `--warm-workers`: worker processes kept started, sandboxed
+/// and with the runtime initialised. One hides the start-up of a worker
+/// (process start plus runtime initialisation, hundreds of milliseconds on
+/// POCL) from the next connection; each costs the memory of an idle
+/// runtime (tens of MiB on POCL).
+pub const DEFAULT_WARM_WORKERS: usize = 1;
+
+/// Most `--warm-workers`: more would only hold memory.
+pub const MAX_WARM_WORKERS: usize = 64;
+
+/// Default for `--max-call-seconds`: the longest one call (a kernel, a
+/// finish, a build) may run before its worker is ended. Five minutes is
+/// past any interactive inference step and well before a hung kernel has
+/// held a shared host for long; batch jobs raise it, 0 turns it off.
+pub const DEFAULT_MAX_CALL_SECONDS: u64 = 300;
+
+/// Default for `--worker-max-files`: descriptors one worker may hold. A
+/// session needs a few dozen (guest memory regions, queue events, the
+/// runtime's own); 4096 leaves room for busy programs and stops a runaway.
+pub const DEFAULT_WORKER_MAX_FILES: u64 = 4096;
+
+/// Least `--worker-max-files`: below this the runtime cannot start.
+pub const MIN_WORKER_MAX_FILES: u64 = 64;
+
+/// How long the supervisor waits for a worker to be ready (sandbox plus
+/// runtime initialisation; the CUDA driver takes seconds on a large host).
+pub const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the supervisor waits for a worker to say whether it accepted
+/// the frontend it was handed.
+pub const WORKER_ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a stopping supervisor lets its workers end before killing them.
+pub const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Largest accepted `--poll-us`. Longer spins burn a core for little gain;
 /// 10 ms already covers a whole synchronous call on a slow device.

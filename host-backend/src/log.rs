@@ -19,6 +19,7 @@ pub struct WarnLimiter {
     window_start: Instant,
     in_window: u32,
     suppressed: u64,
+    burst: u32,
 }
 
 impl Default for WarnLimiter {
@@ -30,10 +31,16 @@ impl Default for WarnLimiter {
 impl WarnLimiter {
     /// A limiter with a fresh window.
     pub fn new() -> Self {
+        Self::with_burst(WARN_BURST)
+    }
+
+    /// A limiter that lets `burst` events through per [`WARN_WINDOW`].
+    pub fn with_burst(burst: u32) -> Self {
         WarnLimiter {
             window_start: Instant::now(),
             in_window: 0,
             suppressed: 0,
+            burst,
         }
     }
 
@@ -46,7 +53,7 @@ impl WarnLimiter {
             self.window_start = now;
             self.in_window = 0;
         }
-        if self.in_window < WARN_BURST {
+        if self.in_window < self.burst {
             self.in_window += 1;
             Some(std::mem::take(&mut self.suppressed))
         } else {

@@ -1,4 +1,5 @@
-//! `vhost-device-compute` binary: start logging, parse arguments, serve.
+//! `vhost-device-compute` binary: start logging, parse arguments, and
+//! supervise (or, when the supervisor started this process, be a worker).
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vhost_device_compute::args::Args;
 use vhost_device_compute::config::Config;
+use vhost_device_compute::{supervisor, worker};
 
 /// Log filter when `RUST_LOG` is unset. virtio-queue logs every malformed
 /// avail ring a guest publishes, without rate limiting; the daemon counts and
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match Config::try_from(Args::parse()) {
         Ok(c) => c,
@@ -38,7 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match vhost_device_compute::run(config) {
+    if let Some(fd) = config.worker_control {
+        return worker::run(config, fd);
+    }
+    match supervisor::run(config, std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // log-policy: once per daemon, as it exits.

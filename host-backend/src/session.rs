@@ -184,6 +184,7 @@ impl Session {
         if family & open.features != family {
             return Outcome::Protocol(ProtocolError::ApiUnavailable);
         }
+        let _call = crate::hooks::call(req.opcode() as u16);
         let result = if posted {
             open.executor.execute_posted(req, bulk)
         } else {
@@ -231,6 +232,7 @@ impl Session {
             executor,
         });
         self.counters.opens += 1;
+        crate::hooks::session_opened(&req.client);
         limited_info!(
             self.lifecycle,
             client = %logged_name(&req.client),

@@ -77,6 +77,21 @@ fn crash_one(target: &Target<'_>, delay: Duration) {
     child.wait().expect("wait");
 }
 
+/// The daemon's fds and threads once it is idle: the least seen over a
+/// second (a worker still ending holds a few of each in the supervisor).
+fn idle_counts(daemon: &Daemon) -> (usize, usize) {
+    let mut least = (usize::MAX, usize::MAX);
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        least = (
+            least.0.min(daemon.fd_count()),
+            least.1.min(daemon.thread_count()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    least
+}
+
 /// Waits (bounded) until the daemon's fds and threads are back down to the
 /// given counts: session teardown runs on the daemon's own threads and may
 /// finish a moment after the client is gone.
@@ -91,15 +106,27 @@ fn settle(daemon: &Daemon, fds: usize, threads: usize) -> (usize, usize) {
     }
 }
 
+/// The daemon's arguments for these tests: one kernel cache for every
+/// worker, so that each of the hundreds of clients does not compile its
+/// kernel afresh (the daemon's default, a cache per connection, costs
+/// about a second of build per client on POCL).
+fn shared_cache() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    (dir, path)
+}
+
 #[test]
 fn killed_clients_leak_nothing() {
-    let daemon = Daemon::start(&[]);
+    let (_cache, cache) = shared_cache();
+    let daemon = Daemon::start(&["--kernel-cache", &cache]);
     killed_clients_on(&daemon, &Target::Shim(&daemon), 200);
 }
 
 #[test]
 fn killed_stream_clients_leak_nothing() {
-    let daemon = Daemon::start_with_stream(&[]);
+    let (_cache, cache) = shared_cache();
+    let daemon = Daemon::start_with_stream(&["--kernel-cache", &cache]);
     killed_clients_on(&daemon, &Target::Stream(&daemon), 60);
 }
 
@@ -118,10 +145,9 @@ fn killed_clients_on(daemon: &Daemon, target: &Target<'_>, default_cycles: usize
     for i in 0..10 {
         crash_one(target, Duration::from_millis(i % 4));
     }
-    // Idle: only the accept loop and the runtime's own threads remain once
-    // the last killed session has been torn down.
-    std::thread::sleep(Duration::from_millis(500));
-    let (fds0, threads0) = (daemon.fd_count(), daemon.thread_count());
+    // Idle: only the accept loop and the warm worker's monitor remain once
+    // the last killed session's worker has ended (which takes a moment).
+    let (fds0, threads0) = idle_counts(daemon);
     let rss0 = daemon.rss_kib();
     for i in 0..cycles {
         crash_one(target, Duration::from_millis((i % 7) as u64));
@@ -132,7 +158,7 @@ fn killed_clients_on(daemon: &Daemon, target: &Target<'_>, default_cycles: usize
     eprintln!(
         "after {cycles} kills: fds {fds0} -> {fds}, threads {threads0} -> {threads}, rss {rss0} KiB -> {rss} KiB"
     );
-    assert_eq!(fds, fds0, "file descriptors leaked");
+    assert!(fds <= fds0, "file descriptors leaked: {fds0} -> {fds}");
     assert!(
         threads <= threads0,
         "threads leaked: {threads0} -> {threads}"

@@ -148,6 +148,11 @@ impl Daemon {
         &self.socket
     }
 
+    /// The daemon's (the supervisor's) process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn proc_path(&self, rest: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/{rest}", self.child.id()))
     }

@@ -6,12 +6,13 @@
 //! handles are never answered here; the shim answers them from its records.
 
 use cl3::error_codes::{CL_INVALID_ARG_INDEX, CL_INVALID_VALUE, CL_OUT_OF_RESOURCES};
-use cl3::program::CL_PROGRAM_BUILD_LOG;
+use cl3::program::{CL_PROGRAM_BINARY_SIZES, CL_PROGRAM_BUILD_LOG};
 use protocol::limits::{MAX_INFO_LEN, MAX_LIST_LEN};
 use protocol::opencl::{
     is_handle_valued, GetImageFormats, GetInfo, ImageFormats, InfoKind, InfoValue,
 };
 
+use super::binaries;
 use super::handles::native;
 use super::OpenClExecutor;
 use crate::executor::ExecError;
@@ -37,6 +38,26 @@ fn answer(mut value: Vec<u8>, asked: u64, truncatable: bool) -> Result<InfoValue
         return Err(native(CL_INVALID_VALUE));
     }
     Ok(InfoValue { size, value })
+}
+
+/// `CL_PROGRAM_BINARY_SIZES` as the guest sees it: every binary carries
+/// its tag (see `binaries.rs`).
+fn with_trailers(value: Vec<u8>) -> Vec<u8> {
+    const W: usize = std::mem::size_of::<usize>();
+    value
+        .chunks(W)
+        .flat_map(|c| {
+            let mut b = [0u8; W];
+            if let Some(d) = b.get_mut(..c.len()) {
+                d.copy_from_slice(c);
+            }
+            match usize::from_ne_bytes(b) {
+                0 => 0usize,
+                n => n.saturating_add(binaries::TRAILER_LEN),
+            }
+            .to_ne_bytes()
+        })
+        .collect()
 }
 
 impl OpenClExecutor {
@@ -103,7 +124,10 @@ impl OpenClExecutor {
         if is_handle_valued(req.kind, p) {
             return Err(native(CL_INVALID_VALUE));
         }
-        let value = query().map_err(native)?;
+        let mut value = query().map_err(native)?;
+        if req.kind == InfoKind::Program && p == CL_PROGRAM_BINARY_SIZES {
+            value = with_trailers(value);
+        }
         let truncatable = req.kind == InfoKind::ProgramBuild && p == CL_PROGRAM_BUILD_LOG;
         answer(value, req.size, truncatable)
     }

@@ -7,6 +7,7 @@
 //! | `handles.rs` | the session's handle table and object wrappers |
 //! | `info.rs` | `clGet*Info` queries and image formats |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
+//! | `binaries.rs` | the tag on program binaries handed out, checked when they return |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
 //! | `markers.rs` | marker and barrier events, held until they complete |
 //! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
@@ -18,6 +19,7 @@
 //! or runtime handle is ever returned, and the guest cannot make the runtime
 //! read host files (`#include`, `-I`) or load native code (foreign binaries).
 
+mod binaries;
 mod enqueue;
 mod handles;
 mod info;
@@ -47,7 +49,6 @@ use protocol::{ProtocolError, Request, Response};
 use super::{Abandon, Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
 use crate::limits::SessionLimits;
 use handles::{native, Object, Table};
-use program::IssuedBinaries;
 use user_events::UserEvents;
 
 /// `CL_QUEUE_PRIORITY_KHR` and `CL_QUEUE_THROTTLE_KHR`: plain values, safe to
@@ -81,7 +82,6 @@ fn discover() -> Result<Vec<(cl_platform_id, Vec<cl_device_id>)>, cl_int> {
 /// Discovers OpenCL platforms and opens [`OpenClExecutor`]s.
 pub struct OpenClFactory {
     platforms: usize,
-    binaries: Arc<IssuedBinaries>,
 }
 
 impl fmt::Debug for OpenClFactory {
@@ -102,10 +102,7 @@ impl OpenClFactory {
         if platforms == 0 {
             return Err(ExecutorError::NoOpenClPlatform);
         }
-        Ok(OpenClFactory {
-            platforms,
-            binaries: Arc::new(IssuedBinaries::default()),
-        })
+        Ok(OpenClFactory { platforms })
     }
 }
 
@@ -117,10 +114,7 @@ impl ExecutorFactory for OpenClFactory {
         protocol::session::FEATURE_OPENCL
     }
     fn open(&self, limits: SessionLimits) -> Result<Box<dyn Executor>, ExecutorError> {
-        Ok(Box::new(OpenClExecutor::new(
-            limits,
-            Arc::clone(&self.binaries),
-        )?))
+        Ok(Box::new(OpenClExecutor::new(limits)?))
     }
 }
 
@@ -131,7 +125,6 @@ pub struct OpenClExecutor {
     table: Table,
     /// Bytes of live top-level buffers.
     memory: Arc<AtomicU64>,
-    binaries: Arc<IssuedBinaries>,
     staging: staging::Staging,
     user_events: Arc<UserEvents>,
     /// Dropped after the table (fields drop after `Drop::drop`), once the
@@ -160,7 +153,7 @@ impl Drop for OpenClExecutor {
 }
 
 impl OpenClExecutor {
-    fn new(limits: SessionLimits, binaries: Arc<IssuedBinaries>) -> Result<Self, ExecutorError> {
+    fn new(limits: SessionLimits) -> Result<Self, ExecutorError> {
         let found = discover().map_err(ExecutorError::Runtime)?;
         if found.is_empty() {
             return Err(ExecutorError::NoOpenClPlatform);
@@ -176,7 +169,6 @@ impl OpenClExecutor {
             limits,
             table,
             memory: Arc::new(AtomicU64::new(0)),
-            binaries,
             staging: staging::Staging::default(),
             user_events: Arc::default(),
             markers: markers::Markers::default(),
@@ -450,4 +442,16 @@ impl OpenClExecutor {
             _ => Err(ExecError::Protocol(ProtocolError::ApiUnavailable)),
         }
     }
+}
+
+/// Sets the key tagging the program binaries this process hands out (see
+/// `binaries.rs`); a worker is given its daemon's key before its first
+/// session. False if a key was already in use.
+pub fn set_binary_key(key: [u8; 16]) -> bool {
+    binaries::set_key(key)
+}
+
+/// A fresh random key for [`set_binary_key`].
+pub fn random_binary_key() -> std::io::Result<[u8; 16]> {
+    binaries::random_key()
 }

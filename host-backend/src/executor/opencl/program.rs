@@ -5,15 +5,11 @@
 //!   only files it could name are host files, and a build log would echo
 //!   them) and build options are limited to those that read no files;
 //! - a binary may be native code for a CPU runtime, so only binaries this
-//!   daemon itself produced are loaded;
+//!   daemon itself produced are loaded (`binaries.rs`);
 //! - a by-value argument could carry a forged runtime pointer, so argument
 //!   info (always built in) decides what each argument may receive.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
 use std::ffi::CString;
-use std::hash::BuildHasher;
-use std::sync::Mutex;
 
 use cl3::error_codes::{
     CL_INVALID_ARG_INDEX, CL_INVALID_ARG_VALUE, CL_INVALID_BINARY, CL_INVALID_BUILD_OPTIONS,
@@ -33,48 +29,11 @@ use protocol::opencl::{
     CreateProgramWithSource, Empty, GetProgramBinaries, KernelArg, SetKernelArg,
 };
 
+use super::binaries;
 use super::handles::{invalid, native, ArgClass, ArgSlot, KernelObj, Object};
 use super::OpenClExecutor;
 use crate::executor::ExecError;
 use protocol::opencl::ObjectKind;
-
-/// Most binary fingerprints remembered; the set starts over when full.
-const MAX_ISSUED_BINARIES: usize = 1 << 16;
-
-/// Fingerprints of the program binaries this daemon handed out. Keyed with
-/// per-daemon random keys, so a guest cannot forge a matching binary.
-#[derive(Debug, Default)]
-pub(super) struct IssuedBinaries {
-    keys: (RandomState, RandomState),
-    seen: Mutex<HashSet<(u64, u64, usize)>>,
-}
-
-impl IssuedBinaries {
-    fn tag(&self, bin: &[u8]) -> (u64, u64, usize) {
-        (
-            self.keys.0.hash_one(bin),
-            self.keys.1.hash_one(bin),
-            bin.len(),
-        )
-    }
-
-    fn issue(&self, bin: &[u8]) {
-        let tag = self.tag(bin);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_ISSUED_BINARIES {
-            seen.clear();
-        }
-        seen.insert(tag);
-    }
-
-    fn is_issued(&self, bin: &[u8]) -> bool {
-        let tag = self.tag(bin);
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&tag)
-    }
-}
 
 /// True when `src` may contain a preprocessor directive that reads a file:
 /// `#include`, `#include_next`, `#import`, `#embed` (also spelled with the
@@ -223,10 +182,12 @@ impl OpenClExecutor {
         if req.binaries.iter().any(|b| b.is_empty()) {
             return Err(native(CL_INVALID_VALUE));
         }
-        if !req.binaries.iter().all(|b| self.binaries.is_issued(b)) {
-            return Err(native(CL_INVALID_BINARY));
-        }
-        let bins: Vec<&[u8]> = req.binaries.iter().map(Vec::as_slice).collect();
+        let bins = req
+            .binaries
+            .iter()
+            .map(|b| binaries::open(b))
+            .collect::<Option<Vec<&[u8]>>>()
+            .ok_or(native(CL_INVALID_BINARY))?;
         // SAFETY: every device is one of the context's devices (checked
         // above), as `create_from_binary` requires; the binaries are
         // non-empty slices that outlive the call.
@@ -274,12 +235,13 @@ impl OpenClExecutor {
             cl3::program::get_program_info(program.get(), cl3::program::CL_PROGRAM_BINARIES)
                 .map_err(native)?
                 .to_vec_vec_uchar();
+        let binaries: Vec<Vec<u8>> = binaries
+            .into_iter()
+            .map(|b| if b.is_empty() { b } else { binaries::seal(b) })
+            .collect();
         let total = binaries.iter().map(Vec::len).sum::<usize>();
         if total > MAX_BODY_LEN {
             return Err(native(CL_OUT_OF_RESOURCES));
-        }
-        for b in binaries.iter().filter(|b| !b.is_empty()) {
-            self.binaries.issue(b);
         }
         Ok(Binaries { binaries })
     }

@@ -12,7 +12,7 @@ use cl3::error_codes::*;
 use protocol::opencl::*;
 use protocol::{ProtocolError, Request, Response};
 
-use super::{IssuedBinaries, OpenClExecutor, OpenClFactory};
+use super::{OpenClExecutor, OpenClFactory};
 use crate::executor::{Bulk, ExecError, Executor, ExecutorFactory};
 use crate::limits::SessionLimits;
 use crate::test_util::call_bulk;
@@ -45,7 +45,7 @@ fn session(limits: SessionLimits) -> Option<OpenClExecutor> {
         println!("SKIPPED: no OpenCL platform (install pocl-opencl-icd)");
         return None;
     }
-    Some(OpenClExecutor::new(limits, Arc::new(IssuedBinaries::default())).unwrap())
+    Some(OpenClExecutor::new(limits).unwrap())
 }
 
 fn call(ex: &mut dyn Executor, req: Request) -> Result<Response, ExecError> {
