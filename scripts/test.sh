@@ -26,6 +26,9 @@ cargo test --workspace --doc
 # through the whole path, not speed.
 cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench
 target/release/vcompute-bench run --quick --out target/vcompute-bench-quick
+# Time to first call through fresh worker processes, warm and cold: a
+# smoke run of the measurement (each probe checks its kernel's result).
+target/release/vcompute-bench coldstart --samples 2 --gap-ms 100
 
 # Booted guests: a Debian cloud kernel under QEMU (TCG), the shim inside,
 # the daemon as the VMs' vhost-user-vsock device.

@@ -24,9 +24,15 @@ pub enum Command {
     Micro(RunArgs),
     /// List the cases a run would measure.
     List(ListArgs),
+    /// Time to first call: fresh programs natively and through daemons
+    /// with and without warm workers.
+    Coldstart(ColdArgs),
     /// Internal: serves cases in this process against one runtime.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Internal: one fresh program's time to first call.
+    #[command(hide = true)]
+    ProbeStart,
 }
 
 /// Parses a byte count with an optional K, M or G suffix (powers of 1024).
@@ -100,6 +106,23 @@ pub struct RunArgs {
     /// is declared failed.
     #[arg(long, default_value_t = 600)]
     pub case_timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ColdArgs {
+    /// Fresh processes per target.
+    #[arg(long, default_value_t = 20)]
+    pub samples: usize,
+    /// Pause between programs, in milliseconds (a warm worker is replaced
+    /// in the meantime, as between invocations).
+    #[arg(long, default_value_t = 300)]
+    pub gap_ms: u64,
+    /// The daemon binary [default: next to this binary].
+    #[arg(long)]
+    pub daemon: Option<PathBuf>,
+    /// The shim library [default: next to this binary].
+    #[arg(long)]
+    pub shim: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,7 +21,19 @@ impl Daemon {
     /// `stream`, the daemon listens on a unix stream socket and the
     /// endpoint names that instead of the vhost-user socket.
     pub fn start(binary: &Path, api: Api, stream: bool) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!("vcompute-bench-{}", std::process::id()));
+        Self::start_with(binary, api, stream, &[], "run")
+    }
+
+    /// Like [`Daemon::start`], with `extra` daemon arguments, in a directory
+    /// of its own named after `tag` (so that several can run at once).
+    pub fn start_with(
+        binary: &Path,
+        api: Api,
+        stream: bool,
+        extra: &[&str],
+        tag: &str,
+    ) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("vcompute-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("daemon.sock");
         let (flag, value, endpoint) = if stream {
@@ -36,6 +48,7 @@ impl Daemon {
             .arg(value)
             .arg("--executor")
             .arg(api.arg())
+            .args(extra)
             .stdin(Stdio::null());
         // SAFETY: the hook runs in the forked child before exec and only
         // makes one async-signal-safe system call (prctl), which asks the

@@ -16,6 +16,7 @@
 //! | [`ipc`] | the runner–worker line protocol |
 //! | [`runner`] | interleaving native and virtualized workers |
 //! | [`daemon`] | starting and stopping `vhost-device-compute` |
+//! | [`coldstart`] | time to first call, with and without warm workers |
 //! | [`stats`] | percentiles and geometric means |
 //! | [`machine`] | the machine description |
 //! | [`report`] | results: Markdown, JSON, SVG |
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod args;
 pub mod check;
+pub mod coldstart;
 pub mod config;
 pub mod daemon;
 pub mod ipc;
@@ -50,6 +52,8 @@ pub enum Error {
     Worker(#[from] worker::WorkerError),
     #[error(transparent)]
     Plot(#[from] report::plot::PlotError),
+    #[error("{0}")]
+    Cold(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -113,6 +117,10 @@ pub fn main_with(command: Command) -> i32 {
             Ok(())
         }
         Command::Worker(a) => worker::run(a.api, a.side).map_err(Error::from),
+        Command::Coldstart(a) => coldstart::run(&a)
+            .map(|table| print!("{table}"))
+            .map_err(Error::Cold),
+        Command::ProbeStart => coldstart::probe().map_err(Error::Cold),
     };
     match result {
         Ok(()) => 0,
