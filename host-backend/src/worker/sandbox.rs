@@ -72,6 +72,8 @@ const READ: &[&str] = &[
     "/sys/bus",
     "/sys/fs/cgroup",
     "/sys/kernel/mm",
+    // Loaded modules' versions and parameters (the NVIDIA driver's own).
+    "/sys/module",
 ];
 
 /// Read and write: harmless character devices, and the NVIDIA driver's
