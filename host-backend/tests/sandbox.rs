@@ -19,6 +19,10 @@ const SCRATCH_ENV: &str = "VCOMPUTE_TEST_SCRATCH";
 const INCLUDE_PASSWD: &str =
     "#include \"/etc/passwd\"\n__kernel void k(__global int *o) { o[0] = 1; }";
 
+/// A source that includes a host header by absolute path.
+const INCLUDE_HOST_HEADER: &str =
+    "#include \"/usr/include/stdio.h\"\n__kernel void k(__global int *o) { o[0] = 1; }";
+
 fn probe(sandboxed: bool) {
     let scratch = PathBuf::from(std::env::var_os(SCRATCH_ENV).unwrap());
     // SAFETY: this child is single-threaded here, before the runtime loads.
@@ -69,6 +73,20 @@ fn probe(sandboxed: bool) {
             "read the file"
         } else {
             "did not read the file"
+        }
+    );
+    // A host header by absolute path (natively: found, and its own
+    // includes are what fails).
+    let log = match Program::create_and_build_from_source(&ctx, INCLUDE_HOST_HEADER, "") {
+        Ok(_) => String::from("built"),
+        Err(log) => log,
+    };
+    println!(
+        "T|host header {}",
+        if log.contains("/usr/include/stdio.h:") {
+            "read"
+        } else {
+            "not read"
         }
     );
     let plain = Program::create_and_build_from_source(
@@ -136,6 +154,7 @@ fn the_compiler_and_runtime_see_only_what_the_sandbox_allows() {
         inside.contains(&"include did not read the file".into()),
         "{inside:?}"
     );
+    assert!(inside.contains(&"host header not read".into()), "{inside:?}");
     // And the runtime still builds and links kernels inside it.
     assert!(inside.contains(&"plain build true".into()), "{inside:?}");
 }

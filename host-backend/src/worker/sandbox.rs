@@ -39,8 +39,27 @@ use crate::config::SandboxConfig;
 const LANDLOCK_ABI: ABI = ABI::V6;
 
 /// Read and execute: the runtime's libraries, compilers and data, the
-/// dynamic loader, and the system linker POCL runs.
-const READ_EXEC: &[&str] = &["/usr", "/lib", "/lib64", "/bin", "/sbin"];
+/// dynamic loader, and the system linker POCL runs. Not all of `/usr`:
+/// headers (`/usr/include`) and most of `/usr/share` are host files a
+/// kernel source could otherwise `#include` by absolute path.
+const READ_EXEC: &[&str] = &[
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/libexec",
+    "/usr/local/lib",
+    "/usr/bin",
+    "/usr/sbin",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    // POCL's kernel library and headers, the linker's messages, the
+    // NVIDIA driver's data files.
+    "/usr/share/pocl",
+    "/usr/share/locale",
+    "/usr/share/nvidia",
+];
 
 /// Read only: what loaders and runtimes read after start-up.
 const READ: &[&str] = &[
