@@ -37,8 +37,10 @@ fn create(device: CUdevice, flags: c_uint) -> CuResult<Handle> {
     Ok(id)
 }
 
-/// Destroys a context on the daemon and forgets everything under it.
+/// Destroys a context on the daemon and forgets everything under it,
+/// after running its context-local storage destructors.
 fn destroy(ctx: Handle) -> CuResult {
+    super::cls::release(ctx);
     let r = call(Request::CuCtxDestroy(CtxDestroy { ctx }), &[], &mut []);
     // The records go whatever the daemon said: the context is unusable.
     state::with(|s| s.forget_context(ctx));
@@ -261,6 +263,32 @@ pub extern "C" fn cuCtxSynchronize() -> CUresult {
     })
 }
 
+/// The primary context of `dev`, created on first use; its reference
+/// count is left alone (the runtime asks for it without retaining).
+pub(crate) fn primary(dev: CUdevice) -> CuResult<Handle> {
+    super::device::info(dev)?;
+    let p = state::with(|s| s.primary.get(&dev).cloned()).unwrap_or_default();
+    if let Some(h) = p.ctx {
+        return Ok(h);
+    }
+    let h = create(dev, p.flags)?;
+    // Two threads may have raced to create it: keep the first.
+    let (kept, extra) = state::with(|s| {
+        let e = s.primary.entry(dev).or_default();
+        match e.ctx {
+            Some(first) => (first, Some(h)),
+            None => {
+                e.ctx = Some(h);
+                (h, None)
+            }
+        }
+    });
+    if let Some(extra) = extra {
+        destroy(extra)?;
+    }
+    Ok(kept)
+}
+
 /// `cuDevicePrimaryCtxRetain`: the first retain creates the context.
 ///
 /// # Safety
@@ -271,17 +299,8 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(pctx: *mut Opaque, dev: CUdevi
         if pctx.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        super::device::info(dev)?;
-        let p = state::with(|s| s.primary.get(&dev).cloned()).unwrap_or_default();
-        let h = match p.ctx {
-            Some(h) => h,
-            None => create(dev, p.flags)?,
-        };
-        state::with(|s| {
-            let e = s.primary.entry(dev).or_default();
-            e.ctx = Some(h);
-            e.refs += 1;
-        });
+        let h = primary(dev)?;
+        state::with(|s| s.primary.entry(dev).or_default().refs += 1);
         // SAFETY: the caller's contract.
         unsafe { out(pctx, state::to_opaque(Kind::Context, h)) }
     })
@@ -332,7 +351,7 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxGetState(
         // SAFETY: the caller's contract.
         unsafe {
             out(flags, p.flags)?;
-            out(active, c_int::from(p.ctx.is_some()))
+            out(active, c_int::from(p.refs > 0))
         }
     })
 }

@@ -36,8 +36,14 @@ fn init_info() -> CuResult<InitInfo> {
     Ok(info)
 }
 
+/// What `cuDriverGetVersion` reports: the daemon's driver, or the shim's
+/// own API level when no daemon answers.
+pub(crate) fn driver_version() -> c_int {
+    init_info().map_or(SHIM_API_VERSION, |i| i.driver_version)
+}
+
 /// The device count, once `cuInit` has succeeded.
-fn device_count() -> CuResult<u32> {
+pub(crate) fn device_count() -> CuResult<u32> {
     state::with(|s| {
         s.init
             .as_ref()
@@ -135,9 +141,8 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuDriverGetVersion(version: *mut c_int) -> CUresult {
     entry("cuDriverGetVersion", || {
-        let v = init_info().map_or(SHIM_API_VERSION, |i| i.driver_version);
         // SAFETY: the caller's contract.
-        unsafe { out(version, v) }
+        unsafe { out(version, driver_version()) }
     })
 }
 

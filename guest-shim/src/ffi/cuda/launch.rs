@@ -24,9 +24,17 @@ use super::{call, entry, out, post, read, stream_ref, unexpected, CuResult, Null
 /// Most key/value pairs read from an `extra` array before its END.
 const MAX_EXTRA_PAIRS: usize = 16;
 
-/// The function behind a `CUfunction` argument and its layout.
+/// The function behind a `CUfunction` argument and its layout. A
+/// `CUkernel` is taken too, as the driver does: its function in the
+/// current context.
 fn function(f: Opaque) -> CuResult<(Handle, FunctionInfo)> {
-    let h = state::from_opaque(Kind::Function, f).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+    let h = match state::from_opaque(Kind::Function, f) {
+        Some(h) => h,
+        None => {
+            let k = super::library::kernel_handle(f).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+            super::library::kernel_function(k)?
+        }
+    };
     let info = state::with(|s| s.functions.get(&h).map(|f| f.info.clone()))
         .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
     Ok((h, info))

@@ -74,10 +74,16 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) 
     })
 }
 
-/// `cuMemFree_v2` (posted; `dptr` must start a live allocation).
+/// `cuMemFree_v2` (posted; `dptr` must start a live allocation). NULL is
+/// freed without a call, as by the driver (the runtime's `cudaFree(0)`,
+/// the customary way to initialize it, relies on it).
 #[no_mangle]
 pub extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     entry("cuMemFree_v2", || {
+        if dptr == 0 {
+            current_ctx()?;
+            return Ok(());
+        }
         let known = state::with(|s| {
             let alloc = s.dev.get(&dptr).is_some_and(|r| r.module.is_none());
             if alloc {

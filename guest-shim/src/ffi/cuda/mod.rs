@@ -11,8 +11,12 @@
 //! | [`memory`] | allocations, copies, memsets, host memory, pointer attributes |
 //! | [`stream`] | streams and events |
 //! | [`launch`] | `cuLaunchKernel` marshaling, function attributes, occupancy |
+//! | [`library`] | `cuLibrary*`/`cuKernel*`: images kept in the guest, loaded per context on first use |
 //! | [`link`] | `cuLink*` for one image (passed through unchanged) |
 //! | [`proc`] | `cuGetProcAddress[_v2]`: every export by name, version and stream mode |
+//! | [`export`] | `cuGetExportTable`: the runtime's private tables, answered in the shim |
+//! | [`integrity`] | the runtime's integrity answer (HMAC-MD2 of process facts) |
+//! | [`cls`] | context-local storage for the runtime, with destructors |
 //!
 //! Every entry point is `#[no_mangle] extern "C"` with the exact name
 //! `cuda.h` binds (`cuMemAlloc_v2`, …) and runs its body through
@@ -22,10 +26,14 @@
 //! fire-and-forget; their errors are sticky and come back from the next
 //! synchronizing call, as the driver's asynchronous errors do.
 
+pub(crate) mod cls;
 pub(crate) mod context;
 pub(crate) mod device;
 pub(crate) mod errors;
+pub(crate) mod export;
+pub(crate) mod integrity;
 pub(crate) mod launch;
+pub(crate) mod library;
 pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod module;
@@ -46,6 +54,15 @@ use types::*;
 
 /// The result of an entry point's body: `Err` carries the `CUresult`.
 pub(crate) type CuResult<T = ()> = Result<T, CUresult>;
+
+/// A `CUresult` as a [`CuResult`].
+pub(crate) fn result(rc: CUresult) -> CuResult {
+    if rc == CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(rc)
+    }
+}
 
 /// Runs an entry point body; a panic becomes `CUDA_ERROR_UNKNOWN`.
 pub(crate) fn entry(name: &'static str, body: impl FnOnce() -> CuResult) -> CUresult {

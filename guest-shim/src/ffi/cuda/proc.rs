@@ -10,9 +10,6 @@
 //! successors), the answer is "not found", never a function with another
 //! signature. Unknown names are `CUDA_ERROR_NOT_FOUND` with
 //! `CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND`, as the driver documents.
-//!
-//! `cuGetExportTable` (libcudart's private tables) is not provided: it
-//! answers `CUDA_ERROR_NOT_SUPPORTED`.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
@@ -20,7 +17,9 @@ use std::sync::OnceLock;
 use super::context::*;
 use super::device::*;
 use super::errors::*;
+use super::export::*;
 use super::launch::*;
+use super::library::*;
 use super::link::*;
 use super::memory::*;
 use super::module::*;
@@ -72,6 +71,17 @@ macro_rules! cuda_exports {
             "cuModuleUnload" 2000 cuModuleUnload(_);
             "cuModuleGetFunction" 2000 cuModuleGetFunction(_, _, _);
             "cuModuleGetGlobal" 3020 cuModuleGetGlobal_v2(_, _, _, _);
+            "cuModuleGetLoadingMode" 11070 cuModuleGetLoadingMode(_);
+            "cuLibraryLoadData" 12000 cuLibraryLoadData(_, _, _, _, _, _, _, _);
+            "cuLibraryLoadFromFile" 12000 cuLibraryLoadFromFile(_, _, _, _, _, _, _, _);
+            "cuLibraryUnload" 12000 cuLibraryUnload(_);
+            "cuLibraryGetKernel" 12000 cuLibraryGetKernel(_, _, _);
+            "cuLibraryGetModule" 12000 cuLibraryGetModule(_, _);
+            "cuLibraryGetGlobal" 12000 cuLibraryGetGlobal(_, _, _, _);
+            "cuKernelGetFunction" 12000 cuKernelGetFunction(_, _);
+            "cuKernelGetAttribute" 12000 cuKernelGetAttribute(_, _, _, _);
+            "cuKernelSetAttribute" 12000 cuKernelSetAttribute(_, _, _, _);
+            "cuKernelGetName" 12030 cuKernelGetName(_, _);
             "cuMemGetInfo" 3020 cuMemGetInfo_v2(_, _);
             "cuMemAlloc" 3020 cuMemAlloc_v2(_, _);
             "cuMemFree" 3020 cuMemFree_v2(_);
@@ -315,21 +325,6 @@ pub unsafe extern "C" fn cuGetProcAddress(
     unsafe { cuGetProcAddress_v2(symbol, pfn, cuda_version, flags, std::ptr::null_mut()) }
 }
 
-/// `cuGetExportTable`: libcudart's private tables are not provided.
-///
-/// # Safety
-/// `table` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn cuGetExportTable(
-    table: *mut *const c_void,
-    id: *const CUuuid,
-) -> CUresult {
-    let _ = id;
-    // SAFETY: the caller's contract.
-    unsafe { crate::ffi::write_opt(table, std::ptr::null()) };
-    CUDA_ERROR_NOT_SUPPORTED
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,12 +498,6 @@ mod tests {
                 CUDA_SUCCESS
             );
             assert_eq!(pfn as usize, cuInit as *const () as usize);
-            let mut table: *const c_void = std::ptr::dangling();
-            assert_eq!(
-                cuGetExportTable(&mut table, std::ptr::null()),
-                CUDA_ERROR_NOT_SUPPORTED
-            );
-            assert!(table.is_null());
         }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     Stream = 4,
     Event = 5,
     Link = 6,
+    Library = 7,
+    Kernel = 8,
 }
 
 const KIND_BITS: u32 = 4;
@@ -77,6 +79,48 @@ pub(crate) struct Module {
 pub(crate) struct Function {
     pub module: Handle,
     pub info: FunctionInfo,
+}
+
+/// A library image kept in the guest until a context needs it.
+#[derive(Clone, Debug)]
+pub(crate) enum Image {
+    /// The program's own bytes, which it promised to keep
+    /// (`CU_LIBRARY_BINARY_IS_PRESERVED`).
+    Preserved(&'static [u8]),
+    /// A copy.
+    Owned(std::sync::Arc<[u8]>),
+}
+
+impl Image {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Preserved(b) => b,
+            Image::Owned(b) => b,
+        }
+    }
+}
+
+/// A library: loaded lazily, once per context that uses it.
+#[derive(Clone, Debug)]
+pub(crate) struct Library {
+    pub kind: protocol::cuda::ImageKind,
+    pub image: Image,
+    pub options: Vec<protocol::cuda::JitOption>,
+    /// Its module in each context that needed one.
+    pub modules: HashMap<Handle, Handle>,
+    /// Kernels handed out, by name.
+    pub kernels: HashMap<String, Handle>,
+}
+
+/// A kernel of a library (context-independent).
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    pub library: Handle,
+    pub name: String,
+    /// The name for `cuKernelGetName` (its address stays put).
+    pub c_name: std::sync::Arc<std::ffi::CStr>,
+    /// Its function in each context that resolved it.
+    pub functions: HashMap<Handle, Handle>,
 }
 
 /// A stream the program created.
@@ -137,6 +181,8 @@ pub(crate) struct State {
     pub functions: HashMap<Handle, Function>,
     pub streams: HashMap<Handle, Stream>,
     pub events: HashMap<Handle, Event>,
+    pub libraries: HashMap<Handle, Library>,
+    pub kernels: HashMap<Handle, Kernel>,
     /// Device ranges by start address.
     pub dev: BTreeMap<u64, DevRange>,
     /// Host ranges by start address.
@@ -190,6 +236,14 @@ impl State {
     /// Forgets a module, its functions and its globals.
     pub fn forget_module(&mut self, module: Handle) {
         self.modules.remove(&module);
+        for l in self.libraries.values_mut() {
+            l.modules.retain(|_, m| *m != module);
+        }
+        let functions = &self.functions;
+        for k in self.kernels.values_mut() {
+            k.functions
+                .retain(|_, f| functions.get(f).is_some_and(|f| f.module != module));
+        }
         self.functions.retain(|_, f| f.module != module);
         self.dev.retain(|_, r| r.module != Some(module));
     }
