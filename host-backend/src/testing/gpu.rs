@@ -12,26 +12,43 @@ use super::{DOUBLE_DEVICE_NAME, DOUBLE_DRIVER_VERSION};
 use crate::executor::cuda::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
 use crate::segment::{total_len, Cursor, InSeg, OutSeg};
 
-/// A few `CUdevice_attribute`s of an H100-class device, enough for
-/// programs that size launches from them.
+/// The `CUdevice_attribute`s the emulated device answers: every number
+/// `cuda.h` 12.9 defines (a real driver answers all of them, and the CUDA
+/// runtime reads all of them at start-up), 0 unless [`ATTRIBUTES`] says.
+pub const DOUBLE_ATTRIBUTE_MAX: i32 = 143;
+
+/// The nonzero `CUdevice_attribute`s of the emulated device, those of an
+/// H100-class device, enough for programs that size launches from them.
 const ATTRIBUTES: &[(i32, i32)] = &[
-    (1, 1024),       // MAX_THREADS_PER_BLOCK
-    (2, 1024),       // MAX_BLOCK_DIM_X
-    (3, 1024),       // MAX_BLOCK_DIM_Y
-    (4, 64),         // MAX_BLOCK_DIM_Z
-    (5, i32::MAX),   // MAX_GRID_DIM_X
-    (6, 65535),      // MAX_GRID_DIM_Y
-    (7, 65535),      // MAX_GRID_DIM_Z
-    (8, 49152),      // MAX_SHARED_MEMORY_PER_BLOCK
-    (10, 32),        // WARP_SIZE
-    (13, 1_755_000), // CLOCK_RATE (kHz)
-    (16, 132),       // MULTIPROCESSOR_COUNT
-    (39, 2048),      // MAX_THREADS_PER_MULTIPROCESSOR
-    (41, 1),         // UNIFIED_ADDRESSING
-    (75, 9),         // COMPUTE_CAPABILITY_MAJOR
-    (76, 0),         // COMPUTE_CAPABILITY_MINOR
-    (81, 233_472),   // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    (97, 232_448),   // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    (1, 1024),        // MAX_THREADS_PER_BLOCK
+    (2, 1024),        // MAX_BLOCK_DIM_X
+    (3, 1024),        // MAX_BLOCK_DIM_Y
+    (4, 64),          // MAX_BLOCK_DIM_Z
+    (5, i32::MAX),    // MAX_GRID_DIM_X
+    (6, 65535),       // MAX_GRID_DIM_Y
+    (7, 65535),       // MAX_GRID_DIM_Z
+    (8, 49152),       // MAX_SHARED_MEMORY_PER_BLOCK
+    (9, 65536),       // TOTAL_CONSTANT_MEMORY
+    (10, 32),         // WARP_SIZE
+    (11, i32::MAX),   // MAX_PITCH
+    (12, 65536),      // MAX_REGISTERS_PER_BLOCK
+    (13, 1_755_000),  // CLOCK_RATE (kHz)
+    (14, 512),        // TEXTURE_ALIGNMENT
+    (16, 132),        // MULTIPROCESSOR_COUNT
+    (31, 1),          // CONCURRENT_KERNELS
+    (33, 0x41),       // PCI_BUS_ID
+    (36, 2_619_000),  // MEMORY_CLOCK_RATE (kHz)
+    (37, 5120),       // GLOBAL_MEMORY_BUS_WIDTH
+    (38, 52_428_800), // L2_CACHE_SIZE
+    (39, 2048),       // MAX_THREADS_PER_MULTIPROCESSOR
+    (40, 2),          // ASYNC_ENGINE_COUNT
+    (41, 1),          // UNIFIED_ADDRESSING
+    (75, 9),          // COMPUTE_CAPABILITY_MAJOR
+    (76, 0),          // COMPUTE_CAPABILITY_MINOR
+    (81, 233_472),    // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    (82, 65536),      // MAX_REGISTERS_PER_MULTIPROCESSOR
+    (106, 32),        // MAX_BLOCKS_PER_MULTIPROCESSOR
+    (97, 232_448),    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 ];
 
 /// An emulated module: what its image declares, and storage for globals.
@@ -132,9 +149,14 @@ impl Backend for EmulatedGpu {
             name: DOUBLE_DEVICE_NAME.into(),
             uuid,
             total_mem: self.total_mem,
-            attributes: ATTRIBUTES
-                .iter()
-                .map(|&(attribute, value)| DeviceAttribute { attribute, value })
+            attributes: (1..=DOUBLE_ATTRIBUTE_MAX)
+                .map(|attribute| DeviceAttribute {
+                    attribute,
+                    value: ATTRIBUTES
+                        .iter()
+                        .find(|a| a.0 == attribute)
+                        .map_or(0, |a| a.1),
+                })
                 .collect(),
         })
     }
