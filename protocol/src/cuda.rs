@@ -61,6 +61,7 @@ use crate::error::DecodeError;
 use crate::limits::*;
 use crate::opencl::{check_list, check_string, Validate};
 
+pub use crate::cuda_graph::*;
 pub use crate::opencl::{Empty, Handle};
 
 /// Native `CUresult` codes the daemon itself returns (the driver's own
@@ -244,7 +245,9 @@ pub struct JitOption {
 }
 
 /// `cuModuleLoadData`/`LoadDataEx`/`LoadFatBinary`; the image is the
-/// frame's in-bulk segments, `image_len` bytes in all.
+/// frame's in-bulk segments, `image_len` bytes in all, or, when `upload`
+/// names a complete staged upload of that length ([`ModuleStage`]), that
+/// upload (and the frame has no bulk).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct ModuleLoad {
     /// Guest-chosen handle.
@@ -261,6 +264,8 @@ pub struct ModuleLoad {
     pub info_log_len: u32,
     /// `CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES` (0: no error log wanted).
     pub error_log_len: u32,
+    /// The staged upload holding the image, if it was staged.
+    pub upload: Option<Handle>,
 }
 
 /// The outcome of a load that reached the driver. `result` is the load's

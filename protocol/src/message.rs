@@ -207,6 +207,8 @@ messages! {
     CuModuleGetGlobal = 0x0222, Request, GetGlobal => Global;
     /// `cuModuleUnload`
     CuModuleUnload = 0x0223, Request, ModuleUnload => Empty;
+    /// A piece of a module image too large for one call
+    CuModuleStage = 0x0224, Request, ModuleStage => Empty;
     /// `cuMemAlloc`
     CuMemAlloc = 0x0230, Request, MemAlloc => DevicePtr;
     /// `cuMemFree`
@@ -223,6 +225,10 @@ messages! {
     CuMemset = 0x0236, Request, Memset => Empty;
     /// `cuPointerGetAttribute` on a device address
     CuPointerGetAttribute = 0x0237, Request, PointerGetAttribute => PointerAttribute;
+    /// `cuMemAllocAsync`
+    CuMemAllocAsync = 0x0238, Request, MemAllocAsync => DevicePtr;
+    /// `cuMemFreeAsync`
+    CuMemFreeAsync = 0x0239, Request, MemFreeAsync => Empty;
     /// `cuStreamCreate[WithPriority]`
     CuStreamCreate = 0x0240, Request, StreamCreate => Empty;
     /// `cuStreamDestroy`
@@ -259,4 +265,16 @@ messages! {
     CuOccupancyMaxPotentialBlockSize = 0x0271, Request, OccupancyMaxPotentialBlockSize => PotentialBlockSize;
     /// `cuOccupancyAvailableDynamicSMemPerBlock`
     CuOccupancyAvailableDynamicSmem = 0x0272, Request, OccupancyAvailableDynamicSmem => SizeValue;
+    /// `cuStreamBeginCapture`
+    CuStreamBeginCapture = 0x0280, Request, StreamBeginCapture => Empty;
+    /// `cuStreamEndCapture`
+    CuStreamEndCapture = 0x0281, Request, StreamEndCapture => Empty;
+    /// `cuGraphInstantiateWithFlags`
+    CuGraphInstantiate = 0x0282, Request, GraphInstantiate => Empty;
+    /// `cuGraphLaunch`
+    CuGraphLaunch = 0x0283, Request, GraphLaunch => Empty;
+    /// `cuGraphDestroy`
+    CuGraphDestroy = 0x0284, Request, GraphOp => Empty;
+    /// `cuGraphExecDestroy`
+    CuGraphExecDestroy = 0x0285, Request, GraphOp => Empty;
 }

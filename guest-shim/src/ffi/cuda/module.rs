@@ -241,6 +241,7 @@ pub(crate) fn send_load(
         options,
         info_log_len: log_caps.0,
         error_log_len: log_caps.1,
+        upload: None,
     });
     let loaded = match call(req, &[bytes], &mut [])? {
         Response::CuModuleLoad(l) => l,

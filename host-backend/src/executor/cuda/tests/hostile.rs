@@ -286,6 +286,7 @@ fn lengths_that_do_not_add_up(g: &mut Guest<'_>) {
             options,
             info_log_len: 0,
             error_log_len: 0,
+            upload: None,
         })
     };
     let ptx = VADD_PTX.as_bytes().to_vec();
@@ -456,6 +457,7 @@ fn load_image(g: &mut Guest<'_>, kind: ImageKind, bytes: Vec<u8>) -> Result<Resp
         options: vec![],
         info_log_len: 0,
         error_log_len: 0,
+        upload: None,
     });
     call_bulk(g.ex, req, &mut [bytes], &mut [])
 }

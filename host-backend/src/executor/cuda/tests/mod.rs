@@ -225,6 +225,7 @@ impl<'a> Guest<'a> {
             options: vec![],
             info_log_len: 4096,
             error_log_len: 4096,
+            upload: None,
         });
         match call_bulk(self.ex, req, &mut image, &mut []) {
             Ok(Response::CuModuleLoad(l)) => (id, l),
