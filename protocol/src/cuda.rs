@@ -96,6 +96,11 @@ pub mod result {
     pub const LAUNCH_FAILED: i32 = 719;
     /// `CUDA_ERROR_NOT_SUPPORTED`: a feature the daemon does not forward.
     pub const NOT_SUPPORTED: i32 = 801;
+    /// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`: not allowed on a stream
+    /// that captures.
+    pub const STREAM_CAPTURE_UNSUPPORTED: i32 = 900;
+    /// `CUDA_ERROR_STREAM_CAPTURE_UNMATCHED`: an end without a begin.
+    pub const STREAM_CAPTURE_UNMATCHED: i32 = 903;
     /// `CUDA_ERROR_UNKNOWN`
     pub const UNKNOWN: i32 = 999;
 }
@@ -113,6 +118,8 @@ pub enum CuObjectKind {
     Stream,
     /// `CUevent`
     Event,
+    /// `CUgraph` or `CUgraphExec`
+    Graph,
 }
 
 impl CuObjectKind {

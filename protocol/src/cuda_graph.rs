@@ -9,7 +9,7 @@
 //! on it instead of running them, and the graph it ends with is the
 //! guest-named handle the shim chose at the start. Copies between guest and
 //! device memory on a capturing stream are refused with
-//! [`result::STREAM_CAPTURE_UNSUPPORTED`]: their host side is a staging
+//! [`STREAM_CAPTURE_UNSUPPORTED`](crate::cuda::result::STREAM_CAPTURE_UNSUPPORTED): their host side is a staging
 //! buffer of the daemon, which a graph replayed later must not read. A
 //! graph is instantiated into an executable graph ([`GraphInstantiate`])
 //! that [`GraphLaunch`] replays on any stream of its context. The capture
@@ -42,17 +42,6 @@ use crate::cuda::{Handle, StreamRef};
 use crate::error::DecodeError;
 use crate::limits::MAX_MODULE_IMAGE_LEN;
 use crate::opencl::Validate;
-
-/// Native `CUresult` codes of capture, as `cuda.h` numbers them.
-pub mod result {
-    /// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`: not allowed while a stream
-    /// captures (or not on this stream).
-    pub const STREAM_CAPTURE_UNSUPPORTED: i32 = 900;
-    /// `CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`
-    pub const STREAM_CAPTURE_INVALIDATED: i32 = 901;
-    /// `CUDA_ERROR_STREAM_CAPTURE_UNMATCHED`: an end without a begin.
-    pub const STREAM_CAPTURE_UNMATCHED: i32 = 903;
-}
 
 /// `cuStreamBeginCapture`: the stream records instead of running, until
 /// [`StreamEndCapture`].

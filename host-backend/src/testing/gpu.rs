@@ -7,6 +7,7 @@ use std::time::Instant;
 use protocol::cuda::result::{INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_FOUND, OUT_OF_MEMORY};
 use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
 
+use super::capture::{Captures, EmuGraph, EmuGraphExec, Op};
 use super::memory::{Memory, PAGE};
 use super::{DOUBLE_DEVICE_NAME, DOUBLE_DRIVER_VERSION};
 use crate::executor::cuda::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
@@ -48,6 +49,7 @@ const ATTRIBUTES: &[(i32, i32)] = &[
     (81, 233_472),    // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
     (82, 65536),      // MAX_REGISTERS_PER_MULTIPROCESSOR
     (106, 32),        // MAX_BLOCKS_PER_MULTIPROCESSOR
+    (115, 1),         // MEMORY_POOLS_SUPPORTED
     (97, 232_448),    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 ];
 
@@ -96,6 +98,10 @@ pub struct EmulatedGpu {
     next_id: u64,
     func_attrs: HashMap<(u64, String, i32), i32>,
     recorded: HashMap<u64, Instant>,
+    /// Streams that capture, with what they captured so far.
+    captures: Captures,
+    /// Kernel launches run by executable graphs.
+    replayed_launches: u64,
 }
 
 impl EmulatedGpu {
@@ -109,7 +115,63 @@ impl EmulatedGpu {
             next_id: 1,
             func_attrs: HashMap::new(),
             recorded: HashMap::new(),
+            captures: Captures::default(),
+            replayed_launches: 0,
         }
+    }
+
+    /// Kernel launches that executable graphs ran (each replay counts
+    /// each launch it holds).
+    pub fn replayed_launches(&self) -> u64 {
+        self.replayed_launches
+    }
+
+    /// Keeps `op` for the graph if `lane` is a capturing stream; returns
+    /// whether it did (then the operation must not run now).
+    fn captured(&mut self, lane: &Lane<'_, EmuStream>, op: impl FnOnce() -> Op) -> bool {
+        self.captures.keep(stream_id(lane), || vec![op()])
+    }
+
+    /// Runs an executable graph's operations, in order.
+    fn replay(&mut self, exec: &EmuGraphExec) -> CuResult<()> {
+        for op in &exec.ops {
+            match *op {
+                Op::Memset {
+                    dst,
+                    width,
+                    value,
+                    count,
+                } => self.fill(dst, width, value, count)?,
+                Op::Copy { dst, src, size } => self.memory.copy(dst, src, size)?,
+                Op::Launch => self.replayed_launches += 1,
+                Op::EventRecord { event } => {
+                    self.recorded.insert(event, Instant::now());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `count` elements of `width` at `dst` to `value`.
+    fn fill(&mut self, dst: u64, width: MemsetWidth, value: u32, count: u64) -> CuResult<()> {
+        let w = width.bytes() as usize;
+        let bytes = count.checked_mul(w as u64).ok_or(INVALID_VALUE)?;
+        self.memory.check(dst, bytes)?;
+        // A page-sized run of the pattern, written piece by piece.
+        let pattern = value.to_le_bytes();
+        let run: Vec<u8> = pattern[..w]
+            .iter()
+            .copied()
+            .cycle()
+            .take(PAGE as usize)
+            .collect();
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(PAGE);
+            self.memory.write(dst + done, &run[..n as usize])?;
+            done += n;
+        }
+        Ok(())
     }
 
     fn id(&mut self) -> u64 {
@@ -133,6 +195,8 @@ impl Backend for EmulatedGpu {
     type Function = EmuFunction;
     type Stream = EmuStream;
     type Event = EmuEvent;
+    type Graph = EmuGraph;
+    type GraphExec = EmuGraphExec;
 
     fn driver_version(&self) -> i32 {
         DOUBLE_DRIVER_VERSION
@@ -218,41 +282,36 @@ impl Backend for EmulatedGpu {
     fn memcpy_dtod(
         &mut self,
         _device: u32,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         dst: u64,
         src: u64,
         size: u64,
     ) -> CuResult<()> {
+        if self.captured(&lane, || Op::Copy { dst, src, size }) {
+            return Ok(());
+        }
         self.memory.copy(dst, src, size)
     }
 
     fn memset(
         &mut self,
         _device: u32,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         dst: u64,
         width: MemsetWidth,
         value: u32,
         count: u64,
     ) -> CuResult<()> {
-        let w = width.bytes() as usize;
-        let bytes = count.checked_mul(w as u64).ok_or(INVALID_VALUE)?;
-        self.memory.check(dst, bytes)?;
-        // A page-sized run of the pattern, written piece by piece.
-        let pattern = value.to_le_bytes();
-        let run: Vec<u8> = pattern[..w]
-            .iter()
-            .copied()
-            .cycle()
-            .take(PAGE as usize)
-            .collect();
-        let mut done = 0u64;
-        while done < bytes {
-            let n = (bytes - done).min(PAGE);
-            self.memory.write(dst + done, &run[..n as usize])?;
-            done += n;
+        let op = || Op::Memset {
+            dst,
+            width,
+            value,
+            count,
+        };
+        if self.captured(&lane, op) {
+            return Ok(());
         }
-        Ok(())
+        self.fill(dst, width, value, count)
     }
 
     fn module_load(&mut self, _device: u32, image: &ModuleImage<'_>) -> Loaded<EmuModule> {
@@ -354,12 +413,13 @@ impl Backend for EmulatedGpu {
         _device: u32,
         _f: &EmuFunction,
         _dims: &LaunchDims,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         _params: &[u8],
         _layout: Option<&[ParamInfo]>,
     ) -> CuResult<()> {
         // Checked by the session layer and recorded by the double; an
-        // emulated device runs no code.
+        // emulated device runs no code (a capture keeps the launch).
+        self.captured(&lane, || Op::Launch);
         Ok(())
     }
 
@@ -453,10 +513,12 @@ impl Backend for EmulatedGpu {
         &mut self,
         _device: u32,
         event: &EmuEvent,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         _flags: u32,
     ) -> CuResult<()> {
-        self.recorded.insert(event.id, Instant::now());
+        if !self.captured(&lane, || Op::EventRecord { event: event.id }) {
+            self.recorded.insert(event.id, Instant::now());
+        }
         Ok(())
     }
 
@@ -475,6 +537,78 @@ impl Backend for EmulatedGpu {
         };
         let ms = e.saturating_duration_since(*s).as_secs_f32() * 1000.0;
         Ok(ms)
+    }
+
+    fn mem_alloc_async(
+        &mut self,
+        device: u32,
+        _lane: Lane<'_, EmuStream>,
+        size: u64,
+    ) -> CuResult<u64> {
+        // Streams are always complete: stream order is program order.
+        self.mem_alloc(device, size)
+    }
+
+    fn mem_free_async(
+        &mut self,
+        device: u32,
+        _lane: Lane<'_, EmuStream>,
+        ptr: u64,
+    ) -> CuResult<()> {
+        self.mem_free(device, ptr)
+    }
+
+    fn stream_begin_capture(
+        &mut self,
+        _device: u32,
+        stream: &EmuStream,
+        _mode: u32,
+    ) -> CuResult<()> {
+        self.captures.begin(stream.id)
+    }
+
+    fn stream_end_capture(&mut self, _device: u32, stream: &EmuStream) -> CuResult<EmuGraph> {
+        self.captures.end(stream.id)
+    }
+
+    fn graph_instantiate(
+        &mut self,
+        _device: u32,
+        graph: &EmuGraph,
+        _flags: u64,
+    ) -> CuResult<EmuGraphExec> {
+        Ok(EmuGraphExec {
+            ops: graph.ops.clone(),
+        })
+    }
+
+    fn graph_launch(
+        &mut self,
+        _device: u32,
+        exec: &EmuGraphExec,
+        lane: Lane<'_, EmuStream>,
+    ) -> CuResult<()> {
+        // A graph launched into a capture becomes part of it.
+        if self.captures.keep(stream_id(&lane), || exec.ops.clone()) {
+            return Ok(());
+        }
+        self.replay(exec)
+    }
+
+    fn graph_destroy(&mut self, _device: u32, _graph: EmuGraph) -> CuResult<()> {
+        Ok(())
+    }
+
+    fn graph_exec_destroy(&mut self, _device: u32, _exec: EmuGraphExec) -> CuResult<()> {
+        Ok(())
+    }
+}
+
+/// The number of the stream a lane names, if it names one.
+fn stream_id(lane: &Lane<'_, EmuStream>) -> Option<u64> {
+    match lane {
+        Lane::Stream(s) => Some(s.id),
+        _ => None,
     }
 }
 

@@ -91,6 +91,12 @@ pub struct DrvStream(sys::CUstream);
 /// An event.
 #[derive(Debug)]
 pub struct DrvEvent(sys::CUevent);
+/// A graph a capture produced.
+#[derive(Debug)]
+pub struct DrvGraph(sys::CUgraph);
+/// An executable graph.
+#[derive(Debug)]
+pub struct DrvGraphExec(sys::CUgraphExec);
 
 // SAFETY: CUDA driver objects are process-wide handles usable from any
 // thread once their context is current; the backend makes it current before
@@ -102,6 +108,10 @@ unsafe impl Send for DrvFunction {}
 unsafe impl Send for DrvStream {}
 // SAFETY: as for `DrvModule`.
 unsafe impl Send for DrvEvent {}
+// SAFETY: as for `DrvModule`.
+unsafe impl Send for DrvGraph {}
+// SAFETY: as for `DrvModule`.
+unsafe impl Send for DrvGraphExec {}
 
 /// One session's contexts on the real driver.
 pub struct Driver {
@@ -229,6 +239,8 @@ impl Backend for Driver {
     type Function = DrvFunction;
     type Stream = DrvStream;
     type Event = DrvEvent;
+    type Graph = DrvGraph;
+    type GraphExec = DrvGraphExec;
 
     fn driver_version(&self) -> i32 {
         self.version
@@ -737,6 +749,89 @@ impl Backend for Driver {
         // SAFETY: two live events of this context; writes a local.
         check(unsafe { sys::cuEventElapsedTime(&mut ms, start.0, end.0) })?;
         Ok(ms)
+    }
+
+    fn mem_alloc_async(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, DrvStream>,
+        size: u64,
+    ) -> CuResult<u64> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        let size = usize::try_from(size).map_err(|_| INVALID_VALUE)?;
+        let mut ptr = 0;
+        // SAFETY: allocates from the current context's device pool into a
+        // local, ordered on a stream of that context.
+        check(unsafe { sys::cuMemAllocAsync(&mut ptr, size, stream) })?;
+        Ok(ptr)
+    }
+
+    fn mem_free_async(&mut self, device: u32, lane: Lane<'_, DrvStream>, ptr: u64) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: `ptr` is an allocation of this context that the session
+        // layer just removed from its table.
+        check(unsafe { sys::cuMemFreeAsync(ptr, stream) })
+    }
+
+    fn stream_begin_capture(&mut self, device: u32, stream: &DrvStream, mode: u32) -> CuResult<()> {
+        use sys::CUstreamCaptureMode as M;
+        let mode = match mode {
+            0 => M::CU_STREAM_CAPTURE_MODE_GLOBAL,
+            1 => M::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            2 => M::CU_STREAM_CAPTURE_MODE_RELAXED,
+            _ => return Err(INVALID_VALUE),
+        };
+        self.enter(device)?;
+        // SAFETY: a stream of the current context; the mode is a variant.
+        check(unsafe { sys::cuStreamBeginCapture_v2(stream.0, mode) })
+    }
+
+    fn stream_end_capture(&mut self, device: u32, stream: &DrvStream) -> CuResult<DrvGraph> {
+        self.enter(device)?;
+        let mut g = std::ptr::null_mut();
+        // SAFETY: a capturing stream of the current context; into a local.
+        check(unsafe { sys::cuStreamEndCapture(stream.0, &mut g) })?;
+        Ok(DrvGraph(g))
+    }
+
+    fn graph_instantiate(
+        &mut self,
+        device: u32,
+        graph: &DrvGraph,
+        flags: u64,
+    ) -> CuResult<DrvGraphExec> {
+        self.enter(device)?;
+        let mut e = std::ptr::null_mut();
+        // SAFETY: a live graph of this session; into a local.
+        check(unsafe { sys::cuGraphInstantiateWithFlags(&mut e, graph.0, flags) })?;
+        Ok(DrvGraphExec(e))
+    }
+
+    fn graph_launch(
+        &mut self,
+        device: u32,
+        exec: &DrvGraphExec,
+        lane: Lane<'_, DrvStream>,
+    ) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: a live executable graph of this context, on one of its
+        // streams.
+        check(unsafe { sys::cuGraphLaunch(exec.0, stream) })
+    }
+
+    fn graph_destroy(&mut self, device: u32, graph: DrvGraph) -> CuResult<()> {
+        self.enter(device)?;
+        // SAFETY: a graph of this session, destroyed once (moved in).
+        check(unsafe { sys::cuGraphDestroy(graph.0) })
+    }
+
+    fn graph_exec_destroy(&mut self, device: u32, exec: DrvGraphExec) -> CuResult<()> {
+        self.enter(device)?;
+        // SAFETY: an executable graph of this session, destroyed once.
+        check(unsafe { sys::cuGraphExecDestroy(exec.0) })
     }
 }
 
