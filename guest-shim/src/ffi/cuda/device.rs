@@ -77,7 +77,7 @@ pub(crate) fn info(dev: CUdevice) -> CuResult<DeviceInfo> {
 
 /// Calls `$m!` with the device capabilities the shim does not forward
 /// (mapped host memory, managed memory, cooperative launches, virtual
-/// memory management, shareable handles, memory pools, RDMA), as
+/// memory management, shareable handles, RDMA), as
 /// `NAME = number;` of `CUdevice_attribute`.
 macro_rules! unforwarded {
     ($m:ident) => {
@@ -93,7 +93,6 @@ macro_rules! unforwarded {
             CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST = 101;
             CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102;
             CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED = 103;
-            CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
             CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED = 116;
         }
     };

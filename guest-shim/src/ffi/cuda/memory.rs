@@ -17,12 +17,12 @@ use std::ffi::{c_uint, c_void};
 
 use protocol::cuda::{
     MemAlloc, MemFree, MemGetInfo, MemcpyDtoD, MemcpyDtoH, MemcpyHtoD, Memset, MemsetWidth,
-    PointerGetAttribute, StreamRef,
+    StreamRef,
 };
 use protocol::opencl::Handle;
 use protocol::{Request, Response};
 
-use super::state::{self, DevRange, HostKind, HostRange, Kind};
+use super::state::{self, DevRange, HostKind, HostRange};
 use super::types::*;
 use super::{
     call, client, cu_error, current_ctx, entry, out, post, post_bulk, stream_ref, unexpected,
@@ -771,66 +771,4 @@ pub extern "C" fn cuMemHostGetDevicePointer_v2(
 ) -> CUresult {
     let _ = (pdptr, p, flags);
     CUDA_ERROR_NOT_SUPPORTED
-}
-
-// ---- pointer attributes ----
-
-/// `cuPointerGetAttribute`: host ranges and most device attributes are
-/// answered from the shim's records, the buffer ID by the daemon.
-///
-/// # Safety
-/// `data` is writable for the attribute's type.
-#[no_mangle]
-pub unsafe extern "C" fn cuPointerGetAttribute(
-    data: *mut c_void,
-    attribute: std::ffi::c_int,
-    ptr: CUdeviceptr,
-) -> CUresult {
-    entry("cuPointerGetAttribute", || {
-        client()?;
-        let host = state::with(|s| {
-            s.host_range(ptr as usize, 1)
-                .map(|(b, r)| (b as u64, r.len as u64, r.ctx))
-        });
-        let dev = state::with(|s| s.dev_range(ptr, 1).map(|(b, r)| (b, r.len, r.ctx)));
-        let (base, len, ctx, mem_type) = match (host, dev) {
-            (Some((b, l, c)), _) => (b, l, c, CU_MEMORYTYPE_HOST),
-            (None, Some((b, l, c))) => (b, l, c, CU_MEMORYTYPE_DEVICE),
-            (None, None) => return Err(CUDA_ERROR_INVALID_VALUE),
-        };
-        let device = state::with(|s| s.contexts.get(&ctx).map(|c| c.device)).unwrap_or(0);
-        let d = data;
-        // SAFETY: the caller's contract: `data` fits the attribute's type.
-        unsafe {
-            match attribute {
-                CU_POINTER_ATTRIBUTE_CONTEXT => out(d.cast(), state::to_opaque(Kind::Context, ctx)),
-                CU_POINTER_ATTRIBUTE_MEMORY_TYPE => out(d.cast(), mem_type),
-                CU_POINTER_ATTRIBUTE_DEVICE_POINTER if mem_type == CU_MEMORYTYPE_DEVICE => {
-                    out(d.cast(), ptr)
-                }
-                CU_POINTER_ATTRIBUTE_HOST_POINTER if mem_type == CU_MEMORYTYPE_HOST => {
-                    out(d.cast(), super::host_ptr(ptr as usize))
-                }
-                CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL => out(d.cast(), device),
-                CU_POINTER_ATTRIBUTE_RANGE_START_ADDR => out(d.cast(), base),
-                CU_POINTER_ATTRIBUTE_RANGE_SIZE => {
-                    out(d.cast(), usize::try_from(len).unwrap_or(usize::MAX))
-                }
-                CU_POINTER_ATTRIBUTE_BUFFER_ID if mem_type == CU_MEMORYTYPE_DEVICE => {
-                    let req = Request::CuPointerGetAttribute(PointerGetAttribute {
-                        ptr,
-                        attribute: attribute as u32,
-                    });
-                    match call(req, &[], &mut [])? {
-                        Response::CuPointerGetAttribute(v) => out(d.cast(), v.value),
-                        r => Err(unexpected(r)),
-                    }
-                }
-                CU_POINTER_ATTRIBUTE_DEVICE_POINTER | CU_POINTER_ATTRIBUTE_HOST_POINTER => {
-                    Err(CUDA_ERROR_INVALID_VALUE)
-                }
-                _ => Err(CUDA_ERROR_NOT_SUPPORTED),
-            }
-        }
-    })
 }

@@ -8,7 +8,10 @@
 //! | [`device`] | `cuInit`, the driver version, devices (cached) |
 //! | [`context`] | contexts, the per-thread stack, primary contexts |
 //! | [`module`] | module loads (PTX, cubin, fatbin), functions, globals |
-//! | [`memory`] | allocations, copies, memsets, host memory, pointer attributes |
+//! | [`memory`] | allocations, copies, memsets, host memory |
+//! | [`pointer`] | pointer attributes |
+//! | [`mempool`] | stream-ordered allocation through the device's pool |
+//! | [`graph`] | stream capture and graphs (capture state answered locally) |
 //! | [`stream`] | streams and events |
 //! | [`launch`] | `cuLaunchKernel` marshaling, function attributes, occupancy |
 //! | [`library`] | `cuLibrary*`/`cuKernel*`: images kept in the guest, loaded per context on first use |
@@ -31,12 +34,15 @@ pub(crate) mod context;
 pub(crate) mod device;
 pub(crate) mod errors;
 pub(crate) mod export;
+pub(crate) mod graph;
 pub(crate) mod integrity;
 pub(crate) mod launch;
 pub(crate) mod library;
 pub(crate) mod link;
 pub(crate) mod memory;
+pub(crate) mod mempool;
 pub(crate) mod module;
+pub(crate) mod pointer;
 pub(crate) mod proc;
 pub(crate) mod state;
 pub(crate) mod stream;

@@ -1,5 +1,7 @@
 //! Modules: loads from PTX text, cubin (ELF) or fat binaries, kernels and
-//! globals. The driver API passes images without a length, so the shim
+//! globals. An image larger than one call carries is staged in pieces and
+//! then loaded by name (so large fat binaries load over the stream
+//! transports too). The driver API passes images without a length, so the shim
 //! finds it from the image itself, as the driver does: PTX runs to its NUL,
 //! an ELF image to the end of its last section or header table, a fat
 //! binary to the end its header states.
@@ -7,7 +9,8 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use protocol::cuda::{
-    GetFunction, GetGlobal, ImageKind, JitOption, ModuleLoad, ModuleLoaded, ModuleUnload,
+    GetFunction, GetGlobal, ImageKind, JitOption, ModuleLoad, ModuleLoaded, ModuleStage,
+    ModuleUnload,
 };
 use protocol::fatbin;
 use protocol::limits::{MAX_JIT_LOG_LEN, MAX_JIT_OPTIONS, MAX_MODULE_IMAGE_LEN};
@@ -225,13 +228,27 @@ pub(crate) fn send_load(
     log_caps: (u32, u32),
 ) -> CuResult<(ModuleLoaded, Option<Handle>)> {
     let c = client()?;
-    if bytes.len() > c.max_chunk() {
-        crate::log::CALLS.log(format_args!(
-            "a module image of {} bytes exceeds what one call carries",
-            bytes.len()
-        ));
-        return Err(CUDA_ERROR_INVALID_IMAGE);
-    }
+    // An image larger than one call carries (a stream record holds at
+    // most 16 MiB) is staged in pieces first, then named by the load.
+    let chunk = c.max_chunk().max(1);
+    let upload = if bytes.len() > chunk {
+        let upload = c.new_handle();
+        let total = bytes.len() as u64;
+        for (i, piece) in bytes.chunks(chunk).enumerate() {
+            let req = Request::CuModuleStage(ModuleStage {
+                upload,
+                offset: (i * chunk) as u64,
+                total,
+            });
+            match call(req, &[piece], &mut [])? {
+                Response::CuModuleStage(_) => {}
+                r => return Err(unexpected(r)),
+            }
+        }
+        Some(upload)
+    } else {
+        None
+    };
     let id = c.new_handle();
     let req = Request::CuModuleLoad(ModuleLoad {
         id,
@@ -241,9 +258,10 @@ pub(crate) fn send_load(
         options,
         info_log_len: log_caps.0,
         error_log_len: log_caps.1,
-        upload: None,
+        upload,
     });
-    let loaded = match call(req, &[bytes], &mut [])? {
+    let inline: &[&[u8]] = if upload.is_some() { &[] } else { &[bytes] };
+    let loaded = match call(req, inline, &mut [])? {
         Response::CuModuleLoad(l) => l,
         r => return Err(unexpected(r)),
     };

@@ -18,11 +18,14 @@ use super::context::*;
 use super::device::*;
 use super::errors::*;
 use super::export::*;
+use super::graph::*;
 use super::launch::*;
 use super::library::*;
 use super::link::*;
 use super::memory::*;
+use super::mempool::*;
 use super::module::*;
+use super::pointer::*;
 use super::stream::*;
 use super::types::*;
 
@@ -108,6 +111,7 @@ macro_rules! cuda_exports {
             "cuMemsetD16Async" 3020 cuMemsetD16Async(_, _, _, _) ptds cuMemsetD16Async_ptsz;
             "cuMemsetD32Async" 3020 cuMemsetD32Async(_, _, _, _) ptds cuMemsetD32Async_ptsz;
             "cuPointerGetAttribute" 4000 cuPointerGetAttribute(_, _, _);
+            "cuPointerGetAttributes" 7000 cuPointerGetAttributes(_, _, _, _);
             "cuStreamCreate" 2000 cuStreamCreate(_, _);
             "cuStreamCreateWithPriority" 5050 cuStreamCreateWithPriority(_, _, _);
             "cuStreamGetPriority" 5050 cuStreamGetPriority(_, _) ptds cuStreamGetPriority_ptsz;
@@ -117,6 +121,20 @@ macro_rules! cuda_exports {
             "cuStreamQuery" 2000 cuStreamQuery(_) ptds cuStreamQuery_ptsz;
             "cuStreamSynchronize" 2000 cuStreamSynchronize(_) ptds cuStreamSynchronize_ptsz;
             "cuStreamDestroy" 4000 cuStreamDestroy_v2(_);
+            "cuStreamBeginCapture" 10010 cuStreamBeginCapture_v2(_, _) ptds cuStreamBeginCapture_v2_ptsz;
+            "cuStreamEndCapture" 10000 cuStreamEndCapture(_, _) ptds cuStreamEndCapture_ptsz;
+            "cuStreamIsCapturing" 10000 cuStreamIsCapturing(_, _) ptds cuStreamIsCapturing_ptsz;
+            "cuStreamGetCaptureInfo" 10010 cuStreamGetCaptureInfo(_, _, _) ptds cuStreamGetCaptureInfo_ptsz header cuStreamGetCaptureInfo_v1;
+            "cuStreamGetCaptureInfo" 11030 cuStreamGetCaptureInfo_v2(_, _, _, _, _, _) ptds cuStreamGetCaptureInfo_v2_ptsz;
+            "cuStreamGetCaptureInfo" 12030 cuStreamGetCaptureInfo_v3(_, _, _, _, _, _, _) ptds cuStreamGetCaptureInfo_v3_ptsz;
+            "cuThreadExchangeStreamCaptureMode" 10010 cuThreadExchangeStreamCaptureMode(_);
+            "cuGraphInstantiateWithFlags" 11040 cuGraphInstantiateWithFlags(_, _, _);
+            "cuGraphInstantiate" 12000 cuGraphInstantiateWithFlags(_, _, _);
+            "cuGraphLaunch" 10000 cuGraphLaunch(_, _) ptds cuGraphLaunch_ptsz;
+            "cuGraphDestroy" 10000 cuGraphDestroy(_);
+            "cuGraphExecDestroy" 10000 cuGraphExecDestroy(_);
+            "cuMemAllocAsync" 11020 cuMemAllocAsync(_, _, _) ptds cuMemAllocAsync_ptsz;
+            "cuMemFreeAsync" 11020 cuMemFreeAsync(_, _) ptds cuMemFreeAsync_ptsz;
             "cuEventCreate" 2000 cuEventCreate(_, _);
             "cuEventRecord" 2000 cuEventRecord(_, _) ptds cuEventRecord_ptsz;
             "cuEventRecordWithFlags" 11010 cuEventRecordWithFlags(_, _, _) ptds cuEventRecordWithFlags_ptsz;
@@ -179,6 +197,8 @@ const NOT_PROVIDED: &[(&str, c_int)] = &[
     ("cuDevicePrimaryCtxRelease", 7000),
     ("cuDevicePrimaryCtxSetFlags", 7000),
     ("cuDevicePrimaryCtxReset", 7000),
+    ("cuStreamBeginCapture", 10000),
+    ("cuGraphInstantiate", 10000),
     ("cuLinkCreate", 5050),
     ("cuLinkAddData", 5050),
     ("cuLinkAddFile", 5050),
@@ -378,6 +398,17 @@ mod tests {
         _params: *mut CUctxCreateParams,
         _flags: std::ffi::c_uint,
         _dev: CUdevice,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// `cuStreamGetCaptureInfo` as CUDA 10.1's `cuda.h` declared it (12.x
+    /// keeps the symbol but declares only `_v2` and `_v3`).
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamGetCaptureInfo_v1(
+        _stream: Opaque,
+        _status: *mut std::ffi::c_uint,
+        _id: *mut u64,
     ) -> CUresult {
         CUDA_ERROR_NOT_SUPPORTED
     }

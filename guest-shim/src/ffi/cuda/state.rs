@@ -34,6 +34,8 @@ pub(crate) enum Kind {
     Link = 6,
     Library = 7,
     Kernel = 8,
+    Graph = 9,
+    GraphExec = 10,
 }
 
 const KIND_BITS: u32 = 4;
@@ -123,12 +125,24 @@ pub(crate) struct Kernel {
     pub functions: HashMap<Handle, Handle>,
 }
 
+/// A capture in progress on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Capture {
+    /// The graph it will end with.
+    pub graph: Handle,
+    /// Its id (`cuStreamGetCaptureInfo`).
+    pub id: u64,
+    /// Its `CUstreamCaptureMode`.
+    pub mode: c_uint,
+}
+
 /// A stream the program created.
 #[derive(Clone, Debug)]
 pub(crate) struct Stream {
     pub ctx: Handle,
     pub flags: c_uint,
     pub priority: c_int,
+    pub capture: Option<Capture>,
 }
 
 /// An event the program created.
@@ -183,6 +197,9 @@ pub(crate) struct State {
     pub events: HashMap<Handle, Event>,
     pub libraries: HashMap<Handle, Library>,
     pub kernels: HashMap<Handle, Kernel>,
+    /// Graphs and executable graphs, with their contexts.
+    pub graphs: HashMap<Handle, Handle>,
+    pub execs: HashMap<Handle, Handle>,
     /// Device ranges by start address.
     pub dev: BTreeMap<u64, DevRange>,
     /// Host ranges by start address.
@@ -229,6 +246,8 @@ impl State {
         }
         self.streams.retain(|_, s| s.ctx != ctx);
         self.events.retain(|_, e| e.ctx != ctx);
+        self.graphs.retain(|_, c| *c != ctx);
+        self.execs.retain(|_, c| *c != ctx);
         self.dev.retain(|_, r| r.ctx != ctx);
         self.contexts.remove(&ctx);
     }
