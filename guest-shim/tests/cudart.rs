@@ -3,7 +3,8 @@
 //! runtime (the `nvidia-cuda-runtime-cu12` wheel that `scripts/deps.sh`
 //! unpacks into `target/cudart`), shared and static, under a C program
 //! that registers an NVRTC-compiled, nvFatbin-packed fat binary the way
-//! nvcc's host code does; and CuPy, which links the runtime statically.
+//! nvcc's host code does; and CuPy (`cupy-cuda12x`), which links the
+//! runtime statically, under the Python interpreter the wheels are for.
 //!
 //! Without the wheels (no network when `scripts/deps.sh` ran) each test
 //! prints SKIPPED with the reason; under CI (`CI=true`) a missing wheel is
@@ -204,6 +205,56 @@ fn runtime_program(static_runtime: bool) {
     // compressed entries), when the first kernel was needed.
     let loads = daemon.recorder.requests(Opcode::CuModuleLoad);
     assert_eq!(loads.len(), 1, "{loads:?}");
+
+    // cudaMallocAsync went to the pool, in stream order.
+    let pool = u64::from_str_radix(printed(&out, "pool"), 16).unwrap();
+    let calls = daemon.recorder.calls();
+    let alloc = calls
+        .iter()
+        .find_map(|c| match (&c.request, &c.outcome) {
+            (Request::CuMemAllocAsync(a), Ok(Response::CuMemAllocAsync(p))) => Some((a, p.ptr)),
+            _ => None,
+        })
+        .expect("a stream-ordered allocation");
+    assert_eq!((alloc.0.size, alloc.1), (4096, pool));
+    assert!(calls.iter().any(
+        |c| matches!(&c.request, Request::CuMemFreeAsync(f) if f.ptr == pool) && c.outcome.is_ok()
+    ));
+
+    // The capture: begin, the memset and fill(pool, 0xbeef, 1024) on the
+    // capturing stream, end, instantiate, launch; all succeeded.
+    let at = |want: Opcode| {
+        calls
+            .iter()
+            .position(|c| c.request.opcode() == want && c.outcome.is_ok())
+            .unwrap_or_else(|| panic!("{want:?} not recorded"))
+    };
+    let (begin, end) = (
+        at(Opcode::CuStreamBeginCapture),
+        at(Opcode::CuStreamEndCapture),
+    );
+    assert!(begin < end && end < at(Opcode::CuGraphInstantiate));
+    assert!(at(Opcode::CuGraphInstantiate) < at(Opcode::CuGraphLaunch));
+    let captured: Vec<&LaunchKernel> = calls[begin..end]
+        .iter()
+        .filter_map(|c| match &c.request {
+            Request::CuLaunchKernel(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    let [l3] = captured[..] else {
+        panic!("one captured launch: {captured:?}")
+    };
+    let mut want = pool.to_le_bytes().to_vec();
+    want.extend(0xbeefu32.to_le_bytes());
+    want.extend([0; 4]);
+    want.extend(1024u64.to_le_bytes());
+    assert_eq!(l3.params, want, "fill(pool, 0xbeef, 1024), captured");
+    assert_eq!((l3.grid, l3.block), ([8, 1, 1], [128, 1, 1]));
+    assert!(calls[begin..end]
+        .iter()
+        .any(|c| matches!(&c.request, Request::CuMemset(m) if m.dst == pool && m.value == 0x22)));
+    assert_eq!(printed(&out, "launches"), "3");
     let _ = std::fs::remove_file(&exe);
 }
 
@@ -215,4 +266,48 @@ fn a_runtime_program_runs_over_the_shared_runtime() {
 #[test]
 fn a_runtime_program_runs_over_the_static_runtime() {
     runtime_program(true);
+}
+
+#[test]
+fn cupy_initializes_and_round_trips_arrays() {
+    let Some(w) = wheels(true) else { return };
+    let version = Command::new("python3").arg("--version").output();
+    let version = version.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    if !version
+        .as_deref()
+        .is_ok_and(|v| v.starts_with("Python 3.11"))
+    {
+        // The pinned wheels are CPython 3.11's.
+        let why = format!("CuPy needs CPython 3.11, found {version:?}");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("the CuPy test must run in CI: {why}");
+        }
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let daemon = Daemon::start("cupy");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cupy_check.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).env("PYTHONPATH", &w.site);
+    let out = run(&mut cmd, &daemon, &w);
+    assert_eq!(printed(&out, "devices"), "1");
+    assert!(printed(&out, "name").contains("recording test double"));
+    assert_eq!(printed(&out, "major"), "9");
+    assert_eq!(printed(&out, "driver"), "12040");
+    // Every byte went to the device and back through the shim.
+    let moved: u64 = printed(&out, "bytes").parse().unwrap();
+    let calls = daemon.recorder.calls();
+    let sum = |op: Opcode| -> u64 {
+        calls
+            .iter()
+            .filter(|c| c.outcome.is_ok())
+            .map(|c| match &c.request {
+                Request::CuMemcpyHtoD(m) if op == Opcode::CuMemcpyHtoD => m.size,
+                Request::CuMemcpyDtoH(m) if op == Opcode::CuMemcpyDtoH => m.size,
+                _ => 0,
+            })
+            .sum()
+    };
+    assert!(sum(Opcode::CuMemcpyHtoD) >= moved, "host to device");
+    assert!(sum(Opcode::CuMemcpyDtoH) >= moved, "device to host");
 }

@@ -186,7 +186,76 @@ int main(void)
     dim3 fgrid = {n / 128, 1, 1}, fblock = {128, 1, 1};
     CHECK(__cudaLaunchKernel(fill_kernel, fgrid, fblock, fill_args, 0, 0));
     CHECK(cudaDeviceSynchronize());
-    printf("launches=2\n");
+
+    /* A stream and events: an async round trip, timed. */
+    cudaStream_t stream;
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cudaEvent_t start, stop;
+    CHECK(cudaEventCreate(&start));
+    CHECK(cudaEventCreate(&stop));
+    CHECK(cudaEventRecord(start, stream));
+    for (unsigned i = 0; i < n; i++)
+        host[i] = (float)(n - i);
+    CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream));
+    CHECK(cudaMemcpyAsync(back, dev, bytes, cudaMemcpyDeviceToHost, stream));
+    CHECK(cudaEventRecord(stop, stream));
+    CHECK(cudaEventSynchronize(stop));
+    CHECK(cudaStreamSynchronize(stream));
+    EXPECT(memcmp(host, back, bytes) == 0);
+    float ms = -1.0f;
+    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    EXPECT(ms >= 0.0f);
+    CHECK(cudaStreamQuery(stream));
+
+    /* Stream-ordered allocation. */
+    unsigned *pool = NULL;
+    CHECK(cudaMallocAsync((void **)&pool, 4096, stream));
+    printf("pool=%llx\n", (unsigned long long)(uintptr_t)pool);
+    CHECK(cudaMemsetAsync(pool, 0x11, 4096, stream));
+    unsigned char check[16];
+    CHECK(cudaMemcpyAsync(check, pool, sizeof check, cudaMemcpyDeviceToHost, stream));
+    CHECK(cudaStreamSynchronize(stream));
+    for (int i = 0; i < 16; i++)
+        EXPECT(check[i] == 0x11);
+
+    /* A captured graph: a memset and a launch of fill, run on replay. */
+    enum cudaStreamCaptureStatus status;
+    CHECK(cudaStreamIsCapturing(stream, &status));
+    EXPECT(status == cudaStreamCaptureStatusNone);
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    CHECK(cudaStreamIsCapturing(stream, &status));
+    EXPECT(status == cudaStreamCaptureStatusActive);
+    CHECK(cudaMemsetAsync(pool, 0x22, 4096, stream));
+    unsigned v2 = 0xbeef;
+    unsigned long long n_pool = 1024;
+    void *pool_args[] = {&pool, &v2, &n_pool};
+    dim3 pgrid = {8, 1, 1}, pblock = {128, 1, 1};
+    CHECK(cudaLaunchKernel((const void *)fill_stub, pgrid, pblock, pool_args, 0, stream));
+    cudaGraph_t graph;
+    CHECK(cudaStreamEndCapture(stream, &graph));
+    CHECK(cudaMemcpy(check, pool, sizeof check, cudaMemcpyDeviceToHost));
+    EXPECT(check[0] == 0x11); /* captured, not run */
+    cudaGraphExec_t exec;
+    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CHECK(cudaGraphLaunch(exec, stream));
+    CHECK(cudaStreamSynchronize(stream));
+    CHECK(cudaMemcpy(check, pool, sizeof check, cudaMemcpyDeviceToHost));
+    if (expect_kernels)
+        EXPECT(((unsigned *)check)[0] == 0xbeef);
+    else
+        EXPECT(check[0] == 0x22);
+    CHECK(cudaGraphExecDestroy(exec));
+    CHECK(cudaGraphDestroy(graph));
+    CHECK(cudaFreeAsync(pool, stream));
+    CHECK(cudaStreamSynchronize(stream));
+    CHECK(cudaEventDestroy(start));
+    CHECK(cudaEventDestroy(stop));
+    CHECK(cudaStreamDestroy(stream));
+
+    CHECK(cudaFree(dev));
+    CHECK(cudaDeviceSynchronize());
+    CHECK(cudaGetLastError());
+    printf("launches=3\n");
 
     printf("PASS\n");
     return 0;
