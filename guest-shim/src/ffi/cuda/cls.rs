@@ -83,7 +83,14 @@ pub(crate) unsafe extern "C" fn cls_get(
     ctx: Opaque,
     key: *mut c_void,
 ) -> CUresult {
-    status(context(ctx).and_then(|h| {
+    // One lookup, nearly every runtime call makes it: the context is not
+    // checked separately, since a context's values go when it does.
+    let h = if ctx.is_null() {
+        state::current()
+    } else {
+        state::from_opaque(Kind::Context, ctx)
+    };
+    status(h.ok_or(CUDA_ERROR_INVALID_CONTEXT).and_then(|h| {
         let v = store()
             .as_ref()
             .and_then(|s| s.get(&(h, key as usize)).copied())

@@ -47,7 +47,7 @@ pub(crate) fn device_count() -> CuResult<u32> {
     state::with(|s| {
         s.init
             .as_ref()
-            .filter(|_| s.initialized)
+            .filter(|_| state::initialized())
             .map(|i| i.device_count)
     })
     .ok_or(CUDA_ERROR_NOT_INITIALIZED)
@@ -128,7 +128,7 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         init_info()?;
-        state::with(|s| s.initialized = true);
+        state::set_initialized();
         Ok(())
     })
 }

@@ -50,11 +50,13 @@ fn capturable(s: Opaque, null: NullStream) -> CuResult<Handle> {
 }
 
 /// The capture a stream is in, if any (none for the default streams).
+/// One lookup for a created stream: the runtime asks before every copy.
 fn capture_of(s: Opaque, null: NullStream) -> CuResult<Option<Capture>> {
-    Ok(match stream_ref(s, null)? {
-        StreamRef::Stream(h) => state::with(|st| st.streams.get(&h).and_then(|s| s.capture)),
-        _ => None,
-    })
+    if let Some(h) = state::from_opaque(Kind::Stream, s) {
+        return state::with(|st| st.streams.get(&h).map(|s| s.capture))
+            .ok_or(CUDA_ERROR_INVALID_HANDLE);
+    }
+    stream_ref(s, null).map(|_| None)
 }
 
 fn begin(s: Opaque, mode: c_uint, null: NullStream) -> CuResult {

@@ -24,17 +24,22 @@ use super::{call, entry, out, post, read, stream_ref, unexpected, CuResult, Null
 /// Most key/value pairs read from an `extra` array before its END.
 const MAX_EXTRA_PAIRS: usize = 16;
 
-/// The function behind a `CUfunction` argument and its layout. A
-/// `CUkernel` is taken too, as the driver does: its function in the
-/// current context.
-fn function(f: Opaque) -> CuResult<(Handle, FunctionInfo)> {
-    let h = match state::from_opaque(Kind::Function, f) {
-        Some(h) => h,
+/// The handle behind a `CUfunction` argument. A `CUkernel` is taken too,
+/// as the driver does: its function in the current context.
+fn function_handle(f: Opaque) -> CuResult<Handle> {
+    match state::from_opaque(Kind::Function, f) {
+        Some(h) => Ok(h),
         None => {
             let k = super::library::kernel_handle(f).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
-            super::library::kernel_function(k)?
+            super::library::kernel_function(k)
         }
-    };
+    }
+}
+
+/// The function behind a `CUfunction` (or `CUkernel`) argument and its
+/// layout.
+fn function(f: Opaque) -> CuResult<(Handle, FunctionInfo)> {
+    let h = function_handle(f)?;
     let info = state::with(|s| s.functions.get(&h).map(|f| f.info.clone()))
         .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
     Ok((h, info))
@@ -143,13 +148,22 @@ unsafe fn launch(
     extra: *mut *mut c_void,
     null: NullStream,
 ) -> CuResult {
-    let (function, info) = function(f)?;
+    let function = function_handle(f)?;
     if grid.contains(&0) || block.contains(&0) {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     let stream = stream_ref(stream, null)?;
-    // SAFETY: the caller's contract.
-    let params = unsafe { params(&info, kernel_params, extra) }?;
+    // Packed under the records' lock, so that the layout is not copied
+    // for every launch (this is the launch path's hot spot).
+    let params = state::with(|s| {
+        let info = &s
+            .functions
+            .get(&function)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?
+            .info;
+        // SAFETY: the caller's contract.
+        unsafe { params(info, kernel_params, extra) }
+    })?;
     post(
         Request::CuLaunchKernel(LaunchKernel {
             function,

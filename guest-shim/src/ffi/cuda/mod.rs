@@ -102,7 +102,7 @@ pub(crate) fn cu_error(e: &CallError) -> CUresult {
 
 /// The session, once `cuInit` has succeeded.
 pub(crate) fn client() -> CuResult<&'static Client> {
-    if !state::with(|s| s.initialized) {
+    if !state::initialized() {
         return Err(CUDA_ERROR_NOT_INITIALIZED);
     }
     crate::ffi::shared_client().ok_or(CUDA_ERROR_NOT_INITIALIZED)

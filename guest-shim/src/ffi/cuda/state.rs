@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_int, c_uint};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use protocol::cuda::{DeviceInfo, FunctionInfo, InitInfo};
@@ -185,9 +186,6 @@ pub(crate) struct HostRange {
 pub(crate) struct State {
     /// The daemon's driver version and device count, once asked.
     pub init: Option<InitInfo>,
-    /// Whether `cuInit` has succeeded (`cuDriverGetVersion` asks the
-    /// daemon too, but does not initialize the API).
-    pub initialized: bool,
     pub devices: HashMap<CUdevice, DeviceInfo>,
     pub contexts: HashMap<Handle, Ctx>,
     pub primary: HashMap<CUdevice, Primary>,
@@ -207,6 +205,21 @@ pub(crate) struct State {
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Whether `cuInit` has succeeded (`cuDriverGetVersion` asks the daemon
+/// too, but does not initialize the API). Outside the lock: every entry
+/// point checks it.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `cuInit` has succeeded.
+pub(crate) fn initialized() -> bool {
+    INITIALIZED.load(Ordering::Acquire)
+}
+
+/// Records that `cuInit` succeeded.
+pub(crate) fn set_initialized() {
+    INITIALIZED.store(true, Ordering::Release);
+}
 
 /// Runs `f` on the state, under its lock. Keep `f` short: no calls to the
 /// daemon from inside.
