@@ -776,16 +776,22 @@ impl Backend for Driver {
     }
 
     fn stream_begin_capture(&mut self, device: u32, stream: &DrvStream, mode: u32) -> CuResult<()> {
-        use sys::CUstreamCaptureMode as M;
-        let mode = match mode {
-            0 => M::CU_STREAM_CAPTURE_MODE_GLOBAL,
-            1 => M::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-            2 => M::CU_STREAM_CAPTURE_MODE_RELAXED,
-            _ => return Err(INVALID_VALUE),
-        };
+        // Every capture is relaxed on the daemon's side: a global or
+        // thread-local capture makes the driver refuse "unsafe" calls of
+        // the whole process or thread, which would reach other sessions'
+        // work (and the daemon's own staging). The guest's mode was
+        // checked; what the capture records is the same.
+        if mode > 2 {
+            return Err(INVALID_VALUE);
+        }
         self.enter(device)?;
         // SAFETY: a stream of the current context; the mode is a variant.
-        check(unsafe { sys::cuStreamBeginCapture_v2(stream.0, mode) })
+        check(unsafe {
+            sys::cuStreamBeginCapture_v2(
+                stream.0,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED,
+            )
+        })
     }
 
     fn stream_end_capture(&mut self, device: u32, stream: &DrvStream) -> CuResult<DrvGraph> {
