@@ -254,7 +254,17 @@ fn runtime_program(static_runtime: bool) {
     assert!(calls[begin..end]
         .iter()
         .any(|c| matches!(&c.request, Request::CuMemset(m) if m.dst == pool && m.value == 0x22)));
-    assert_eq!(printed(&out, "launches"), "3");
+    assert_eq!(printed(&out, "launches"), "4");
+    // cudaLaunchKernelExC: fill(dev, v, n) on a 4x2 grid of 64.
+    let last = &launches.last().unwrap().1;
+    assert_eq!((last.grid, last.block), ([4, 2, 1], [64, 1, 1]));
+    assert_eq!(&last.params[..8], &dev.to_le_bytes());
+    // The pitched allocation was pitch * 37 bytes.
+    let pitch: u64 = printed(&out, "pitch").parse().unwrap();
+    assert!(calls.iter().any(|c| matches!(&c.request,
+        Request::CuMemAlloc(a) if a.size == pitch * 37)));
+    assert!(calls.iter().any(|c| matches!(&c.request,
+        Request::CuCtxLimit(l) if l.limit == 2 && l.value == Some(32 << 20))));
     let _ = std::fs::remove_file(&exe);
 }
 

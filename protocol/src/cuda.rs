@@ -88,6 +88,8 @@ pub mod result {
     /// `CUDA_ERROR_INVALID_HANDLE`: a missing, wrong-kind, zero or
     /// duplicate handle.
     pub const INVALID_HANDLE: i32 = 400;
+    /// `CUDA_ERROR_UNSUPPORTED_LIMIT`: a `CUlimit` the device lacks.
+    pub const UNSUPPORTED_LIMIT: i32 = 215;
     /// `CUDA_ERROR_NOT_FOUND`: no such kernel or global in a module.
     pub const NOT_FOUND: i32 = 500;
     /// `CUDA_ERROR_NOT_READY`: a stream or event query found work pending.
@@ -225,6 +227,35 @@ pub struct CtxDestroy {
 pub struct CtxSynchronize {
     /// The caller's current context.
     pub ctx: Handle,
+}
+
+/// `cuCtxGetLimit` (`value` none) / `cuCtxSetLimit` (`value` some): one
+/// `CUlimit` of the caller's current context. The answer is the limit's
+/// value after the call.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CtxLimit {
+    /// The caller's current context.
+    pub ctx: Handle,
+    /// The `CUlimit` number.
+    pub limit: u32,
+    /// The value to set, if setting.
+    pub value: Option<u64>,
+}
+
+/// `cuCtxGetStreamPriorityRange` of the caller's current context.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CtxPriorityRange {
+    /// The caller's current context.
+    pub ctx: Handle,
+}
+
+/// Stream priorities a device offers (numerically lower is higher).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct PriorityRange {
+    /// The least (lowest) priority.
+    pub least: i32,
+    /// The greatest (highest) priority.
+    pub greatest: i32,
 }
 
 // ---- modules and functions ----
@@ -719,6 +750,8 @@ impl Validate for DeviceQuery {}
 impl Validate for CtxCreate {}
 impl Validate for CtxDestroy {}
 impl Validate for CtxSynchronize {}
+impl Validate for CtxLimit {}
+impl Validate for CtxPriorityRange {}
 impl Validate for ModuleUnload {}
 impl Validate for FuncGetAttribute {}
 impl Validate for FuncSetAttribute {}

@@ -199,6 +199,10 @@ messages! {
     CuCtxDestroy = 0x0211, Request, CtxDestroy => Empty;
     /// `cuCtxSynchronize`
     CuCtxSynchronize = 0x0212, Request, CtxSynchronize => Empty;
+    /// `cuCtxGetLimit` / `cuCtxSetLimit`
+    CuCtxLimit = 0x0213, Request, CtxLimit => SizeValue;
+    /// `cuCtxGetStreamPriorityRange`
+    CuCtxStreamPriorityRange = 0x0214, Request, CtxPriorityRange => PriorityRange;
     /// `cuModuleLoadData[Ex]` / `cuModuleLoadFatBinary`
     CuModuleLoad = 0x0220, Request, ModuleLoad => ModuleLoaded;
     /// `cuModuleGetFunction`

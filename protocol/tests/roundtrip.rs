@@ -427,6 +427,10 @@ fn cuda_graph_request() -> impl Strategy<Value = Request> {
             .prop_map(|(size, stream)| Request::CuMemAllocAsync(MemAllocAsync { size, stream })),
         (any::<u64>(), stream_ref())
             .prop_map(|(ptr, stream)| Request::CuMemFreeAsync(MemFreeAsync { ptr, stream })),
+        (any::<u64>(), any::<u32>(), any::<Option<u64>>()).prop_map(|(ctx, limit, value)| {
+            Request::CuCtxLimit(CtxLimit { ctx, limit, value })
+        }),
+        any::<u64>().prop_map(|ctx| Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx })),
         (any::<u64>(), 0..=limits::MAX_MODULE_IMAGE_LEN).prop_flat_map(|(upload, total)| {
             (0..=total).prop_map(move |offset| {
                 Request::CuModuleStage(ModuleStage {

@@ -264,10 +264,36 @@ int main(void)
     CHECK(cudaEventDestroy(stop));
     CHECK(cudaStreamDestroy(stream));
 
+    /* Pitched memory: a 2D copy in and out of a pitched allocation. */
+    size_t pitch = 0;
+    void *pitched = NULL;
+    const size_t w = 100 * sizeof(float), h = 37;
+    CHECK(cudaMallocPitch(&pitched, &pitch, w, h));
+    EXPECT(pitch >= w && pitch % 256 == 0);
+    printf("pitch=%zu\n", pitch);
+    CHECK(cudaMemcpy2D(pitched, pitch, host, w, w, h, cudaMemcpyHostToDevice));
+    memset(back, 0, w * h);
+    CHECK(cudaMemcpy2D(back, w, pitched, pitch, w, h, cudaMemcpyDeviceToHost));
+    EXPECT(memcmp(host, back, w * h) == 0);
+    CHECK(cudaFree(pitched));
+
+    /* Limits, stream priorities, and a launch from a configuration. */
+    size_t heap = 0;
+    CHECK(cudaDeviceSetLimit(cudaLimitMallocHeapSize, 32 << 20));
+    CHECK(cudaDeviceGetLimit(&heap, cudaLimitMallocHeapSize));
+    EXPECT(heap == 32 << 20);
+    int least = 1, greatest = 1;
+    CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    EXPECT(greatest <= least);
+    cudaLaunchConfig_t config = {0};
+    config.gridDim = (dim3){4, 2, 1};
+    config.blockDim = (dim3){64, 1, 1};
+    CHECK(cudaLaunchKernelExC(&config, (const void *)fill_stub, fill_args));
+
     CHECK(cudaFree(dev));
     CHECK(cudaDeviceSynchronize());
     CHECK(cudaGetLastError());
-    printf("launches=3\n");
+    printf("launches=4\n");
 
     printf("PASS\n");
     return 0;

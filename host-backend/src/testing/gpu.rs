@@ -102,6 +102,8 @@ pub struct EmulatedGpu {
     captures: Captures,
     /// Kernel launches run by executable graphs.
     replayed_launches: u64,
+    /// Context limits set, by `CUlimit`.
+    limits: HashMap<u32, u64>,
 }
 
 impl EmulatedGpu {
@@ -117,6 +119,7 @@ impl EmulatedGpu {
             recorded: HashMap::new(),
             captures: Captures::default(),
             replayed_launches: 0,
+            limits: HashMap::new(),
         }
     }
 
@@ -234,6 +237,21 @@ impl Backend for EmulatedGpu {
 
     fn synchronize(&mut self, _device: u32) -> CuResult<()> {
         Ok(())
+    }
+
+    fn ctx_limit(&mut self, _device: u32, limit: u32, value: Option<u64>) -> CuResult<u64> {
+        // The defaults of an H100's context: stack, printf FIFO, malloc
+        // heap, sync depth, pending launches, L2 fetch, persisting L2.
+        const DEFAULTS: [u64; 7] = [1024, 1 << 20, 8 << 20, 2, 2048, 64, 0];
+        let default = *DEFAULTS.get(limit as usize).ok_or(INVALID_VALUE)?;
+        if let Some(v) = value {
+            self.limits.insert(limit, v);
+        }
+        Ok(self.limits.get(&limit).copied().unwrap_or(default))
+    }
+
+    fn stream_priority_range(&mut self, _device: u32) -> CuResult<(i32, i32)> {
+        Ok((0, -5))
     }
 
     fn mem_get_info(&mut self, _device: u32) -> CuResult<(u64, u64)> {

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_int, c_uint, c_void};
 
-use protocol::cuda::{CtxCreate, CtxDestroy, CtxSynchronize};
+use protocol::cuda::{CtxCreate, CtxDestroy, CtxLimit, CtxPriorityRange, CtxSynchronize};
 use protocol::opencl::Handle;
 use protocol::{Request, Response};
 
@@ -371,6 +371,82 @@ pub extern "C" fn cuDevicePrimaryCtxSetFlags_v2(dev: CUdevice, flags: c_uint) ->
                 c.flags = flags;
             }
         });
+        Ok(())
+    })
+}
+
+/// `cuCtxGetLimit`: the current context's limit (a round trip: the
+/// program may have set it).
+///
+/// # Safety
+/// `value` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuCtxGetLimit(value: *mut usize, limit: c_uint) -> CUresult {
+    entry("cuCtxGetLimit", || {
+        if value.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let v = ctx_limit(limit, None)?;
+        // SAFETY: checked non-null; the caller's contract.
+        unsafe { out(value, usize::try_from(v).unwrap_or(usize::MAX)) }
+    })
+}
+
+/// `cuCtxSetLimit`
+#[no_mangle]
+pub extern "C" fn cuCtxSetLimit(limit: c_uint, value: usize) -> CUresult {
+    entry("cuCtxSetLimit", || {
+        ctx_limit(limit, Some(value as u64)).map(drop)
+    })
+}
+
+fn ctx_limit(limit: c_uint, value: Option<u64>) -> CuResult<u64> {
+    let ctx = current_ctx()?;
+    match call(
+        Request::CuCtxLimit(CtxLimit { ctx, limit, value }),
+        &[],
+        &mut [],
+    )? {
+        Response::CuCtxLimit(v) => Ok(v.value),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// `cuCtxGetStreamPriorityRange`: asked once per device, then cached
+/// (a device's range does not change).
+///
+/// # Safety
+/// `least` and `greatest` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(
+    least: *mut c_int,
+    greatest: *mut c_int,
+) -> CUresult {
+    entry("cuCtxGetStreamPriorityRange", || {
+        let ctx = current_ctx()?;
+        let device = state::with(|s| s.contexts.get(&ctx).map(|c| c.device))
+            .ok_or(CUDA_ERROR_INVALID_CONTEXT)?;
+        let cached = state::with(|s| s.priorities.get(&device).copied());
+        let (l, g) = match cached {
+            Some(r) => r,
+            None => {
+                let r = match call(
+                    Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx }),
+                    &[],
+                    &mut [],
+                )? {
+                    Response::CuCtxStreamPriorityRange(p) => (p.least, p.greatest),
+                    r => return Err(unexpected(r)),
+                };
+                state::with(|s| s.priorities.insert(device, r));
+                r
+            }
+        };
+        // SAFETY: the caller's contract.
+        unsafe {
+            crate::ffi::write_opt(least, l);
+            crate::ffi::write_opt(greatest, g);
+        }
         Ok(())
     })
 }

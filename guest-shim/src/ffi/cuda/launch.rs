@@ -224,6 +224,73 @@ launch_entries! {
     cuLaunchKernel_ptsz, NullStream::PerThread;
 }
 
+/// `cuLaunchKernelEx`: a launch from a configuration. Launch attributes
+/// (clusters, priorities, programmatic dependencies, ...) are not
+/// forwarded: a configuration with any is `CUDA_ERROR_NOT_SUPPORTED`.
+///
+/// # Safety
+/// `config` is NULL or readable; as `cuLaunchKernel` otherwise.
+unsafe fn launch_ex(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+    null: NullStream,
+) -> CuResult {
+    // SAFETY: the caller's contract.
+    let c = unsafe { read(config) }?;
+    if c.num_attrs != 0 {
+        return Err(CUDA_ERROR_NOT_SUPPORTED);
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        launch(
+            f,
+            c.grid,
+            c.block,
+            c.shared_mem_bytes,
+            c.stream,
+            kernel_params,
+            extra,
+            null,
+        )
+    }
+}
+
+/// `cuLaunchKernelEx` (posted).
+///
+/// # Safety
+/// See [`launch_ex`].
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    // SAFETY: the caller's contract.
+    entry("cuLaunchKernelEx", || unsafe {
+        launch_ex(config, f, kernel_params, extra, NullStream::Legacy)
+    })
+}
+
+/// `cuLaunchKernelEx_ptsz` (posted).
+///
+/// # Safety
+/// See [`launch_ex`].
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    // SAFETY: the caller's contract.
+    entry("cuLaunchKernelEx_ptsz", || unsafe {
+        launch_ex(config, f, kernel_params, extra, NullStream::PerThread)
+    })
+}
+
 /// `cuFuncGetParamInfo`, from the cached layout.
 ///
 /// # Safety

@@ -146,7 +146,7 @@ pub unsafe extern "C" fn cuMemGetAddressRange_v2(
 
 /// Host to device, synchronous: shared sources go in place (in pieces of
 /// the largest transfer), others are pipelined or chunked.
-fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
+pub(crate) fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
     dev_checked(dst, src.len())?;
     let c = client()?;
     let req = |off: usize, piece: &[u8]| {
@@ -185,7 +185,7 @@ fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
 }
 
 /// Device to host, synchronous (complete on return).
-fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
+pub(crate) fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
     dev_checked(src, dst.len())?;
     let c = client()?;
     if dst.is_empty() {
@@ -224,7 +224,7 @@ fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
 /// when the batch goes, as the device would read pinned memory); small
 /// pageable ones are posted with a copy; large pageable ones are copied
 /// synchronously, so the bytes are captured before returning either way.
-fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResult {
+pub(crate) fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResult {
     dev_checked(dst, src.len())?;
     if src.is_empty() {
         return Ok(());
@@ -256,7 +256,7 @@ fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResu
 /// Device to host, asynchronous: into shared memory it is posted with the
 /// destination named in place (filled by the next synchronizing call);
 /// into pageable memory it completes before returning.
-fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
+pub(crate) fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
     dev_checked(src, dst.len())?;
     if dst.is_empty() {
         return Ok(());
@@ -283,7 +283,7 @@ fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> Cu
 }
 
 /// Device to device (posted: no host synchronization, as native).
-fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuResult {
+pub(crate) fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuResult {
     dev_checked(dst, n)?;
     dev_checked(src, n)?;
     if n == 0 {
@@ -309,7 +309,7 @@ fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuRe
 /// unchanged until the copy's stream is synchronized, as the driver
 /// requires for pinned memory; otherwise they are copied before the call
 /// returns.
-unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
+pub(crate) unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
     // SAFETY: the caller's contract.
     unsafe { slice_in(src.cast::<u8>(), n) }.ok_or(CUDA_ERROR_INVALID_VALUE)
 }
@@ -318,7 +318,7 @@ unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
 ///
 /// # Safety
 /// As [`src_bytes`], for `n` writable bytes.
-unsafe fn dst_bytes(dst: *mut c_void, n: usize) -> CuResult<&'static mut [u8]> {
+pub(crate) unsafe fn dst_bytes(dst: *mut c_void, n: usize) -> CuResult<&'static mut [u8]> {
     if n == 0 {
         return Ok(&mut []);
     }
@@ -452,21 +452,25 @@ unsafe fn unified(dst: u64, src: u64, n: usize, stream: StreamRef, sync: bool) -
                 dtoh_async(b, src, stream)
             }
         }
-        (false, false) => {
-            // Host to host: a plain copy, after the stream's pending work.
-            let host_ok = crate::ffi::host_range_ok;
-            if !host_ok(dst as usize, n) || !host_ok(src as usize, n) {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            client()?.flush().map_err(|e| cu_error(&e))?;
-            // SAFETY: both host ranges hold `n` bytes by the contract;
-            // `copy` tolerates overlap.
-            unsafe {
-                std::ptr::copy(src as usize as *const u8, dst as usize as *mut u8, n);
-            }
-            Ok(())
-        }
+        // SAFETY: host ranges, by the caller's contract.
+        (false, false) => unsafe { host_to_host(dst as usize, src as usize, n) },
     }
+}
+
+/// Host to host: a plain copy, after the pending work.
+///
+/// # Safety
+/// `src` holds `n` readable and `dst` `n` writable bytes.
+pub(crate) unsafe fn host_to_host(dst: usize, src: usize, n: usize) -> CuResult {
+    let host_ok = crate::ffi::host_range_ok;
+    if !host_ok(dst, n) || !host_ok(src, n) {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    client()?.flush().map_err(|e| cu_error(&e))?;
+    // SAFETY: both host ranges hold `n` bytes by the contract; `copy`
+    // tolerates overlap.
+    unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, n) };
+    Ok(())
 }
 
 /// `cuMemcpy`

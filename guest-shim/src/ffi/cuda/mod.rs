@@ -9,7 +9,9 @@
 //! | [`context`] | contexts, the per-thread stack, primary contexts |
 //! | [`module`] | module loads (PTX, cubin, fatbin), functions, globals |
 //! | [`memory`] | allocations, copies, memsets, host memory |
+//! | [`pitched`] | pitched allocations, 2D and 3D copies (row by row) |
 //! | [`pointer`] | pointer attributes |
+//! | [`memop`] | stream memory operations: exported, not forwarded |
 //! | [`mempool`] | stream-ordered allocation through the device's pool |
 //! | [`graph`] | stream capture and graphs (capture state answered locally) |
 //! | [`stream`] | streams and events |
@@ -39,9 +41,11 @@ pub(crate) mod integrity;
 pub(crate) mod launch;
 pub(crate) mod library;
 pub(crate) mod link;
+pub(crate) mod memop;
 pub(crate) mod memory;
 pub(crate) mod mempool;
 pub(crate) mod module;
+pub(crate) mod pitched;
 pub(crate) mod pointer;
 pub(crate) mod proc;
 pub(crate) mod state;

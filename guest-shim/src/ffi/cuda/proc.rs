@@ -22,9 +22,11 @@ use super::graph::*;
 use super::launch::*;
 use super::library::*;
 use super::link::*;
+use super::memop::*;
 use super::memory::*;
 use super::mempool::*;
 use super::module::*;
+use super::pitched::*;
 use super::pointer::*;
 use super::stream::*;
 use super::types::*;
@@ -67,6 +69,9 @@ macro_rules! cuda_exports {
             "cuCtxGetFlags" 7000 cuCtxGetFlags(_);
             "cuCtxGetApiVersion" 3020 cuCtxGetApiVersion(_, _);
             "cuCtxSynchronize" 2000 cuCtxSynchronize();
+            "cuCtxGetLimit" 3010 cuCtxGetLimit(_, _);
+            "cuCtxSetLimit" 3010 cuCtxSetLimit(_, _);
+            "cuCtxGetStreamPriorityRange" 5050 cuCtxGetStreamPriorityRange(_, _);
             "cuModuleLoad" 2000 cuModuleLoad(_, _);
             "cuModuleLoadData" 2000 cuModuleLoadData(_, _);
             "cuModuleLoadDataEx" 2010 cuModuleLoadDataEx(_, _, _, _, _);
@@ -97,6 +102,12 @@ macro_rules! cuda_exports {
             "cuMemHostRegister" 6050 cuMemHostRegister_v2(_, _, _);
             "cuMemHostUnregister" 4000 cuMemHostUnregister(_);
             "cuMemcpy" 4000 cuMemcpy(_, _, _) ptds cuMemcpy_ptds;
+            "cuMemAllocPitch" 3020 cuMemAllocPitch_v2(_, _, _, _, _);
+            "cuMemcpy2D" 3020 cuMemcpy2D_v2(_) ptds cuMemcpy2D_v2_ptds;
+            "cuMemcpy2DUnaligned" 3020 cuMemcpy2DUnaligned_v2(_) ptds cuMemcpy2DUnaligned_v2_ptds;
+            "cuMemcpy2DAsync" 3020 cuMemcpy2DAsync_v2(_, _) ptds cuMemcpy2DAsync_v2_ptsz;
+            "cuMemcpy3D" 3020 cuMemcpy3D_v2(_) ptds cuMemcpy3D_v2_ptds;
+            "cuMemcpy3DAsync" 3020 cuMemcpy3DAsync_v2(_, _) ptds cuMemcpy3DAsync_v2_ptsz;
             "cuMemcpyAsync" 4000 cuMemcpyAsync(_, _, _, _) ptds cuMemcpyAsync_ptsz;
             "cuMemcpyHtoD" 3020 cuMemcpyHtoD_v2(_, _, _) ptds cuMemcpyHtoD_v2_ptds;
             "cuMemcpyDtoH" 3020 cuMemcpyDtoH_v2(_, _, _) ptds cuMemcpyDtoH_v2_ptds;
@@ -121,6 +132,16 @@ macro_rules! cuda_exports {
             "cuStreamQuery" 2000 cuStreamQuery(_) ptds cuStreamQuery_ptsz;
             "cuStreamSynchronize" 2000 cuStreamSynchronize(_) ptds cuStreamSynchronize_ptsz;
             "cuStreamDestroy" 4000 cuStreamDestroy_v2(_);
+            "cuStreamWaitValue32" 8000 cuStreamWaitValue32(_, _, _, _) header cuStreamWaitValue32_v1;
+            "cuStreamWaitValue32" 11070 cuStreamWaitValue32_v2(_, _, _, _) ptds cuStreamWaitValue32_v2_ptsz;
+            "cuStreamWaitValue64" 9000 cuStreamWaitValue64(_, _, _, _) header cuStreamWaitValue64_v1;
+            "cuStreamWaitValue64" 11070 cuStreamWaitValue64_v2(_, _, _, _) ptds cuStreamWaitValue64_v2_ptsz;
+            "cuStreamWriteValue32" 8000 cuStreamWriteValue32(_, _, _, _) header cuStreamWriteValue32_v1;
+            "cuStreamWriteValue32" 11070 cuStreamWriteValue32_v2(_, _, _, _) ptds cuStreamWriteValue32_v2_ptsz;
+            "cuStreamWriteValue64" 9000 cuStreamWriteValue64(_, _, _, _) header cuStreamWriteValue64_v1;
+            "cuStreamWriteValue64" 11070 cuStreamWriteValue64_v2(_, _, _, _) ptds cuStreamWriteValue64_v2_ptsz;
+            "cuStreamBatchMemOp" 8000 cuStreamBatchMemOp(_, _, _, _) header cuStreamBatchMemOp_v1;
+            "cuStreamBatchMemOp" 11070 cuStreamBatchMemOp_v2(_, _, _, _) ptds cuStreamBatchMemOp_v2_ptsz;
             "cuStreamBeginCapture" 10010 cuStreamBeginCapture_v2(_, _) ptds cuStreamBeginCapture_v2_ptsz;
             "cuStreamEndCapture" 10000 cuStreamEndCapture(_, _) ptds cuStreamEndCapture_ptsz;
             "cuStreamIsCapturing" 10000 cuStreamIsCapturing(_, _) ptds cuStreamIsCapturing_ptsz;
@@ -148,6 +169,7 @@ macro_rules! cuda_exports {
             "cuFuncSetCacheConfig" 3000 cuFuncSetCacheConfig(_, _);
             "cuFuncGetParamInfo" 12040 cuFuncGetParamInfo(_, _, _, _);
             "cuLaunchKernel" 4000 cuLaunchKernel(_, _, _, _, _, _, _, _, _, _, _) ptds cuLaunchKernel_ptsz;
+            "cuLaunchKernelEx" 11060 cuLaunchKernelEx(_, _, _, _) ptds cuLaunchKernelEx_ptsz;
             "cuOccupancyMaxActiveBlocksPerMultiprocessor" 6050 cuOccupancyMaxActiveBlocksPerMultiprocessor(_, _, _, _);
             "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags" 7000 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(_, _, _, _, _);
             "cuOccupancyMaxPotentialBlockSize" 6050 cuOccupancyMaxPotentialBlockSize(_, _, _, _, _, _);
@@ -199,6 +221,12 @@ const NOT_PROVIDED: &[(&str, c_int)] = &[
     ("cuDevicePrimaryCtxReset", 7000),
     ("cuStreamBeginCapture", 10000),
     ("cuGraphInstantiate", 10000),
+    ("cuMemAllocPitch", 2000),
+    ("cuMemcpy2D", 2000),
+    ("cuMemcpy2DUnaligned", 2000),
+    ("cuMemcpy2DAsync", 2000),
+    ("cuMemcpy3D", 2000),
+    ("cuMemcpy3DAsync", 2000),
     ("cuLinkCreate", 5050),
     ("cuLinkAddData", 5050),
     ("cuLinkAddFile", 5050),
@@ -409,6 +437,54 @@ mod tests {
         _stream: Opaque,
         _status: *mut std::ffi::c_uint,
         _id: *mut u64,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// The CUDA 8 and 9 stream memory operations, whose symbols 12.x keeps
+    /// but declares only as `_v2`.
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWaitValue32_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u32,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWriteValue32_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u32,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWaitValue64_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u64,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWriteValue64_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u64,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamBatchMemOp_v1(
+        _s: Opaque,
+        _n: std::ffi::c_uint,
+        _p: *mut c_void,
+        _f: std::ffi::c_uint,
     ) -> CUresult {
         CUDA_ERROR_NOT_SUPPORTED
     }

@@ -187,6 +187,8 @@ pub(crate) struct State {
     /// The daemon's driver version and device count, once asked.
     pub init: Option<InitInfo>,
     pub devices: HashMap<CUdevice, DeviceInfo>,
+    /// Each device's stream priority range, once asked.
+    pub priorities: HashMap<CUdevice, (c_int, c_int)>,
     pub contexts: HashMap<Handle, Ctx>,
     pub primary: HashMap<CUdevice, Primary>,
     pub modules: HashMap<Handle, Module>,

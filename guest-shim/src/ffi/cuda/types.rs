@@ -54,6 +54,24 @@ pub struct CUctxCreateParams {
     pub cig_params: *mut c_void,
 }
 
+/// `CUlaunchConfig` (of `cuLaunchKernelEx`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CUlaunchConfig {
+    /// Grid dimensions.
+    pub grid: [c_uint; 3],
+    /// Block dimensions.
+    pub block: [c_uint; 3],
+    /// Dynamic shared memory per block.
+    pub shared_mem_bytes: c_uint,
+    /// `CUstream`
+    pub stream: Opaque,
+    /// `CUlaunchAttribute *`
+    pub attrs: *mut c_void,
+    /// Number of launch attributes.
+    pub num_attrs: c_uint,
+}
+
 /// `CUoccupancyB2DSize`: block size to dynamic shared memory bytes.
 pub type CUoccupancyB2DSize = Option<unsafe extern "C" fn(block_size: c_int) -> usize>;
 

@@ -94,6 +94,11 @@ pub trait Backend: Send {
     fn open_device(&mut self, device: u32) -> CuResult<()>;
     /// `cuCtxSynchronize` on the device's context.
     fn synchronize(&mut self, device: u32) -> CuResult<()>;
+    /// `cuCtxGetLimit`, after `cuCtxSetLimit` when `value` is given
+    /// (`limit` checked to be a `CUlimit`).
+    fn ctx_limit(&mut self, device: u32, limit: u32, value: Option<u64>) -> CuResult<u64>;
+    /// `cuCtxGetStreamPriorityRange`: `(least, greatest)`.
+    fn stream_priority_range(&mut self, device: u32) -> CuResult<(i32, i32)>;
 
     /// The device's `(free, total)` memory.
     fn mem_get_info(&mut self, device: u32) -> CuResult<(u64, u64)>;

@@ -314,6 +314,38 @@ impl Backend for Driver {
         check(unsafe { sys::cuCtxSynchronize() })
     }
 
+    fn ctx_limit(&mut self, device: u32, limit: u32, value: Option<u64>) -> CuResult<u64> {
+        use sys::CUlimit as L;
+        let limit = match limit {
+            0 => L::CU_LIMIT_STACK_SIZE,
+            1 => L::CU_LIMIT_PRINTF_FIFO_SIZE,
+            2 => L::CU_LIMIT_MALLOC_HEAP_SIZE,
+            3 => L::CU_LIMIT_DEV_RUNTIME_SYNC_DEPTH,
+            4 => L::CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT,
+            5 => L::CU_LIMIT_MAX_L2_FETCH_GRANULARITY,
+            6 => L::CU_LIMIT_PERSISTING_L2_CACHE_SIZE,
+            _ => return Err(INVALID_VALUE),
+        };
+        self.enter(device)?;
+        if let Some(v) = value {
+            let v = usize::try_from(v).map_err(|_| INVALID_VALUE)?;
+            // SAFETY: sets a limit of the current (session) context.
+            check(unsafe { sys::cuCtxSetLimit(limit, v) })?;
+        }
+        let mut v = 0usize;
+        // SAFETY: reads a limit of the current context into a local.
+        check(unsafe { sys::cuCtxGetLimit(&mut v, limit) })?;
+        Ok(v as u64)
+    }
+
+    fn stream_priority_range(&mut self, device: u32) -> CuResult<(i32, i32)> {
+        self.enter(device)?;
+        let (mut least, mut greatest) = (0, 0);
+        // SAFETY: two locals; the current context's device is queried.
+        check(unsafe { sys::cuCtxGetStreamPriorityRange(&mut least, &mut greatest) })?;
+        Ok((least, greatest))
+    }
+
     fn mem_get_info(&mut self, device: u32) -> CuResult<(u64, u64)> {
         self.enter(device)?;
         let (mut free, mut total) = (0usize, 0usize);

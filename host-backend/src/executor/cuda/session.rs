@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use protocol::cuda::result::{
     INVALID_DEVICE, INVALID_HANDLE, INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_INITIALIZED,
+    UNSUPPORTED_LIMIT,
 };
 use protocol::cuda::*;
 use protocol::limits::MAX_DEVICE_ATTRIBUTES;
@@ -246,6 +247,10 @@ impl<B: Backend> CudaSession<B> {
             Request::CuCtxCreate(r) => self.ctx_create(r).map(R::CuCtxCreate),
             Request::CuCtxDestroy(r) => self.ctx_destroy(r).map(R::CuCtxDestroy),
             Request::CuCtxSynchronize(r) => self.ctx_synchronize(r).map(R::CuCtxSynchronize),
+            Request::CuCtxLimit(r) => self.ctx_limit(r).map(R::CuCtxLimit),
+            Request::CuCtxStreamPriorityRange(r) => self
+                .stream_priority_range(r)
+                .map(R::CuCtxStreamPriorityRange),
             Request::CuModuleLoad(r) => self.module_load(r, bulk).map(R::CuModuleLoad),
             Request::CuModuleGetFunction(r) => self.get_function(r).map(R::CuModuleGetFunction),
             Request::CuModuleGetGlobal(r) => self.get_global(r).map(R::CuModuleGetGlobal),
@@ -424,6 +429,24 @@ impl<B: Backend> CudaSession<B> {
         let device = self.objects.ctx_device(r.ctx)?;
         self.backend.synchronize(device).map_err(cu)?;
         Ok(Empty {})
+    }
+
+    fn ctx_limit(&mut self, r: CtxLimit) -> Result<SizeValue, ExecError> {
+        let device = self.objects.ctx_device(r.ctx)?;
+        if r.limit > rules::MAX_LIMIT {
+            return Err(cu(UNSUPPORTED_LIMIT));
+        }
+        let value = self
+            .backend
+            .ctx_limit(device, r.limit, r.value)
+            .map_err(cu)?;
+        Ok(SizeValue { value })
+    }
+
+    fn stream_priority_range(&mut self, r: CtxPriorityRange) -> Result<PriorityRange, ExecError> {
+        let device = self.objects.ctx_device(r.ctx)?;
+        let (least, greatest) = self.backend.stream_priority_range(device).map_err(cu)?;
+        Ok(PriorityRange { least, greatest })
     }
 
     /// Removes a module with its functions and globals, and unloads it.
