@@ -78,3 +78,42 @@ fn scenario_big_image() {
     }
     println!("SCENARIO OK");
 }
+
+#[test]
+fn forged_fat_binaries_are_refused_in_the_guest() {
+    let daemon = Daemon::start("forged-fatbin");
+    daemon.run_scenario("scenario_forged_fatbin");
+    assert!(
+        daemon.recorder.requests(Opcode::CuModuleLoad).is_empty(),
+        "nothing was sent"
+    );
+}
+
+#[test]
+#[ignore = "a scenario, run in a child process by the test above"]
+fn scenario_forged_fatbin() {
+    let Some(cu) = Cu::load() else { return };
+    let good = fatbin(&[Spec::plain(protocol::fatbin::KIND_PTX, PTX.as_bytes())]);
+    let mut version = good.clone();
+    version[4] = 2;
+    let mut entry = good.clone();
+    entry[16 + 8..16 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let mut header = good.clone();
+    header[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // A wrapper (the runtime's form) around a forged fat binary.
+    let mut wrapper = [0u8; 24];
+    wrapper[..4].copy_from_slice(&protocol::fatbin::WRAPPER_MAGIC.to_le_bytes());
+    wrapper[4] = 1;
+    wrapper[8..16].copy_from_slice(&(entry.as_ptr() as u64).to_le_bytes());
+    // SAFETY: the driver API, used as documented; every image is alive.
+    unsafe {
+        ok((cu.cuInit)(0));
+        let mut ctx = null_mut();
+        ok((cu.cuCtxCreate_v2)(&mut ctx, 0, 0));
+        let mut module = null_mut();
+        for img in [&version[..], &entry[..], &header[..], &wrapper[..]] {
+            assert_eq!((cu.cuModuleLoadData)(&mut module, img.as_ptr().cast()), 200);
+        }
+    }
+    println!("SCENARIO OK");
+}
