@@ -146,6 +146,9 @@ entry_points! {
     cuCtxSynchronize();
     cuDevicePrimaryCtxRetain(*mut P, c_int);
     cuDevicePrimaryCtxRelease_v2(c_int);
+    cuDevicePrimaryCtxReset_v2(c_int);
+    cuDevicePrimaryCtxGetState(c_int, *mut c_uint, *mut c_int);
+    cuGetExportTable(*mut *const c_void, *const [u8; 16]);
     cuCtxSetCurrent(P);
     cuModuleLoadData(*mut P, *const c_void);
     cuModuleGetFunction(*mut P, P, *const c_char);
