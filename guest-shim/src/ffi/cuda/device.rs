@@ -11,8 +11,9 @@ use protocol::{Request, Response};
 use super::types::*;
 use super::{call, entry, out, state, unexpected, CuResult};
 
-/// The driver API level this shim implements (`cuda.h` 12.8). Reported by
-/// `cuDriverGetVersion` when no daemon can be reached.
+/// The driver API level this shim implements (`cuda.h` 12.8): the newest
+/// version `cuDriverGetVersion` reports (and what it reports when no
+/// daemon can be reached).
 pub const SHIM_API_VERSION: c_int = 12080;
 
 /// Asks the daemon for its driver and device count (once).
@@ -36,10 +37,18 @@ fn init_info() -> CuResult<InitInfo> {
     Ok(info)
 }
 
-/// What `cuDriverGetVersion` reports: the daemon's driver, or the shim's
-/// own API level when no daemon answers.
+/// What `cuDriverGetVersion` reports: the daemon's driver, but never
+/// newer than the API the shim implements (libraries ask for the entry
+/// points of the version they are told, and cuBLASLt refuses to start
+/// when a newer one is missing); the shim's own level when no daemon
+/// answers.
 pub(crate) fn driver_version() -> c_int {
-    init_info().map_or(SHIM_API_VERSION, |i| i.driver_version)
+    init_info().map_or(SHIM_API_VERSION, |i| advertised(i.driver_version))
+}
+
+/// The driver version told to programs for a daemon's `driver`.
+fn advertised(driver: c_int) -> c_int {
+    driver.min(SHIM_API_VERSION)
 }
 
 /// The device count, once `cuInit` has succeeded.
@@ -342,6 +351,12 @@ mod tests {
                 );
             )*
         };
+    }
+
+    #[test]
+    fn the_advertised_version_is_the_older_of_the_driver_and_the_shim() {
+        assert_eq!(super::advertised(12040), 12040);
+        assert_eq!(super::advertised(13000), super::SHIM_API_VERSION);
     }
 
     #[test]
