@@ -1,6 +1,7 @@
 //! CUDA message bodies for what the runtime API builds on beyond plain
 //! launches and copies: stream capture and graphs, stream-ordered
-//! allocation, and staged module images. Re-exported by [`crate::cuda`].
+//! allocation, stream memory operations, and staged module images.
+//! Re-exported by [`crate::cuda`].
 //!
 //! # Capture and graphs
 //! A capture runs on the daemon's real stream: between
@@ -107,6 +108,53 @@ pub struct MemFreeAsync {
     pub stream: StreamRef,
 }
 
+/// What a stream memory operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum MemOpKind {
+    /// `cuStreamWaitValue32`
+    Wait32,
+    /// `cuStreamWriteValue32`
+    Write32,
+    /// `cuStreamWaitValue64`
+    Wait64,
+    /// `cuStreamWriteValue64`
+    Write64,
+}
+
+impl MemOpKind {
+    /// Bytes of the value it waits on or writes.
+    pub fn width(self) -> u64 {
+        match self {
+            MemOpKind::Wait32 | MemOpKind::Write32 => 4,
+            MemOpKind::Wait64 | MemOpKind::Write64 => 8,
+        }
+    }
+
+    /// Whether it waits (rather than writes).
+    pub fn waits(self) -> bool {
+        matches!(self, MemOpKind::Wait32 | MemOpKind::Wait64)
+    }
+}
+
+/// A stream memory operation (`cuStreamWaitValue*`, `cuStreamWriteValue*`,
+/// or one operation of `cuStreamBatchMemOp`): it waits, on the stream,
+/// until the value at `addr` meets `flags`' condition, or writes `value`
+/// there. Posted. `addr` must lie in the session's allocations, aligned to
+/// the value's width.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct StreamMemOp {
+    /// The stream.
+    pub stream: StreamRef,
+    /// The operation.
+    pub kind: MemOpKind,
+    /// The device address.
+    pub addr: u64,
+    /// The value (the low 32 bits for the 32-bit operations).
+    pub value: u64,
+    /// `CUstreamWaitValue_flags` or `CUstreamWriteValue_flags`.
+    pub flags: u32,
+}
+
 /// One piece of a staged module image: `offset..offset + bulk length` of
 /// upload `upload`, `total` bytes in all. The first piece (offset 0)
 /// starts the upload; pieces arrive in order.
@@ -127,6 +175,7 @@ impl Validate for GraphLaunch {}
 impl Validate for GraphOp {}
 impl Validate for MemAllocAsync {}
 impl Validate for MemFreeAsync {}
+impl Validate for StreamMemOp {}
 
 impl Validate for ModuleStage {
     fn validate(&self) -> Result<(), DecodeError> {

@@ -243,6 +243,8 @@ messages! {
     CuStreamQuery = 0x0243, Request, StreamOp => Empty;
     /// `cuStreamWaitEvent`
     CuStreamWaitEvent = 0x0244, Request, StreamWaitEvent => Empty;
+    /// `cuStreamWaitValue*` / `cuStreamWriteValue*` / `cuStreamBatchMemOp`
+    CuStreamMemOp = 0x0245, Request, StreamMemOp => Empty;
     /// `cuEventCreate`
     CuEventCreate = 0x0250, Request, EventCreate => Empty;
     /// `cuEventRecord[WithFlags]`

@@ -431,6 +431,27 @@ fn cuda_graph_request() -> impl Strategy<Value = Request> {
             Request::CuCtxLimit(CtxLimit { ctx, limit, value })
         }),
         any::<u64>().prop_map(|ctx| Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx })),
+        (
+            stream_ref(),
+            prop_oneof![
+                Just(MemOpKind::Wait32),
+                Just(MemOpKind::Write32),
+                Just(MemOpKind::Wait64),
+                Just(MemOpKind::Write64)
+            ],
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(stream, kind, addr, value, flags)| {
+                Request::CuStreamMemOp(StreamMemOp {
+                    stream,
+                    kind,
+                    addr,
+                    value,
+                    flags,
+                })
+            }),
         (any::<u64>(), 0..=limits::MAX_MODULE_IMAGE_LEN).prop_flat_map(|(upload, total)| {
             (0..=total).prop_map(move |offset| {
                 Request::CuModuleStage(ModuleStage {

@@ -149,6 +149,9 @@ entry_points! {
     cuDevicePrimaryCtxReset_v2(c_int);
     cuDevicePrimaryCtxGetState(c_int, *mut c_uint, *mut c_int);
     cuGetExportTable(*mut *const c_void, *const [u8; 16]);
+    cuStreamWriteValue32(P, u64, c_uint, c_uint);
+    cuStreamWaitValue32(P, u64, c_uint, c_uint);
+    cuStreamBatchMemOp(P, c_uint, *mut c_void, c_uint);
     cuCtxSetCurrent(P);
     cuModuleLoadData(*mut P, *const c_void);
     cuModuleGetFunction(*mut P, P, *const c_char);

@@ -1,5 +1,6 @@
 //! Stream capture on the emulated device: while a stream captures, the
-//! memsets, device-to-device copies, launches and event records posted
+//! memsets, device-to-device copies, launches, event records and value
+//! writes posted
 //! on it are kept as the operations of a graph instead of running; an
 //! executable graph runs them, in order, each time it is launched (see
 //! `EmulatedGpu::replay`).
@@ -28,6 +29,10 @@ pub(super) enum Op {
     Launch,
     EventRecord {
         event: u64,
+    },
+    Write {
+        addr: u64,
+        bytes: Vec<u8>,
     },
 }
 

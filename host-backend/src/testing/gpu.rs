@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use protocol::cuda::result::{INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_FOUND, OUT_OF_MEMORY};
-use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemOpKind, MemsetWidth, ParamInfo};
 
 use super::capture::{Captures, EmuGraph, EmuGraphExec, Op};
 use super::memory::{Memory, PAGE};
@@ -48,6 +48,8 @@ const ATTRIBUTES: &[(i32, i32)] = &[
     (76, 0),          // COMPUTE_CAPABILITY_MINOR
     (81, 233_472),    // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
     (82, 65536),      // MAX_REGISTERS_PER_MULTIPROCESSOR
+    (92, 1),          // CAN_USE_STREAM_MEM_OPS_V1
+    (93, 1),          // CAN_USE_64_BIT_STREAM_MEM_OPS_V1
     (106, 32),        // MAX_BLOCKS_PER_MULTIPROCESSOR
     (115, 1),         // MEMORY_POOLS_SUPPORTED
     (97, 232_448),    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
@@ -147,6 +149,7 @@ impl EmulatedGpu {
                 } => self.fill(dst, width, value, count)?,
                 Op::Copy { dst, src, size } => self.memory.copy(dst, src, size)?,
                 Op::Launch => self.replayed_launches += 1,
+                Op::Write { addr, ref bytes } => self.memory.write(addr, bytes)?,
                 Op::EventRecord { event } => {
                     self.recorded.insert(event, Instant::now());
                 }
@@ -574,6 +577,33 @@ impl Backend for EmulatedGpu {
         ptr: u64,
     ) -> CuResult<()> {
         self.mem_free(device, ptr)
+    }
+
+    fn stream_mem_op(
+        &mut self,
+        _device: u32,
+        lane: Lane<'_, EmuStream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        _flags: u32,
+    ) -> CuResult<()> {
+        // A write lands in emulated memory (or in a capture); a wait
+        // returns at once: the double's streams are always complete, so
+        // it behaves as if the value had been written.
+        let width = kind.width() as usize;
+        if kind.waits() {
+            return Ok(());
+        }
+        let bytes = value.to_le_bytes();
+        let op = || Op::Write {
+            addr,
+            bytes: bytes[..width].to_vec(),
+        };
+        if self.captured(&lane, op) {
+            return Ok(());
+        }
+        self.memory.write(addr, &bytes[..width])
     }
 
     fn stream_begin_capture(

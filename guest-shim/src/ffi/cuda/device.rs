@@ -86,7 +86,7 @@ pub(crate) fn info(dev: CUdevice) -> CuResult<DeviceInfo> {
 
 /// Calls `$m!` with the device capabilities the shim does not forward
 /// (mapped host memory, managed memory, cooperative launches, virtual
-/// memory management, shareable handles, RDMA, stream memory operations), as
+/// memory management, shareable handles, RDMA), as
 /// `NAME = number;` of `CUdevice_attribute`.
 macro_rules! unforwarded {
     ($m:ident) => {
@@ -96,8 +96,6 @@ macro_rules! unforwarded {
             CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS = 88;
             CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS = 89;
             CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM = 91;
-            CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1 = 92;
-            CU_DEVICE_ATTRIBUTE_CAN_USE_64_BIT_STREAM_MEM_OPS_V1 = 93;
             CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95;
             CU_DEVICE_ATTRIBUTE_COOPERATIVE_MULTI_DEVICE_LAUNCH = 96;
             CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES = 100;

@@ -11,7 +11,7 @@
 //! | [`memory`] | allocations, copies, memsets, host memory |
 //! | [`pitched`] | pitched allocations, 2D and 3D copies (row by row) |
 //! | [`pointer`] | pointer attributes |
-//! | [`memop`] | stream memory operations: exported, not forwarded |
+//! | [`memop`] | stream memory operations (wait and write values, batches) |
 //! | [`mempool`] | stream-ordered allocation through the device's pool |
 //! | [`graph`] | stream capture and graphs (capture state answered locally) |
 //! | [`stream`] | streams and events |

@@ -442,7 +442,7 @@ mod tests {
     }
 
     /// The CUDA 8 and 9 stream memory operations, whose symbols 12.x keeps
-    /// but declares only as `_v2`.
+    /// but declares only as `_v2` (the same signatures).
     #[allow(non_snake_case)]
     unsafe fn cuStreamWaitValue32_v1(
         _s: Opaque,

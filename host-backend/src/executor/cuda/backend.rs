@@ -9,7 +9,7 @@
 //! one over the driver ([`super::driver::Driver`]) and the emulated device of
 //! the recording test double (`crate::testing`, feature `testing`).
 
-use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemOpKind, MemsetWidth, ParamInfo};
 
 use super::image::ImageInfo;
 use crate::segment::{InSeg, OutSeg};
@@ -274,6 +274,17 @@ pub trait Backend: Send {
         device: u32,
         lane: Lane<'_, Self::Stream>,
         ptr: u64,
+    ) -> CuResult<()>;
+    /// A stream memory operation on `lane` (`addr` checked to lie in the
+    /// session's memory, aligned; `flags` checked for `kind`).
+    fn stream_mem_op(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, Self::Stream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        flags: u32,
     ) -> CuResult<()>;
     /// Starts capturing the work posted on `stream` (`CUstreamCaptureMode`
     /// `mode`, checked).

@@ -19,7 +19,7 @@ use std::ffi::{c_int, c_uint, c_void, CString};
 
 use cudarc::driver::sys::{self, CUresult};
 use protocol::cuda::result::{INVALID_VALUE, NOT_FOUND};
-use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemOpKind, MemsetWidth, ParamInfo};
 use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
@@ -805,6 +805,31 @@ impl Backend for Driver {
         // SAFETY: `ptr` is an allocation of this context that the session
         // layer just removed from its table.
         check(unsafe { sys::cuMemFreeAsync(ptr, stream) })
+    }
+
+    fn stream_mem_op(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, DrvStream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        flags: u32,
+    ) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: `addr` lies in this session's memory, aligned; the
+        // stream belongs to the current context; the flags were checked.
+        check(unsafe {
+            match kind {
+                MemOpKind::Wait32 => sys::cuStreamWaitValue32_v2(stream, addr, value as u32, flags),
+                MemOpKind::Write32 => {
+                    sys::cuStreamWriteValue32_v2(stream, addr, value as u32, flags)
+                }
+                MemOpKind::Wait64 => sys::cuStreamWaitValue64_v2(stream, addr, value, flags),
+                MemOpKind::Write64 => sys::cuStreamWriteValue64_v2(stream, addr, value, flags),
+            }
+        })
     }
 
     fn stream_begin_capture(&mut self, device: u32, stream: &DrvStream, mode: u32) -> CuResult<()> {

@@ -1,5 +1,6 @@
-//! Stream capture, graphs, stream-ordered allocation and staged module
-//! images: the checks in front of each backend call.
+//! Stream capture, graphs, stream-ordered allocation, stream memory
+//! operations and staged module images: the checks in front of each
+//! backend call.
 //!
 //! A capture runs on the real stream; while one is active, copies between
 //! guest memory and that stream, and stream-ordered allocations on it, are
@@ -20,6 +21,11 @@ use crate::segment::{total_len, Cursor};
 
 /// `CU_STREAM_CAPTURE_MODE_RELAXED`, the largest mode.
 const MAX_CAPTURE_MODE: u32 = 2;
+/// `CU_STREAM_WAIT_VALUE_GEQ|EQ|AND|NOR` (the low two bits are the
+/// condition) and `CU_STREAM_WAIT_VALUE_FLUSH`.
+const WAIT_VALUE_FLAGS: u32 = 0x3 | 1 << 30;
+/// `CU_STREAM_WRITE_VALUE_NO_MEMORY_BARRIER`
+const WRITE_VALUE_FLAGS: u32 = 0x1;
 /// Every `CUgraphInstantiate_flags` bit (auto-free on launch, upload,
 /// device launch, use node priority).
 const GRAPH_INSTANTIATE_FLAGS: u64 = 0x1 | 0x2 | 0x4 | 0x8;
@@ -93,6 +99,31 @@ impl<B: Backend> CudaSession<B> {
         let (_, lane) = self.objects.lane(r.stream)?;
         self.backend
             .mem_free_async(device, lane, region.base)
+            .map_err(cu)?;
+        Ok(Empty {})
+    }
+
+    pub(super) fn stream_mem_op(&mut self, r: StreamMemOp) -> Result<Empty, ExecError> {
+        let (device, lane) = self.objects.lane(r.stream)?;
+        let width = r.kind.width();
+        let known = if r.kind.waits() {
+            WAIT_VALUE_FLAGS
+        } else {
+            WRITE_VALUE_FLAGS
+        };
+        if !r.addr.is_multiple_of(width) || r.flags & !known != 0 {
+            return Err(cu(INVALID_VALUE));
+        }
+        if self.mem.find(r.addr, width).map_err(cu)?.device != device {
+            return Err(cu(INVALID_VALUE));
+        }
+        let value = if width == 4 {
+            r.value & 0xffff_ffff
+        } else {
+            r.value
+        };
+        self.backend
+            .stream_mem_op(device, lane, r.kind, r.addr, value, r.flags)
             .map_err(cu)?;
         Ok(Empty {})
     }

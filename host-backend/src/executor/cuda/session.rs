@@ -294,6 +294,7 @@ impl<B: Backend> CudaSession<B> {
                 .occupancy_available_dynamic_smem(r)
                 .map(R::CuOccupancyAvailableDynamicSmem),
             Request::CuModuleStage(r) => self.module_stage(r, bulk).map(R::CuModuleStage),
+            Request::CuStreamMemOp(r) => self.stream_mem_op(r).map(R::CuStreamMemOp),
             Request::CuMemAllocAsync(r) => self.mem_alloc_async(r).map(R::CuMemAllocAsync),
             Request::CuMemFreeAsync(r) => self.mem_free_async(r).map(R::CuMemFreeAsync),
             Request::CuStreamBeginCapture(r) => {

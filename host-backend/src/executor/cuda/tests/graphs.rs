@@ -1,5 +1,5 @@
-//! Capture and graphs, stream-ordered allocation and staged module
-//! images, checked through the protocol against every CUDA executor: the
+//! Capture and graphs, stream-ordered allocation, stream memory
+//! operations and staged module images, checked through the protocol against every CUDA executor: the
 //! recording double always, the real executor when a GPU is present.
 
 use protocol::cuda::result::*;
@@ -137,6 +137,40 @@ fn capture_and_replay(g: &mut Guest<'_>) {
     assert_eq!(code(g.call(gone)), INVALID_HANDLE);
 }
 
+/// Stream memory operations: writes land, a met wait passes, and bad
+/// addresses or flags are refused.
+fn memory_operations(g: &mut Guest<'_>) {
+    let s = stream(g);
+    let buf = g.alloc(64);
+    let op = |kind, addr, value, flags| {
+        Request::CuStreamMemOp(StreamMemOp {
+            stream: s,
+            kind,
+            addr,
+            value,
+            flags,
+        })
+    };
+    g.ok(op(MemOpKind::Write32, buf, 0x1234_5678_9abc, 0));
+    g.ok(op(MemOpKind::Write64, buf + 8, 0x0102_0304_0506_0708, 1));
+    // GEQ on a value that is there: it does not block.
+    g.ok(op(MemOpKind::Wait32, buf, 0x5678_9abc, 0));
+    g.ok(op(MemOpKind::Wait64, buf + 8, 0x0102_0304_0506_0708, 1));
+    sync(g, s);
+    let back = g.dtoh(buf, 16, 1).unwrap();
+    assert_eq!(&back[..4], &0x5678_9abcu32.to_le_bytes(), "the low 32 bits");
+    assert_eq!(&back[8..], &0x0102_0304_0506_0708u64.to_le_bytes());
+    for bad in [
+        op(MemOpKind::Write32, buf + 2, 0, 0),
+        op(MemOpKind::Write64, buf + 4, 0, 0),
+        op(MemOpKind::Write32, buf + 64, 0, 0),
+        op(MemOpKind::Write32, buf, 0, 2),
+        op(MemOpKind::Wait32, buf, 0, 1 << 5),
+    ] {
+        assert_eq!(code(g.call(bad)), INVALID_VALUE);
+    }
+}
+
 fn stage(g: &mut Guest<'_>, upload: Handle, offset: u64, total: u64, piece: &[u8]) -> i32 {
     let req = Request::CuModuleStage(ModuleStage {
         upload,
@@ -217,6 +251,7 @@ fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     let mut g = Guest::new(ex.as_mut());
     ordered_allocation(&mut g);
     capture_and_replay(&mut g);
+    memory_operations(&mut g);
     staged_images(&mut g);
     // A context's graphs go with it.
     let mut ex = open(LIMITS);
