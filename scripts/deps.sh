@@ -6,7 +6,8 @@
 # booted-guest test (scripts/vm-test.sh): QEMU 10 from bookworm-backports,
 # busybox-static and cpio (the guest kernel itself is fetched by
 # scripts/vm/build-initramfs.sh). NVRTC from PyPI for compiling the CUDA
-# benchmark kernels (see below). Idempotent.
+# benchmark kernels, and NVIDIA's CUDA runtime, nvFatbin and CuPy for the
+# CUDA runtime test (see below). Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -46,23 +47,56 @@ fi
 # rust-toolchain.toml pins the version; this makes rustup fetch it if needed.
 cargo --version >/dev/null
 
-# NVRTC, for the compile check of the CUDA benchmark kernels (NVRTC needs
-# no GPU): NVIDIA's nvidia-cuda-nvrtc-cu12 wheel from PyPI, the CUDA 12.4
-# release the workspace's cudarc bindings are pinned to, checked against
-# its hash and unpacked once into target/nvrtc. 25 MB; skipped with
-# VCOMPUTE_NO_NVRTC=1. Not fatal: without it the check prints SKIPPED.
 root=$(cd "$(dirname "$0")/.." && pwd)
-nvrtc_dir=$root/target/nvrtc
-nvrtc_wheel=nvidia_cuda_nvrtc_cu12-12.4.127-py3-none-manylinux2014_x86_64.whl
-nvrtc_sha256=a178759ebb095827bd30ef56598ec182b85547f1508941a3d560eb7ea1fbf338
-if [ -z "${VCOMPUTE_NO_NVRTC:-}" ] && [ ! -e "$nvrtc_dir/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
-    mkdir -p "$nvrtc_dir"
-    if python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
-        --platform manylinux2014_x86_64 -d "$nvrtc_dir" nvidia-cuda-nvrtc-cu12==12.4.127 &&
-        echo "$nvrtc_sha256  $nvrtc_dir/$nvrtc_wheel" | sha256sum -c --quiet; then
-        python3 -m zipfile -e "$nvrtc_dir/$nvrtc_wheel" "$nvrtc_dir"
-        rm -f "$nvrtc_dir/$nvrtc_wheel"
-    else
-        echo "deps.sh: warning: could not fetch NVRTC; the CUDA kernel compile check will be SKIPPED" >&2
-    fi
+
+# fetch_wheels DIR MARKER SPEC:SHA256... fetches pinned wheels from PyPI
+# into DIR, checks each against its hash and unpacks it there, unless
+# DIR/MARKER exists. Returns non-zero (and leaves no marker) if any wheel
+# could not be fetched or checked.
+fetch_wheels() {
+    local dir=$1 marker=$2
+    shift 2
+    [ -e "$dir/$marker" ] && return 0
+    mkdir -p "$dir/.wheels"
+    local spec name sha file
+    for spec in "$@"; do
+        name=${spec%%:*} sha=${spec##*:}
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+            --platform manylinux2014_x86_64 -d "$dir/.wheels" "$name" || return 1
+        file=$(ls "$dir/.wheels"/"$(echo "${name%%==*}" | tr - _)"-"${name##*==}"-*.whl 2>/dev/null | head -1)
+        [ -n "$file" ] && echo "$sha  $file" | sha256sum -c --quiet || return 1
+        python3 -m zipfile -e "$file" "$dir/${WHEEL_SUBDIR:-}" || return 1
+    done
+    rm -rf "$dir/.wheels"
+    touch "$dir/$marker"
+}
+
+# NVRTC, for the compile check of the CUDA benchmark kernels and the CUDA
+# runtime test (NVRTC needs no GPU): NVIDIA's nvidia-cuda-nvrtc-cu12 wheel
+# from PyPI, the CUDA 12.4 release the workspace's cudarc bindings are
+# pinned to, checked against its hash and unpacked once into target/nvrtc.
+# 25 MB; skipped with VCOMPUTE_NO_NVRTC=1. Not fatal: without it the checks
+# print SKIPPED.
+if [ -z "${VCOMPUTE_NO_NVRTC:-}" ] && [ ! -e "$root/target/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+    fetch_wheels "$root/target/nvrtc" .done \
+        nvidia-cuda-nvrtc-cu12==12.4.127:a178759ebb095827bd30ef56598ec182b85547f1508941a3d560eb7ea1fbf338 ||
+        echo "deps.sh: warning: could not fetch NVRTC; the CUDA kernel compile checks will be SKIPPED" >&2
+fi
+
+# The CUDA runtime test (guest-shim/tests/cudart.rs): NVIDIA's CUDA runtime
+# 12.9 (libcudart.so.12, libcudart_static.a and the headers; 3.5 MB) and
+# nvFatbin (1 MB), unpacked into target/cudart; CuPy 14.2 (137 MB, which
+# links the runtime statically), NumPy 2.2 and cuda-pathfinder for
+# CPython 3.11, unpacked into target/cudart/site (a PYTHONPATH directory).
+# Skipped with VCOMPUTE_NO_CUDART=1; without them the test prints SKIPPED.
+if [ -z "${VCOMPUTE_NO_CUDART:-}" ]; then
+    fetch_wheels "$root/target/cudart" .done \
+        nvidia-cuda-runtime-cu12==12.9.79:25bba2dfb01d48a9b59ca474a1ac43c6ebf7011f1b0b8cc44f54eb6ac48a96c3 \
+        nvidia-nvfatbin-cu12==12.9.82:16cbfbd12287508212f22f42dff6ff51cf9b528b906f57f615b080da16dea1ea ||
+        echo "deps.sh: warning: could not fetch the CUDA runtime; its test will be SKIPPED" >&2
+    WHEEL_SUBDIR=site fetch_wheels "$root/target/cudart" .site-done \
+        cupy-cuda12x==14.2.0:5fe2366cc5c61a7ee4a527ce1e8951cb89092d0fb0b5830623cf114d1942c585 \
+        numpy==2.2.6:ba10f8411898fc418a521833e014a77d3ca01c15b0c6cdcce6a0d2897e6dbbdf \
+        cuda-pathfinder==1.9.1:b743c132f90ad2d1e71d43fd28f31ebcde518f943e50fd44aca62b2a80d5230d ||
+        echo "deps.sh: warning: could not fetch CuPy; its test will be SKIPPED" >&2
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a fixed time (default 60 s each): the protocol
-# decoders, the CUDA module image parser, the vsock connection muxer and
+# decoders, the CUDA module image parser, the fat binary parser (with its
+# LZ4 and Zstd entries), the vsock connection muxer and
 # whole stream sessions, all fed guest bytes.
 # Usage: scripts/fuzz.sh [seconds]
 # Not part of the default test command: it needs cargo-fuzz and takes minutes.

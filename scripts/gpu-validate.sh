@@ -11,6 +11,19 @@
 #                         guest-shim/tests/c/cuda_vadd.c
 #      cuda_python        scripts/gpu/cuda_python_check.py
 #      numba              scripts/gpu/numba_check.py
+#      cudart_shared      a CUDA runtime program (NVRTC-compiled kernels
+#      cudart_static      packed with nvFatbin, registered as nvcc does),
+#                         linked against libcudart.so.12 and against
+#                         libcudart_static.a: guest-shim/tests/c/cudart_program.c
+#      cupy               CuPy's elementwise and reduction kernels, a raw
+#                         kernel and a cuBLAS SGEMM against NumPy,
+#                         scripts/gpu/cupy_check.py
+#      torch              PyTorch: a tensor round trip, a matmul and a
+#                         small model's forward pass against the CPU,
+#                         scripts/gpu/torch_check.py
+#    (the runtime programs need the wheels scripts/deps.sh fetches into
+#    target/cudart; CuPy is imported from there unless installed; torch
+#    must be installed)
 #    Then the daemon's own CUDA tests against the real driver
 #    (host-backend/src/executor/cuda/tests: conformance, hostile input,
 #    two sessions' isolation by raw device pointer, memory returned after a
@@ -200,6 +213,31 @@ check cudarc "$example"
 check ptx_c "$out/cuda_vadd"
 check cuda_python python3 scripts/gpu/cuda_python_check.py
 check numba python3 scripts/gpu/numba_check.py
+
+# The CUDA runtime: the C program over the wheels' libcudart (shared and
+# static), CuPy, torch. Native runs find NVIDIA's libcuda.so.1; the wheels'
+# libraries come after it on the path.
+wheels=$PWD/target/cudart/nvidia
+nvrtc_wheel=$PWD/target/nvrtc/nvidia/cuda_nvrtc
+if [ -e "$wheels/cuda_runtime/lib/libcudart.so.12" ] && [ -e "$nvrtc_wheel/lib/libnvrtc.so.12" ] &&
+    command -v cc >/dev/null; then
+    rt=$wheels/cuda_runtime
+    cflags=(-O1 guest-shim/tests/c/cudart_program.c -I guest-shim/tests/c -I "$rt/include"
+        -I "$nvrtc_wheel/include" -I "$wheels/nvfatbin/include" -L "$rt/lib"
+        -L "$nvrtc_wheel/lib" -L "$wheels/nvfatbin/lib")
+    libs=(-l:libnvrtc.so.12 -l:libnvfatbin.so.12 -lstdc++)
+    cc -o "$out/cudart_shared" "${cflags[@]}" -l:libcudart.so.12 "${libs[@]}" &&
+        cc -o "$out/cudart_static" "${cflags[@]}" "$rt/lib/libcudart_static.a" -lpthread -ldl -lrt \
+            "${libs[@]}" || say "cudart: the C program did not build"
+    rtpath="$rt/lib:$wheels/nvfatbin/lib:$nvrtc_wheel/lib"
+    LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$rtpath" check cudart_shared "$out/cudart_shared"
+    LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$rtpath" check cudart_static "$out/cudart_static"
+else
+    say "cudart_shared, cudart_static: SKIPPED (no wheels in target/cudart, or no cc: run scripts/deps.sh)"
+fi
+site=$PWD/target/cudart/site
+PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" check cupy python3 scripts/gpu/cupy_check.py
+check torch python3 scripts/gpu/torch_check.py
 kill $daemon 2>/dev/null
 wait $daemon 2>/dev/null
 trap - EXIT

@@ -136,6 +136,9 @@ struct Inner {
     batch: Batch,
     sticky: Option<CallError>,
     closed: bool,
+    /// A full batch started without waiting for it (the ids of its
+    /// frames), completed before the transport is used again.
+    posted: Option<Vec<u64>>,
 }
 
 /// A connected session with the daemon.
@@ -204,6 +207,7 @@ impl Client {
             batch: Batch::default(),
             sticky: None,
             closed: false,
+            posted: None,
         };
         let open = Request::SessionOpen(SessionOpen {
             min_version: PROTOCOL_VERSION,
@@ -531,13 +535,116 @@ impl Inner {
             || self.batch.ids.len() >= BATCH_MAX_FRAMES
             || self.batch.bulk.len() >= BATCH_MAX_BULK
         {
-            self.flush_batch();
+            if self.batching {
+                self.start_batch();
+            } else {
+                self.flush_batch();
+            }
         }
         Ok(())
     }
 
+    /// Starts a full batch without waiting for it, when the transport
+    /// pipelines and the batch fits a pipelined chain (it writes nothing
+    /// back in place); sends it and waits otherwise. The program goes on
+    /// filling the next batch while the daemon works on this one; failures
+    /// become sticky when it completes.
+    fn start_batch(&mut self) {
+        self.reap_posted();
+        let Some(pipe) = self.transport.pipe_limits() else {
+            return self.flush_batch();
+        };
+        let b = &self.batch;
+        let bulk: usize = b
+            .segments
+            .iter()
+            .map(|s| match s {
+                Seg::Staged(r) => r.len(),
+                Seg::InPlace(p) => p.len(),
+            })
+            .sum();
+        if pipe.depth == 0
+            || !b.outs.is_empty()
+            || b.frames.len() > pipe.max_frames_len
+            || b.segments.len() > pipe.max_segments
+            || bulk > pipe.max_bulk
+        {
+            return self.flush_batch();
+        }
+        let ins: Vec<&[u8]> = b
+            .segments
+            .iter()
+            .map(|s| match s {
+                Seg::Staged(r) => b.bulk.get(r.clone()).unwrap_or_default(),
+                Seg::InPlace(p) => *p,
+            })
+            .collect();
+        let chain = PipeChain {
+            frames: &b.frames,
+            bulk_in: &ins,
+            out_lens: &[],
+        };
+        match self.transport.start(chain) {
+            Err(TransportError::Chain(_)) => self.flush_batch(),
+            r => {
+                let ids = std::mem::take(&mut self.batch.ids);
+                self.batch.clear();
+                match r {
+                    Ok(()) => self.posted = Some(ids),
+                    Err(e) => self.set_sticky(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Completes the batch [`Inner::start_batch`] left in flight, if any;
+    /// its failures become sticky.
+    fn reap_posted(&mut self) {
+        let Some(ids) = self.posted.take() else {
+            return;
+        };
+        match self.transport.finish(&mut []) {
+            Ok(resp) => {
+                if let Some(e) = self.settle(&mut FrameIter::new(&resp), &ids) {
+                    self.set_sticky(e);
+                }
+            }
+            Err(e) => self.set_sticky(e.into()),
+        }
+    }
+
+    /// Records the outcomes of posted frames `ids` from their responses;
+    /// returns the error of a daemon that answered out of step (the rest
+    /// of the responses are then lost).
+    fn settle(&mut self, frames: &mut FrameIter<'_>, ids: &[u64]) -> Option<CallError> {
+        for &aid in ids {
+            match frames.next() {
+                Some(Ok(f)) if f.header.request_id == aid => match decode_response(&f) {
+                    Ok(Outcome::Ok(_)) => {}
+                    Ok(Outcome::Native(c)) => self.set_sticky(CallError::Native(c)),
+                    Ok(Outcome::Protocol(e)) => self.set_sticky(CallError::Protocol(e)),
+                    Err(_) => self.set_sticky(CallError::Protocol(ProtocolError::Malformed)),
+                },
+                Some(Ok(f)) => {
+                    // The daemon answered out of step (e.g. it rejected the
+                    // whole chain with one response): report its error.
+                    let e = match decode_response(&f) {
+                        Ok(o @ (Outcome::Native(_) | Outcome::Protocol(_))) => {
+                            outcome_to_result(o).err()
+                        }
+                        _ => None,
+                    };
+                    return Some(e.unwrap_or(CallError::Protocol(ProtocolError::Malformed)));
+                }
+                _ => return Some(CallError::Protocol(ProtocolError::Malformed)),
+            }
+        }
+        None
+    }
+
     /// Sends the pending batch on its own; failures become sticky.
     fn flush_batch(&mut self) {
+        self.reap_posted();
         if self.batch.is_empty() {
             return;
         }
@@ -741,6 +848,8 @@ impl Inner {
         bulk_in: &[&[u8]],
         bulk_out: &mut [&mut [u8]],
     ) -> Result<Outcome, CallError> {
+        // Chains complete in order: the one left in flight first.
+        self.reap_posted();
         let queue = sync.map_or(QueueClass::Request, |s| s.0);
         let pending = self.batch.ids.len();
         let mark = self.batch.frames.len();
@@ -773,33 +882,7 @@ impl Inner {
         let resp = result?;
 
         let mut frames = FrameIter::new(&resp);
-        let mut last_err = None;
-        for &aid in &ids[..pending] {
-            match frames.next() {
-                Some(Ok(f)) if f.header.request_id == aid => match decode_response(&f) {
-                    Ok(Outcome::Ok(_)) => {}
-                    Ok(Outcome::Native(c)) => self.set_sticky(CallError::Native(c)),
-                    Ok(Outcome::Protocol(e)) => self.set_sticky(CallError::Protocol(e)),
-                    Err(_) => self.set_sticky(CallError::Protocol(ProtocolError::Malformed)),
-                },
-                Some(Ok(f)) => {
-                    // The daemon answered out of step (e.g. it rejected the
-                    // whole chain with one response): report its error.
-                    let e = match decode_response(&f) {
-                        Ok(o @ (Outcome::Native(_) | Outcome::Protocol(_))) => {
-                            outcome_to_result(o).err()
-                        }
-                        _ => None,
-                    };
-                    last_err = Some(e.unwrap_or(CallError::Protocol(ProtocolError::Malformed)));
-                    break;
-                }
-                _ => {
-                    last_err = Some(CallError::Protocol(ProtocolError::Malformed));
-                    break;
-                }
-            }
-        }
+        let last_err = self.settle(&mut frames, ids.get(..pending).unwrap_or_default());
         if let Some(e) = last_err {
             self.set_sticky(e);
             // The synchronous frame's answer is lost with the batch's.

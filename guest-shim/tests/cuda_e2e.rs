@@ -252,6 +252,65 @@ fn asynchronous_failures_surface_at_the_next_synchronizing_call() {
 }
 
 #[test]
+fn a_failure_in_a_batch_left_in_flight_surfaces_at_the_next_sync() {
+    // 1000 launches fill several batches; each full batch is started
+    // without waiting, so the failure of launch 600 is seen only when its
+    // batch completes, and must still surface (once) at the next sync.
+    let daemon = Daemon::start("inflight");
+    daemon
+        .recorder
+        .fail(Opcode::CuLaunchKernel, 600, LAUNCH_FAILED as i32);
+    daemon.run_scenario("scenario_in_flight");
+    let launches = launches(&daemon);
+    assert_eq!(
+        launches.len(),
+        1000,
+        "every launch reached the daemon, in order"
+    );
+    let counts: Vec<u32> = launches
+        .iter()
+        .map(|l| u32::from_le_bytes(l.params[12..16].try_into().unwrap()))
+        .collect();
+    assert!(counts.iter().enumerate().all(|(i, &n)| n == i as u32));
+}
+
+#[test]
+#[ignore = "a scenario, run in a child process by the test above"]
+fn scenario_in_flight() {
+    let Some(cu) = Cu::load() else { return };
+    let (_ctx, f) = setup(&cu);
+    let d = alloc(&cu, 4096);
+    // SAFETY: the driver API, used as documented.
+    unsafe {
+        for i in 0..1000u32 {
+            let (mut p, mut k, mut n) = (d, 1f32, i);
+            let mut args: [*mut c_void; 3] = [
+                (&raw mut p).cast(),
+                (&raw mut k).cast(),
+                (&raw mut n).cast(),
+            ];
+            let rc = (cu.cuLaunchKernel)(
+                f,
+                1,
+                1,
+                1,
+                32,
+                1,
+                1,
+                0,
+                null_mut(),
+                args.as_mut_ptr(),
+                null_mut(),
+            );
+            ok(rc);
+        }
+        assert_eq!((cu.cuCtxSynchronize)(), LAUNCH_FAILED, "the failed launch");
+        ok((cu.cuCtxSynchronize)());
+    }
+    println!("SCENARIO OK");
+}
+
+#[test]
 #[ignore = "a scenario, run in a child process by the test above"]
 fn scenario_sticky() {
     let Some(cu) = Cu::load() else { return };

@@ -137,6 +137,12 @@ fn batch_flushes_itself_at_threshold() {
     for _ in 0..vcompute_shim::client::BATCH_MAX_FRAMES {
         client.post(Request::Ping(Empty {}), &[]).expect("post");
     }
+    // The full batch goes without the program waiting for it: the server
+    // sees it soon, with no sync call.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.chains().len() == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let chains = server.chains();
     assert_eq!(
         chains.len(),

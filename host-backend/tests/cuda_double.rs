@@ -148,6 +148,7 @@ fn a_batched_chain_reaches_the_double_in_order_with_its_bytes() {
                         options: vec![],
                         info_log_len: 0,
                         error_log_len: 0,
+                        upload: None,
                     }))
                 },
                 FrameSpec::plain(Request::CuModuleGetFunction(GetFunction {

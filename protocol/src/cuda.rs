@@ -61,6 +61,7 @@ use crate::error::DecodeError;
 use crate::limits::*;
 use crate::opencl::{check_list, check_string, Validate};
 
+pub use crate::cuda_graph::*;
 pub use crate::opencl::{Empty, Handle};
 
 /// Native `CUresult` codes the daemon itself returns (the driver's own
@@ -87,6 +88,8 @@ pub mod result {
     /// `CUDA_ERROR_INVALID_HANDLE`: a missing, wrong-kind, zero or
     /// duplicate handle.
     pub const INVALID_HANDLE: i32 = 400;
+    /// `CUDA_ERROR_UNSUPPORTED_LIMIT`: a `CUlimit` the device lacks.
+    pub const UNSUPPORTED_LIMIT: i32 = 215;
     /// `CUDA_ERROR_NOT_FOUND`: no such kernel or global in a module.
     pub const NOT_FOUND: i32 = 500;
     /// `CUDA_ERROR_NOT_READY`: a stream or event query found work pending.
@@ -95,6 +98,11 @@ pub mod result {
     pub const LAUNCH_FAILED: i32 = 719;
     /// `CUDA_ERROR_NOT_SUPPORTED`: a feature the daemon does not forward.
     pub const NOT_SUPPORTED: i32 = 801;
+    /// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`: not allowed on a stream
+    /// that captures.
+    pub const STREAM_CAPTURE_UNSUPPORTED: i32 = 900;
+    /// `CUDA_ERROR_STREAM_CAPTURE_UNMATCHED`: an end without a begin.
+    pub const STREAM_CAPTURE_UNMATCHED: i32 = 903;
     /// `CUDA_ERROR_UNKNOWN`
     pub const UNKNOWN: i32 = 999;
 }
@@ -112,6 +120,8 @@ pub enum CuObjectKind {
     Stream,
     /// `CUevent`
     Event,
+    /// `CUgraph` or `CUgraphExec`
+    Graph,
 }
 
 impl CuObjectKind {
@@ -219,6 +229,35 @@ pub struct CtxSynchronize {
     pub ctx: Handle,
 }
 
+/// `cuCtxGetLimit` (`value` none) / `cuCtxSetLimit` (`value` some): one
+/// `CUlimit` of the caller's current context. The answer is the limit's
+/// value after the call.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CtxLimit {
+    /// The caller's current context.
+    pub ctx: Handle,
+    /// The `CUlimit` number.
+    pub limit: u32,
+    /// The value to set, if setting.
+    pub value: Option<u64>,
+}
+
+/// `cuCtxGetStreamPriorityRange` of the caller's current context.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CtxPriorityRange {
+    /// The caller's current context.
+    pub ctx: Handle,
+}
+
+/// Stream priorities a device offers (numerically lower is higher).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct PriorityRange {
+    /// The least (lowest) priority.
+    pub least: i32,
+    /// The greatest (highest) priority.
+    pub greatest: i32,
+}
+
 // ---- modules and functions ----
 
 /// What a module image is; the daemon checks it against the image's magic.
@@ -244,7 +283,9 @@ pub struct JitOption {
 }
 
 /// `cuModuleLoadData`/`LoadDataEx`/`LoadFatBinary`; the image is the
-/// frame's in-bulk segments, `image_len` bytes in all.
+/// frame's in-bulk segments, `image_len` bytes in all, or, when `upload`
+/// names a complete staged upload of that length ([`ModuleStage`]), that
+/// upload (and the frame has no bulk).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct ModuleLoad {
     /// Guest-chosen handle.
@@ -261,6 +302,8 @@ pub struct ModuleLoad {
     pub info_log_len: u32,
     /// `CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES` (0: no error log wanted).
     pub error_log_len: u32,
+    /// The staged upload holding the image, if it was staged.
+    pub upload: Option<Handle>,
 }
 
 /// The outcome of a load that reached the driver. `result` is the load's
@@ -707,6 +750,8 @@ impl Validate for DeviceQuery {}
 impl Validate for CtxCreate {}
 impl Validate for CtxDestroy {}
 impl Validate for CtxSynchronize {}
+impl Validate for CtxLimit {}
+impl Validate for CtxPriorityRange {}
 impl Validate for ModuleUnload {}
 impl Validate for FuncGetAttribute {}
 impl Validate for FuncSetAttribute {}

@@ -12,6 +12,8 @@
 //! | [`session`] | session open, version and feature negotiation |
 //! | [`opencl`] | OpenCL message bodies and handle rules |
 //! | [`cuda`] | CUDA driver API message bodies, pointer and handle rules, `CUresult` codes |
+//! | [`cuda_graph`] | CUDA capture and graphs, stream-ordered allocation, staged module images |
+//! | [`fatbin`] | fat binaries (wrapper, header, entries, LZ4 and Zstd payloads): bounded parsing for both peers |
 //! | [`codec`] | the bincode 2 configuration with its decode limit |
 //! | [`limits`] | every bound, with its reason |
 //! | [`error`] | decode errors and protocol error codes |
@@ -20,7 +22,9 @@
 
 pub mod codec;
 pub mod cuda;
+pub mod cuda_graph;
 pub mod error;
+pub mod fatbin;
 pub mod frame;
 pub mod header;
 pub mod limits;

@@ -199,6 +199,10 @@ messages! {
     CuCtxDestroy = 0x0211, Request, CtxDestroy => Empty;
     /// `cuCtxSynchronize`
     CuCtxSynchronize = 0x0212, Request, CtxSynchronize => Empty;
+    /// `cuCtxGetLimit` / `cuCtxSetLimit`
+    CuCtxLimit = 0x0213, Request, CtxLimit => SizeValue;
+    /// `cuCtxGetStreamPriorityRange`
+    CuCtxStreamPriorityRange = 0x0214, Request, CtxPriorityRange => PriorityRange;
     /// `cuModuleLoadData[Ex]` / `cuModuleLoadFatBinary`
     CuModuleLoad = 0x0220, Request, ModuleLoad => ModuleLoaded;
     /// `cuModuleGetFunction`
@@ -207,6 +211,8 @@ messages! {
     CuModuleGetGlobal = 0x0222, Request, GetGlobal => Global;
     /// `cuModuleUnload`
     CuModuleUnload = 0x0223, Request, ModuleUnload => Empty;
+    /// A piece of a module image too large for one call
+    CuModuleStage = 0x0224, Request, ModuleStage => Empty;
     /// `cuMemAlloc`
     CuMemAlloc = 0x0230, Request, MemAlloc => DevicePtr;
     /// `cuMemFree`
@@ -223,6 +229,10 @@ messages! {
     CuMemset = 0x0236, Request, Memset => Empty;
     /// `cuPointerGetAttribute` on a device address
     CuPointerGetAttribute = 0x0237, Request, PointerGetAttribute => PointerAttribute;
+    /// `cuMemAllocAsync`
+    CuMemAllocAsync = 0x0238, Request, MemAllocAsync => DevicePtr;
+    /// `cuMemFreeAsync`
+    CuMemFreeAsync = 0x0239, Request, MemFreeAsync => Empty;
     /// `cuStreamCreate[WithPriority]`
     CuStreamCreate = 0x0240, Request, StreamCreate => Empty;
     /// `cuStreamDestroy`
@@ -233,6 +243,8 @@ messages! {
     CuStreamQuery = 0x0243, Request, StreamOp => Empty;
     /// `cuStreamWaitEvent`
     CuStreamWaitEvent = 0x0244, Request, StreamWaitEvent => Empty;
+    /// `cuStreamWaitValue*` / `cuStreamWriteValue*` / `cuStreamBatchMemOp`
+    CuStreamMemOp = 0x0245, Request, StreamMemOp => Empty;
     /// `cuEventCreate`
     CuEventCreate = 0x0250, Request, EventCreate => Empty;
     /// `cuEventRecord[WithFlags]`
@@ -259,4 +271,16 @@ messages! {
     CuOccupancyMaxPotentialBlockSize = 0x0271, Request, OccupancyMaxPotentialBlockSize => PotentialBlockSize;
     /// `cuOccupancyAvailableDynamicSMemPerBlock`
     CuOccupancyAvailableDynamicSmem = 0x0272, Request, OccupancyAvailableDynamicSmem => SizeValue;
+    /// `cuStreamBeginCapture`
+    CuStreamBeginCapture = 0x0280, Request, StreamBeginCapture => Empty;
+    /// `cuStreamEndCapture`
+    CuStreamEndCapture = 0x0281, Request, StreamEndCapture => Empty;
+    /// `cuGraphInstantiateWithFlags`
+    CuGraphInstantiate = 0x0282, Request, GraphInstantiate => Empty;
+    /// `cuGraphLaunch`
+    CuGraphLaunch = 0x0283, Request, GraphLaunch => Empty;
+    /// `cuGraphDestroy`
+    CuGraphDestroy = 0x0284, Request, GraphOp => Empty;
+    /// `cuGraphExecDestroy`
+    CuGraphExecDestroy = 0x0285, Request, GraphOp => Empty;
 }

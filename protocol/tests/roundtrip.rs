@@ -235,6 +235,7 @@ fn cuda_setup_request() -> impl Strategy<Value = Request> {
                         options,
                         info_log_len,
                         error_log_len,
+                        upload: (id % 2 == 0).then_some(ctx),
                     })
                 }
             ),
@@ -399,7 +400,68 @@ fn cuda_work_request() -> impl Strategy<Value = Request> {
 }
 
 fn cuda_request() -> impl Strategy<Value = Request> {
-    prop_oneof![cuda_setup_request(), cuda_work_request()]
+    prop_oneof![
+        cuda_setup_request(),
+        cuda_work_request(),
+        cuda_graph_request()
+    ]
+}
+
+/// Capture, graphs, stream-ordered allocation and staged images.
+fn cuda_graph_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (stream_ref(), any::<u32>()).prop_map(|(stream, mode)| Request::CuStreamBeginCapture(
+            StreamBeginCapture { stream, mode }
+        )),
+        (stream_ref(), any::<u64>()).prop_map(|(stream, graph)| Request::CuStreamEndCapture(
+            StreamEndCapture { stream, graph }
+        )),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(exec, graph, flags)| {
+            Request::CuGraphInstantiate(GraphInstantiate { exec, graph, flags })
+        }),
+        (any::<u64>(), stream_ref())
+            .prop_map(|(exec, stream)| Request::CuGraphLaunch(GraphLaunch { exec, stream })),
+        any::<u64>().prop_map(|graph| Request::CuGraphDestroy(GraphOp { graph })),
+        any::<u64>().prop_map(|graph| Request::CuGraphExecDestroy(GraphOp { graph })),
+        (any::<u64>(), stream_ref())
+            .prop_map(|(size, stream)| Request::CuMemAllocAsync(MemAllocAsync { size, stream })),
+        (any::<u64>(), stream_ref())
+            .prop_map(|(ptr, stream)| Request::CuMemFreeAsync(MemFreeAsync { ptr, stream })),
+        (any::<u64>(), any::<u32>(), any::<Option<u64>>()).prop_map(|(ctx, limit, value)| {
+            Request::CuCtxLimit(CtxLimit { ctx, limit, value })
+        }),
+        any::<u64>().prop_map(|ctx| Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx })),
+        (
+            stream_ref(),
+            prop_oneof![
+                Just(MemOpKind::Wait32),
+                Just(MemOpKind::Write32),
+                Just(MemOpKind::Wait64),
+                Just(MemOpKind::Write64)
+            ],
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(stream, kind, addr, value, flags)| {
+                Request::CuStreamMemOp(StreamMemOp {
+                    stream,
+                    kind,
+                    addr,
+                    value,
+                    flags,
+                })
+            }),
+        (any::<u64>(), 0..=limits::MAX_MODULE_IMAGE_LEN).prop_flat_map(|(upload, total)| {
+            (0..=total).prop_map(move |offset| {
+                Request::CuModuleStage(ModuleStage {
+                    upload,
+                    offset,
+                    total,
+                })
+            })
+        }),
+    ]
 }
 
 /// Every CUDA reply body.
@@ -709,6 +771,7 @@ fn cuda_limits_are_enforced() {
             options: vec![],
             info_log_len: 0,
             error_log_len: 0,
+            upload: None,
         }),
         Request::CuModuleLoad(ModuleLoad {
             id: 1,
@@ -724,6 +787,7 @@ fn cuda_limits_are_enforced() {
             ],
             info_log_len: 0,
             error_log_len: 0,
+            upload: None,
         }),
         Request::CuModuleLoad(ModuleLoad {
             id: 1,
@@ -733,6 +797,7 @@ fn cuda_limits_are_enforced() {
             options: vec![],
             info_log_len: 0,
             error_log_len: limits::MAX_JIT_LOG_LEN as u32 + 1,
+            upload: None,
         }),
         Request::CuModuleGetFunction(GetFunction {
             id: 1,

@@ -78,6 +78,19 @@ impl Daemon {
         let out = Self::run(name, self.scenario(name));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// The same daemon over the stream transport (a unix socket).
+    pub fn stream_endpoint(&self) -> String {
+        self.server.stream_endpoint()
+    }
+
+    /// [`Daemon::run_scenario`] over another endpoint of this daemon (its
+    /// stream endpoint, say).
+    pub fn run_scenario_over(&self, name: &str, endpoint: &str) -> String {
+        let mut cmd = self.scenario(name);
+        cmd.env("VCOMPUTE_ENDPOINT", endpoint);
+        String::from_utf8_lossy(&Self::run(name, cmd).stdout).into_owned()
+    }
 }
 
 impl Drop for Daemon {
@@ -133,6 +146,12 @@ entry_points! {
     cuCtxSynchronize();
     cuDevicePrimaryCtxRetain(*mut P, c_int);
     cuDevicePrimaryCtxRelease_v2(c_int);
+    cuDevicePrimaryCtxReset_v2(c_int);
+    cuDevicePrimaryCtxGetState(c_int, *mut c_uint, *mut c_int);
+    cuGetExportTable(*mut *const c_void, *const [u8; 16]);
+    cuStreamWriteValue32(P, u64, c_uint, c_uint);
+    cuStreamWaitValue32(P, u64, c_uint, c_uint);
+    cuStreamBatchMemOp(P, c_uint, *mut c_void, c_uint);
     cuCtxSetCurrent(P);
     cuModuleLoadData(*mut P, *const c_void);
     cuModuleGetFunction(*mut P, P, *const c_char);

@@ -5,33 +5,54 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use protocol::cuda::result::{INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_FOUND, OUT_OF_MEMORY};
-use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemOpKind, MemsetWidth, ParamInfo};
 
+use super::capture::{Captures, EmuGraph, EmuGraphExec, Op};
 use super::memory::{Memory, PAGE};
 use super::{DOUBLE_DEVICE_NAME, DOUBLE_DRIVER_VERSION};
 use crate::executor::cuda::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
 use crate::segment::{total_len, Cursor, InSeg, OutSeg};
 
-/// A few `CUdevice_attribute`s of an H100-class device, enough for
-/// programs that size launches from them.
+/// The `CUdevice_attribute`s the emulated device answers: every number
+/// `cuda.h` 12.9 defines (a real driver answers all of them, and the CUDA
+/// runtime reads all of them at start-up), 0 unless [`ATTRIBUTES`] says.
+pub const DOUBLE_ATTRIBUTE_MAX: i32 = 143;
+
+/// The nonzero `CUdevice_attribute`s of the emulated device, those of an
+/// H100-class device, enough for programs that size launches from them.
 const ATTRIBUTES: &[(i32, i32)] = &[
-    (1, 1024),       // MAX_THREADS_PER_BLOCK
-    (2, 1024),       // MAX_BLOCK_DIM_X
-    (3, 1024),       // MAX_BLOCK_DIM_Y
-    (4, 64),         // MAX_BLOCK_DIM_Z
-    (5, i32::MAX),   // MAX_GRID_DIM_X
-    (6, 65535),      // MAX_GRID_DIM_Y
-    (7, 65535),      // MAX_GRID_DIM_Z
-    (8, 49152),      // MAX_SHARED_MEMORY_PER_BLOCK
-    (10, 32),        // WARP_SIZE
-    (13, 1_755_000), // CLOCK_RATE (kHz)
-    (16, 132),       // MULTIPROCESSOR_COUNT
-    (39, 2048),      // MAX_THREADS_PER_MULTIPROCESSOR
-    (41, 1),         // UNIFIED_ADDRESSING
-    (75, 9),         // COMPUTE_CAPABILITY_MAJOR
-    (76, 0),         // COMPUTE_CAPABILITY_MINOR
-    (81, 233_472),   // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    (97, 232_448),   // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    (1, 1024),        // MAX_THREADS_PER_BLOCK
+    (2, 1024),        // MAX_BLOCK_DIM_X
+    (3, 1024),        // MAX_BLOCK_DIM_Y
+    (4, 64),          // MAX_BLOCK_DIM_Z
+    (5, i32::MAX),    // MAX_GRID_DIM_X
+    (6, 65535),       // MAX_GRID_DIM_Y
+    (7, 65535),       // MAX_GRID_DIM_Z
+    (8, 49152),       // MAX_SHARED_MEMORY_PER_BLOCK
+    (9, 65536),       // TOTAL_CONSTANT_MEMORY
+    (10, 32),         // WARP_SIZE
+    (11, i32::MAX),   // MAX_PITCH
+    (12, 65536),      // MAX_REGISTERS_PER_BLOCK
+    (13, 1_755_000),  // CLOCK_RATE (kHz)
+    (14, 512),        // TEXTURE_ALIGNMENT
+    (16, 132),        // MULTIPROCESSOR_COUNT
+    (31, 1),          // CONCURRENT_KERNELS
+    (33, 0x41),       // PCI_BUS_ID
+    (36, 2_619_000),  // MEMORY_CLOCK_RATE (kHz)
+    (37, 5120),       // GLOBAL_MEMORY_BUS_WIDTH
+    (38, 52_428_800), // L2_CACHE_SIZE
+    (39, 2048),       // MAX_THREADS_PER_MULTIPROCESSOR
+    (40, 2),          // ASYNC_ENGINE_COUNT
+    (41, 1),          // UNIFIED_ADDRESSING
+    (75, 9),          // COMPUTE_CAPABILITY_MAJOR
+    (76, 0),          // COMPUTE_CAPABILITY_MINOR
+    (81, 233_472),    // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    (82, 65536),      // MAX_REGISTERS_PER_MULTIPROCESSOR
+    (92, 1),          // CAN_USE_STREAM_MEM_OPS_V1
+    (93, 1),          // CAN_USE_64_BIT_STREAM_MEM_OPS_V1
+    (106, 32),        // MAX_BLOCKS_PER_MULTIPROCESSOR
+    (115, 1),         // MEMORY_POOLS_SUPPORTED
+    (97, 232_448),    // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 ];
 
 /// An emulated module: what its image declares, and storage for globals.
@@ -79,6 +100,12 @@ pub struct EmulatedGpu {
     next_id: u64,
     func_attrs: HashMap<(u64, String, i32), i32>,
     recorded: HashMap<u64, Instant>,
+    /// Streams that capture, with what they captured so far.
+    captures: Captures,
+    /// Kernel launches run by executable graphs.
+    replayed_launches: u64,
+    /// Context limits set, by `CUlimit`.
+    limits: HashMap<u32, u64>,
 }
 
 impl EmulatedGpu {
@@ -92,7 +119,65 @@ impl EmulatedGpu {
             next_id: 1,
             func_attrs: HashMap::new(),
             recorded: HashMap::new(),
+            captures: Captures::default(),
+            replayed_launches: 0,
+            limits: HashMap::new(),
         }
+    }
+
+    /// Kernel launches that executable graphs ran (each replay counts
+    /// each launch it holds).
+    pub fn replayed_launches(&self) -> u64 {
+        self.replayed_launches
+    }
+
+    /// Keeps `op` for the graph if `lane` is a capturing stream; returns
+    /// whether it did (then the operation must not run now).
+    fn captured(&mut self, lane: &Lane<'_, EmuStream>, op: impl FnOnce() -> Op) -> bool {
+        self.captures.keep(stream_id(lane), || vec![op()])
+    }
+
+    /// Runs an executable graph's operations, in order.
+    fn replay(&mut self, exec: &EmuGraphExec) -> CuResult<()> {
+        for op in &exec.ops {
+            match *op {
+                Op::Memset {
+                    dst,
+                    width,
+                    value,
+                    count,
+                } => self.fill(dst, width, value, count)?,
+                Op::Copy { dst, src, size } => self.memory.copy(dst, src, size)?,
+                Op::Launch => self.replayed_launches += 1,
+                Op::Write { addr, ref bytes } => self.memory.write(addr, bytes)?,
+                Op::EventRecord { event } => {
+                    self.recorded.insert(event, Instant::now());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `count` elements of `width` at `dst` to `value`.
+    fn fill(&mut self, dst: u64, width: MemsetWidth, value: u32, count: u64) -> CuResult<()> {
+        let w = width.bytes() as usize;
+        let bytes = count.checked_mul(w as u64).ok_or(INVALID_VALUE)?;
+        self.memory.check(dst, bytes)?;
+        // A page-sized run of the pattern, written piece by piece.
+        let pattern = value.to_le_bytes();
+        let run: Vec<u8> = pattern[..w]
+            .iter()
+            .copied()
+            .cycle()
+            .take(PAGE as usize)
+            .collect();
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(PAGE);
+            self.memory.write(dst + done, &run[..n as usize])?;
+            done += n;
+        }
+        Ok(())
     }
 
     fn id(&mut self) -> u64 {
@@ -116,6 +201,8 @@ impl Backend for EmulatedGpu {
     type Function = EmuFunction;
     type Stream = EmuStream;
     type Event = EmuEvent;
+    type Graph = EmuGraph;
+    type GraphExec = EmuGraphExec;
 
     fn driver_version(&self) -> i32 {
         DOUBLE_DRIVER_VERSION
@@ -132,9 +219,14 @@ impl Backend for EmulatedGpu {
             name: DOUBLE_DEVICE_NAME.into(),
             uuid,
             total_mem: self.total_mem,
-            attributes: ATTRIBUTES
-                .iter()
-                .map(|&(attribute, value)| DeviceAttribute { attribute, value })
+            attributes: (1..=DOUBLE_ATTRIBUTE_MAX)
+                .map(|attribute| DeviceAttribute {
+                    attribute,
+                    value: ATTRIBUTES
+                        .iter()
+                        .find(|a| a.0 == attribute)
+                        .map_or(0, |a| a.1),
+                })
                 .collect(),
         })
     }
@@ -148,6 +240,21 @@ impl Backend for EmulatedGpu {
 
     fn synchronize(&mut self, _device: u32) -> CuResult<()> {
         Ok(())
+    }
+
+    fn ctx_limit(&mut self, _device: u32, limit: u32, value: Option<u64>) -> CuResult<u64> {
+        // The defaults of an H100's context: stack, printf FIFO, malloc
+        // heap, sync depth, pending launches, L2 fetch, persisting L2.
+        const DEFAULTS: [u64; 7] = [1024, 1 << 20, 8 << 20, 2, 2048, 64, 0];
+        let default = *DEFAULTS.get(limit as usize).ok_or(INVALID_VALUE)?;
+        if let Some(v) = value {
+            self.limits.insert(limit, v);
+        }
+        Ok(self.limits.get(&limit).copied().unwrap_or(default))
+    }
+
+    fn stream_priority_range(&mut self, _device: u32) -> CuResult<(i32, i32)> {
+        Ok((0, -5))
     }
 
     fn mem_get_info(&mut self, _device: u32) -> CuResult<(u64, u64)> {
@@ -196,41 +303,36 @@ impl Backend for EmulatedGpu {
     fn memcpy_dtod(
         &mut self,
         _device: u32,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         dst: u64,
         src: u64,
         size: u64,
     ) -> CuResult<()> {
+        if self.captured(&lane, || Op::Copy { dst, src, size }) {
+            return Ok(());
+        }
         self.memory.copy(dst, src, size)
     }
 
     fn memset(
         &mut self,
         _device: u32,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         dst: u64,
         width: MemsetWidth,
         value: u32,
         count: u64,
     ) -> CuResult<()> {
-        let w = width.bytes() as usize;
-        let bytes = count.checked_mul(w as u64).ok_or(INVALID_VALUE)?;
-        self.memory.check(dst, bytes)?;
-        // A page-sized run of the pattern, written piece by piece.
-        let pattern = value.to_le_bytes();
-        let run: Vec<u8> = pattern[..w]
-            .iter()
-            .copied()
-            .cycle()
-            .take(PAGE as usize)
-            .collect();
-        let mut done = 0u64;
-        while done < bytes {
-            let n = (bytes - done).min(PAGE);
-            self.memory.write(dst + done, &run[..n as usize])?;
-            done += n;
+        let op = || Op::Memset {
+            dst,
+            width,
+            value,
+            count,
+        };
+        if self.captured(&lane, op) {
+            return Ok(());
         }
-        Ok(())
+        self.fill(dst, width, value, count)
     }
 
     fn module_load(&mut self, _device: u32, image: &ModuleImage<'_>) -> Loaded<EmuModule> {
@@ -332,12 +434,13 @@ impl Backend for EmulatedGpu {
         _device: u32,
         _f: &EmuFunction,
         _dims: &LaunchDims,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         _params: &[u8],
         _layout: Option<&[ParamInfo]>,
     ) -> CuResult<()> {
         // Checked by the session layer and recorded by the double; an
-        // emulated device runs no code.
+        // emulated device runs no code (a capture keeps the launch).
+        self.captured(&lane, || Op::Launch);
         Ok(())
     }
 
@@ -431,10 +534,12 @@ impl Backend for EmulatedGpu {
         &mut self,
         _device: u32,
         event: &EmuEvent,
-        _lane: Lane<'_, EmuStream>,
+        lane: Lane<'_, EmuStream>,
         _flags: u32,
     ) -> CuResult<()> {
-        self.recorded.insert(event.id, Instant::now());
+        if !self.captured(&lane, || Op::EventRecord { event: event.id }) {
+            self.recorded.insert(event.id, Instant::now());
+        }
         Ok(())
     }
 
@@ -453,6 +558,105 @@ impl Backend for EmulatedGpu {
         };
         let ms = e.saturating_duration_since(*s).as_secs_f32() * 1000.0;
         Ok(ms)
+    }
+
+    fn mem_alloc_async(
+        &mut self,
+        device: u32,
+        _lane: Lane<'_, EmuStream>,
+        size: u64,
+    ) -> CuResult<u64> {
+        // Streams are always complete: stream order is program order.
+        self.mem_alloc(device, size)
+    }
+
+    fn mem_free_async(
+        &mut self,
+        device: u32,
+        _lane: Lane<'_, EmuStream>,
+        ptr: u64,
+    ) -> CuResult<()> {
+        self.mem_free(device, ptr)
+    }
+
+    fn stream_mem_op(
+        &mut self,
+        _device: u32,
+        lane: Lane<'_, EmuStream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        _flags: u32,
+    ) -> CuResult<()> {
+        // A write lands in emulated memory (or in a capture); a wait
+        // returns at once: the double's streams are always complete, so
+        // it behaves as if the value had been written.
+        let width = kind.width() as usize;
+        if kind.waits() {
+            return Ok(());
+        }
+        let bytes = value.to_le_bytes();
+        let op = || Op::Write {
+            addr,
+            bytes: bytes[..width].to_vec(),
+        };
+        if self.captured(&lane, op) {
+            return Ok(());
+        }
+        self.memory.write(addr, &bytes[..width])
+    }
+
+    fn stream_begin_capture(
+        &mut self,
+        _device: u32,
+        stream: &EmuStream,
+        _mode: u32,
+    ) -> CuResult<()> {
+        self.captures.begin(stream.id)
+    }
+
+    fn stream_end_capture(&mut self, _device: u32, stream: &EmuStream) -> CuResult<EmuGraph> {
+        self.captures.end(stream.id)
+    }
+
+    fn graph_instantiate(
+        &mut self,
+        _device: u32,
+        graph: &EmuGraph,
+        _flags: u64,
+    ) -> CuResult<EmuGraphExec> {
+        Ok(EmuGraphExec {
+            ops: graph.ops.clone(),
+        })
+    }
+
+    fn graph_launch(
+        &mut self,
+        _device: u32,
+        exec: &EmuGraphExec,
+        lane: Lane<'_, EmuStream>,
+    ) -> CuResult<()> {
+        // A graph launched into a capture becomes part of it.
+        if self.captures.keep(stream_id(&lane), || exec.ops.clone()) {
+            return Ok(());
+        }
+        self.replay(exec)
+    }
+
+    fn graph_destroy(&mut self, _device: u32, _graph: EmuGraph) -> CuResult<()> {
+        Ok(())
+    }
+
+    fn graph_exec_destroy(&mut self, _device: u32, _exec: EmuGraphExec) -> CuResult<()> {
+        Ok(())
+    }
+}
+
+/// The number of the stream a lane names, if it names one.
+fn stream_id(lane: &Lane<'_, EmuStream>) -> Option<u64> {
+    match lane {
+        Lane::Stream(s) => Some(s.id),
+        _ => None,
     }
 }
 

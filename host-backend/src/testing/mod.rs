@@ -27,6 +27,7 @@
 //! |---|---|
 //! | `memory.rs` | emulated device memory: sparse pages in host RAM |
 //! | `gpu.rs` | [`EmulatedGpu`]: the CUDA backend over that memory |
+//! | `capture.rs` | stream capture and graphs on the emulated device |
 //! | `recorder.rs` | [`Recorder`], [`RecordingCudaDouble`] and its factory |
 //! | `server.rs` | [`RecordingServer`]: the daemon's server over the double, in-process |
 //!
@@ -35,11 +36,13 @@
 //! Tests of other crates (the shim's, the benchmark harness's) enable the
 //! feature in their dev-dependencies.
 
+mod capture;
 mod gpu;
 mod memory;
 mod recorder;
 mod server;
 
+pub use capture::{EmuGraph, EmuGraphExec};
 pub use gpu::{EmuEvent, EmuFunction, EmuModule, EmuStream, EmulatedGpu};
 pub use recorder::{Call, Recorder, RecordingCudaDouble, RecordingCudaFactory};
 pub use server::RecordingServer;

@@ -16,7 +16,9 @@ use crate::server::{Server, ServerError};
 /// process on a thread of its own: what the CUDA end-to-end tests of every
 /// crate drive (through the shim, or as a vhost-user frontend). It serves
 /// up to 4 sessions, each limited to 1000 objects and 1 GiB of device
-/// memory, polling 50 µs after a queue drains. Dropping it stops it.
+/// memory, polling 50 µs after a queue drains. It listens on the
+/// vhost-user socket and, for the stream transport, on a unix socket
+/// beside it ([`RecordingServer::stream_endpoint`]). Dropping it stops it.
 #[derive(Debug)]
 pub struct RecordingServer {
     recorder: Arc<Recorder>,
@@ -34,7 +36,7 @@ impl RecordingServer {
         let server = Server::bind(
             ServerConfig {
                 socket: Some(socket.clone()),
-                listen: None,
+                listen: Some(socket.with_extension("stream")),
                 vsock: None,
                 max_sessions: 4,
                 limits: session_limits(1000, 1 << 30),
@@ -65,6 +67,12 @@ impl RecordingServer {
     /// The `VCOMPUTE_ENDPOINT` that points the shim at this server.
     pub fn endpoint(&self) -> String {
         format!("vhost-user:{}", self.socket.display())
+    }
+
+    /// The `VCOMPUTE_ENDPOINT` of the same server over the stream
+    /// transport (records with inline bulk on a unix socket).
+    pub fn stream_endpoint(&self) -> String {
+        format!("unix:{}", self.socket.with_extension("stream").display())
     }
 
     /// Stops the server and waits for its thread; returns how the server

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_int, c_uint, c_void};
 
-use protocol::cuda::{CtxCreate, CtxDestroy, CtxSynchronize};
+use protocol::cuda::{CtxCreate, CtxDestroy, CtxLimit, CtxPriorityRange, CtxSynchronize};
 use protocol::opencl::Handle;
 use protocol::{Request, Response};
 
@@ -37,8 +37,10 @@ fn create(device: CUdevice, flags: c_uint) -> CuResult<Handle> {
     Ok(id)
 }
 
-/// Destroys a context on the daemon and forgets everything under it.
+/// Destroys a context on the daemon and forgets everything under it,
+/// after running its context-local storage destructors.
 fn destroy(ctx: Handle) -> CuResult {
+    super::cls::release(ctx);
     let r = call(Request::CuCtxDestroy(CtxDestroy { ctx }), &[], &mut []);
     // The records go whatever the daemon said: the context is unusable.
     state::with(|s| s.forget_context(ctx));
@@ -261,6 +263,32 @@ pub extern "C" fn cuCtxSynchronize() -> CUresult {
     })
 }
 
+/// The primary context of `dev`, created on first use; its reference
+/// count is left alone (the runtime asks for it without retaining).
+pub(crate) fn primary(dev: CUdevice) -> CuResult<Handle> {
+    super::device::info(dev)?;
+    let p = state::with(|s| s.primary.get(&dev).cloned()).unwrap_or_default();
+    if let Some(h) = p.ctx {
+        return Ok(h);
+    }
+    let h = create(dev, p.flags)?;
+    // Two threads may have raced to create it: keep the first.
+    let (kept, extra) = state::with(|s| {
+        let e = s.primary.entry(dev).or_default();
+        match e.ctx {
+            Some(first) => (first, Some(h)),
+            None => {
+                e.ctx = Some(h);
+                (h, None)
+            }
+        }
+    });
+    if let Some(extra) = extra {
+        destroy(extra)?;
+    }
+    Ok(kept)
+}
+
 /// `cuDevicePrimaryCtxRetain`: the first retain creates the context.
 ///
 /// # Safety
@@ -271,17 +299,8 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(pctx: *mut Opaque, dev: CUdevi
         if pctx.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        super::device::info(dev)?;
-        let p = state::with(|s| s.primary.get(&dev).cloned()).unwrap_or_default();
-        let h = match p.ctx {
-            Some(h) => h,
-            None => create(dev, p.flags)?,
-        };
-        state::with(|s| {
-            let e = s.primary.entry(dev).or_default();
-            e.ctx = Some(h);
-            e.refs += 1;
-        });
+        let h = primary(dev)?;
+        state::with(|s| s.primary.entry(dev).or_default().refs += 1);
         // SAFETY: the caller's contract.
         unsafe { out(pctx, state::to_opaque(Kind::Context, h)) }
     })
@@ -332,7 +351,7 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxGetState(
         // SAFETY: the caller's contract.
         unsafe {
             out(flags, p.flags)?;
-            out(active, c_int::from(p.ctx.is_some()))
+            out(active, c_int::from(p.refs > 0))
         }
     })
 }
@@ -352,6 +371,82 @@ pub extern "C" fn cuDevicePrimaryCtxSetFlags_v2(dev: CUdevice, flags: c_uint) ->
                 c.flags = flags;
             }
         });
+        Ok(())
+    })
+}
+
+/// `cuCtxGetLimit`: the current context's limit (a round trip: the
+/// program may have set it).
+///
+/// # Safety
+/// `value` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuCtxGetLimit(value: *mut usize, limit: c_uint) -> CUresult {
+    entry("cuCtxGetLimit", || {
+        if value.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let v = ctx_limit(limit, None)?;
+        // SAFETY: checked non-null; the caller's contract.
+        unsafe { out(value, usize::try_from(v).unwrap_or(usize::MAX)) }
+    })
+}
+
+/// `cuCtxSetLimit`
+#[no_mangle]
+pub extern "C" fn cuCtxSetLimit(limit: c_uint, value: usize) -> CUresult {
+    entry("cuCtxSetLimit", || {
+        ctx_limit(limit, Some(value as u64)).map(drop)
+    })
+}
+
+fn ctx_limit(limit: c_uint, value: Option<u64>) -> CuResult<u64> {
+    let ctx = current_ctx()?;
+    match call(
+        Request::CuCtxLimit(CtxLimit { ctx, limit, value }),
+        &[],
+        &mut [],
+    )? {
+        Response::CuCtxLimit(v) => Ok(v.value),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// `cuCtxGetStreamPriorityRange`: asked once per device, then cached
+/// (a device's range does not change).
+///
+/// # Safety
+/// `least` and `greatest` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(
+    least: *mut c_int,
+    greatest: *mut c_int,
+) -> CUresult {
+    entry("cuCtxGetStreamPriorityRange", || {
+        let ctx = current_ctx()?;
+        let device = state::with(|s| s.contexts.get(&ctx).map(|c| c.device))
+            .ok_or(CUDA_ERROR_INVALID_CONTEXT)?;
+        let cached = state::with(|s| s.priorities.get(&device).copied());
+        let (l, g) = match cached {
+            Some(r) => r,
+            None => {
+                let r = match call(
+                    Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx }),
+                    &[],
+                    &mut [],
+                )? {
+                    Response::CuCtxStreamPriorityRange(p) => (p.least, p.greatest),
+                    r => return Err(unexpected(r)),
+                };
+                state::with(|s| s.priorities.insert(device, r));
+                r
+            }
+        };
+        // SAFETY: the caller's contract.
+        unsafe {
+            crate::ffi::write_opt(least, l);
+            crate::ffi::write_opt(greatest, g);
+        }
         Ok(())
     })
 }

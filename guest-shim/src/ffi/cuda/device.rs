@@ -11,8 +11,9 @@ use protocol::{Request, Response};
 use super::types::*;
 use super::{call, entry, out, state, unexpected, CuResult};
 
-/// The driver API level this shim implements (`cuda.h` 12.8). Reported by
-/// `cuDriverGetVersion` when no daemon can be reached.
+/// The driver API level this shim implements (`cuda.h` 12.8): the newest
+/// version `cuDriverGetVersion` reports (and what it reports when no
+/// daemon can be reached).
 pub const SHIM_API_VERSION: c_int = 12080;
 
 /// Asks the daemon for its driver and device count (once).
@@ -36,12 +37,26 @@ fn init_info() -> CuResult<InitInfo> {
     Ok(info)
 }
 
+/// What `cuDriverGetVersion` reports: the daemon's driver, but never
+/// newer than the API the shim implements (libraries ask for the entry
+/// points of the version they are told, and cuBLASLt refuses to start
+/// when a newer one is missing); the shim's own level when no daemon
+/// answers.
+pub(crate) fn driver_version() -> c_int {
+    init_info().map_or(SHIM_API_VERSION, |i| advertised(i.driver_version))
+}
+
+/// The driver version told to programs for a daemon's `driver`.
+fn advertised(driver: c_int) -> c_int {
+    driver.min(SHIM_API_VERSION)
+}
+
 /// The device count, once `cuInit` has succeeded.
-fn device_count() -> CuResult<u32> {
+pub(crate) fn device_count() -> CuResult<u32> {
     state::with(|s| {
         s.init
             .as_ref()
-            .filter(|_| s.initialized)
+            .filter(|_| state::initialized())
             .map(|i| i.device_count)
     })
     .ok_or(CUDA_ERROR_NOT_INITIALIZED)
@@ -71,7 +86,7 @@ pub(crate) fn info(dev: CUdevice) -> CuResult<DeviceInfo> {
 
 /// Calls `$m!` with the device capabilities the shim does not forward
 /// (mapped host memory, managed memory, cooperative launches, virtual
-/// memory management, shareable handles, memory pools, RDMA), as
+/// memory management, shareable handles, RDMA), as
 /// `NAME = number;` of `CUdevice_attribute`.
 macro_rules! unforwarded {
     ($m:ident) => {
@@ -87,7 +102,6 @@ macro_rules! unforwarded {
             CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST = 101;
             CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 102;
             CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED = 103;
-            CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
             CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED = 116;
         }
     };
@@ -123,7 +137,7 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         init_info()?;
-        state::with(|s| s.initialized = true);
+        state::set_initialized();
         Ok(())
     })
 }
@@ -135,9 +149,8 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuDriverGetVersion(version: *mut c_int) -> CUresult {
     entry("cuDriverGetVersion", || {
-        let v = init_info().map_or(SHIM_API_VERSION, |i| i.driver_version);
         // SAFETY: the caller's contract.
-        unsafe { out(version, v) }
+        unsafe { out(version, driver_version()) }
     })
 }
 
@@ -336,6 +349,12 @@ mod tests {
                 );
             )*
         };
+    }
+
+    #[test]
+    fn the_advertised_version_is_the_older_of_the_driver_and_the_shim() {
+        assert_eq!(super::advertised(12040), 12040);
+        assert_eq!(super::advertised(13000), super::SHIM_API_VERSION);
     }
 
     #[test]

@@ -24,9 +24,22 @@ use super::{call, entry, out, post, read, stream_ref, unexpected, CuResult, Null
 /// Most key/value pairs read from an `extra` array before its END.
 const MAX_EXTRA_PAIRS: usize = 16;
 
-/// The function behind a `CUfunction` argument and its layout.
+/// The handle behind a `CUfunction` argument. A `CUkernel` is taken too,
+/// as the driver does: its function in the current context.
+fn function_handle(f: Opaque) -> CuResult<Handle> {
+    match state::from_opaque(Kind::Function, f) {
+        Some(h) => Ok(h),
+        None => {
+            let k = super::library::kernel_handle(f).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+            super::library::kernel_function(k)
+        }
+    }
+}
+
+/// The function behind a `CUfunction` (or `CUkernel`) argument and its
+/// layout.
 fn function(f: Opaque) -> CuResult<(Handle, FunctionInfo)> {
-    let h = state::from_opaque(Kind::Function, f).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+    let h = function_handle(f)?;
     let info = state::with(|s| s.functions.get(&h).map(|f| f.info.clone()))
         .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
     Ok((h, info))
@@ -135,13 +148,22 @@ unsafe fn launch(
     extra: *mut *mut c_void,
     null: NullStream,
 ) -> CuResult {
-    let (function, info) = function(f)?;
+    let function = function_handle(f)?;
     if grid.contains(&0) || block.contains(&0) {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     let stream = stream_ref(stream, null)?;
-    // SAFETY: the caller's contract.
-    let params = unsafe { params(&info, kernel_params, extra) }?;
+    // Packed under the records' lock, so that the layout is not copied
+    // for every launch (this is the launch path's hot spot).
+    let params = state::with(|s| {
+        let info = &s
+            .functions
+            .get(&function)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?
+            .info;
+        // SAFETY: the caller's contract.
+        unsafe { params(info, kernel_params, extra) }
+    })?;
     post(
         Request::CuLaunchKernel(LaunchKernel {
             function,
@@ -200,6 +222,73 @@ macro_rules! launch_entries {
 launch_entries! {
     cuLaunchKernel, NullStream::Legacy;
     cuLaunchKernel_ptsz, NullStream::PerThread;
+}
+
+/// `cuLaunchKernelEx`: a launch from a configuration. Launch attributes
+/// (clusters, priorities, programmatic dependencies, ...) are not
+/// forwarded: a configuration with any is `CUDA_ERROR_NOT_SUPPORTED`.
+///
+/// # Safety
+/// `config` is NULL or readable; as `cuLaunchKernel` otherwise.
+unsafe fn launch_ex(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+    null: NullStream,
+) -> CuResult {
+    // SAFETY: the caller's contract.
+    let c = unsafe { read(config) }?;
+    if c.num_attrs != 0 {
+        return Err(CUDA_ERROR_NOT_SUPPORTED);
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        launch(
+            f,
+            c.grid,
+            c.block,
+            c.shared_mem_bytes,
+            c.stream,
+            kernel_params,
+            extra,
+            null,
+        )
+    }
+}
+
+/// `cuLaunchKernelEx` (posted).
+///
+/// # Safety
+/// See [`launch_ex`].
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    // SAFETY: the caller's contract.
+    entry("cuLaunchKernelEx", || unsafe {
+        launch_ex(config, f, kernel_params, extra, NullStream::Legacy)
+    })
+}
+
+/// `cuLaunchKernelEx_ptsz` (posted).
+///
+/// # Safety
+/// See [`launch_ex`].
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
+    config: *const CUlaunchConfig,
+    f: Opaque,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    // SAFETY: the caller's contract.
+    entry("cuLaunchKernelEx_ptsz", || unsafe {
+        launch_ex(config, f, kernel_params, extra, NullStream::PerThread)
+    })
 }
 
 /// `cuFuncGetParamInfo`, from the cached layout.

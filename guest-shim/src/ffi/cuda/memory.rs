@@ -17,12 +17,12 @@ use std::ffi::{c_uint, c_void};
 
 use protocol::cuda::{
     MemAlloc, MemFree, MemGetInfo, MemcpyDtoD, MemcpyDtoH, MemcpyHtoD, Memset, MemsetWidth,
-    PointerGetAttribute, StreamRef,
+    StreamRef,
 };
 use protocol::opencl::Handle;
 use protocol::{Request, Response};
 
-use super::state::{self, DevRange, HostKind, HostRange, Kind};
+use super::state::{self, DevRange, HostKind, HostRange};
 use super::types::*;
 use super::{
     call, client, cu_error, current_ctx, entry, out, post, post_bulk, stream_ref, unexpected,
@@ -74,10 +74,16 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) 
     })
 }
 
-/// `cuMemFree_v2` (posted; `dptr` must start a live allocation).
+/// `cuMemFree_v2` (posted; `dptr` must start a live allocation). NULL is
+/// freed without a call, as by the driver (the runtime's `cudaFree(0)`,
+/// the customary way to initialize it, relies on it).
 #[no_mangle]
 pub extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     entry("cuMemFree_v2", || {
+        if dptr == 0 {
+            current_ctx()?;
+            return Ok(());
+        }
         let known = state::with(|s| {
             let alloc = s.dev.get(&dptr).is_some_and(|r| r.module.is_none());
             if alloc {
@@ -140,7 +146,7 @@ pub unsafe extern "C" fn cuMemGetAddressRange_v2(
 
 /// Host to device, synchronous: shared sources go in place (in pieces of
 /// the largest transfer), others are pipelined or chunked.
-fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
+pub(crate) fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
     dev_checked(dst, src.len())?;
     let c = client()?;
     let req = |off: usize, piece: &[u8]| {
@@ -179,7 +185,7 @@ fn htod_sync(dst: CUdeviceptr, src: &[u8], stream: StreamRef) -> CuResult {
 }
 
 /// Device to host, synchronous (complete on return).
-fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
+pub(crate) fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
     dev_checked(src, dst.len())?;
     let c = client()?;
     if dst.is_empty() {
@@ -218,7 +224,7 @@ fn dtoh_sync(dst: &mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
 /// when the batch goes, as the device would read pinned memory); small
 /// pageable ones are posted with a copy; large pageable ones are copied
 /// synchronously, so the bytes are captured before returning either way.
-fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResult {
+pub(crate) fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResult {
     dev_checked(dst, src.len())?;
     if src.is_empty() {
         return Ok(());
@@ -250,7 +256,7 @@ fn htod_async(dst: CUdeviceptr, src: &'static [u8], stream: StreamRef) -> CuResu
 /// Device to host, asynchronous: into shared memory it is posted with the
 /// destination named in place (filled by the next synchronizing call);
 /// into pageable memory it completes before returning.
-fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
+pub(crate) fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> CuResult {
     dev_checked(src, dst.len())?;
     if dst.is_empty() {
         return Ok(());
@@ -277,7 +283,7 @@ fn dtoh_async(dst: &'static mut [u8], src: CUdeviceptr, stream: StreamRef) -> Cu
 }
 
 /// Device to device (posted: no host synchronization, as native).
-fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuResult {
+pub(crate) fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuResult {
     dev_checked(dst, n)?;
     dev_checked(src, n)?;
     if n == 0 {
@@ -303,7 +309,7 @@ fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: StreamRef) -> CuRe
 /// unchanged until the copy's stream is synchronized, as the driver
 /// requires for pinned memory; otherwise they are copied before the call
 /// returns.
-unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
+pub(crate) unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
     // SAFETY: the caller's contract.
     unsafe { slice_in(src.cast::<u8>(), n) }.ok_or(CUDA_ERROR_INVALID_VALUE)
 }
@@ -312,7 +318,7 @@ unsafe fn src_bytes(src: *const c_void, n: usize) -> CuResult<&'static [u8]> {
 ///
 /// # Safety
 /// As [`src_bytes`], for `n` writable bytes.
-unsafe fn dst_bytes(dst: *mut c_void, n: usize) -> CuResult<&'static mut [u8]> {
+pub(crate) unsafe fn dst_bytes(dst: *mut c_void, n: usize) -> CuResult<&'static mut [u8]> {
     if n == 0 {
         return Ok(&mut []);
     }
@@ -446,21 +452,25 @@ unsafe fn unified(dst: u64, src: u64, n: usize, stream: StreamRef, sync: bool) -
                 dtoh_async(b, src, stream)
             }
         }
-        (false, false) => {
-            // Host to host: a plain copy, after the stream's pending work.
-            let host_ok = crate::ffi::host_range_ok;
-            if !host_ok(dst as usize, n) || !host_ok(src as usize, n) {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            client()?.flush().map_err(|e| cu_error(&e))?;
-            // SAFETY: both host ranges hold `n` bytes by the contract;
-            // `copy` tolerates overlap.
-            unsafe {
-                std::ptr::copy(src as usize as *const u8, dst as usize as *mut u8, n);
-            }
-            Ok(())
-        }
+        // SAFETY: host ranges, by the caller's contract.
+        (false, false) => unsafe { host_to_host(dst as usize, src as usize, n) },
     }
+}
+
+/// Host to host: a plain copy, after the pending work.
+///
+/// # Safety
+/// `src` holds `n` readable and `dst` `n` writable bytes.
+pub(crate) unsafe fn host_to_host(dst: usize, src: usize, n: usize) -> CuResult {
+    let host_ok = crate::ffi::host_range_ok;
+    if !host_ok(dst, n) || !host_ok(src, n) {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    client()?.flush().map_err(|e| cu_error(&e))?;
+    // SAFETY: both host ranges hold `n` bytes by the contract; `copy`
+    // tolerates overlap.
+    unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, n) };
+    Ok(())
 }
 
 /// `cuMemcpy`
@@ -765,66 +775,4 @@ pub extern "C" fn cuMemHostGetDevicePointer_v2(
 ) -> CUresult {
     let _ = (pdptr, p, flags);
     CUDA_ERROR_NOT_SUPPORTED
-}
-
-// ---- pointer attributes ----
-
-/// `cuPointerGetAttribute`: host ranges and most device attributes are
-/// answered from the shim's records, the buffer ID by the daemon.
-///
-/// # Safety
-/// `data` is writable for the attribute's type.
-#[no_mangle]
-pub unsafe extern "C" fn cuPointerGetAttribute(
-    data: *mut c_void,
-    attribute: std::ffi::c_int,
-    ptr: CUdeviceptr,
-) -> CUresult {
-    entry("cuPointerGetAttribute", || {
-        client()?;
-        let host = state::with(|s| {
-            s.host_range(ptr as usize, 1)
-                .map(|(b, r)| (b as u64, r.len as u64, r.ctx))
-        });
-        let dev = state::with(|s| s.dev_range(ptr, 1).map(|(b, r)| (b, r.len, r.ctx)));
-        let (base, len, ctx, mem_type) = match (host, dev) {
-            (Some((b, l, c)), _) => (b, l, c, CU_MEMORYTYPE_HOST),
-            (None, Some((b, l, c))) => (b, l, c, CU_MEMORYTYPE_DEVICE),
-            (None, None) => return Err(CUDA_ERROR_INVALID_VALUE),
-        };
-        let device = state::with(|s| s.contexts.get(&ctx).map(|c| c.device)).unwrap_or(0);
-        let d = data;
-        // SAFETY: the caller's contract: `data` fits the attribute's type.
-        unsafe {
-            match attribute {
-                CU_POINTER_ATTRIBUTE_CONTEXT => out(d.cast(), state::to_opaque(Kind::Context, ctx)),
-                CU_POINTER_ATTRIBUTE_MEMORY_TYPE => out(d.cast(), mem_type),
-                CU_POINTER_ATTRIBUTE_DEVICE_POINTER if mem_type == CU_MEMORYTYPE_DEVICE => {
-                    out(d.cast(), ptr)
-                }
-                CU_POINTER_ATTRIBUTE_HOST_POINTER if mem_type == CU_MEMORYTYPE_HOST => {
-                    out(d.cast(), super::host_ptr(ptr as usize))
-                }
-                CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL => out(d.cast(), device),
-                CU_POINTER_ATTRIBUTE_RANGE_START_ADDR => out(d.cast(), base),
-                CU_POINTER_ATTRIBUTE_RANGE_SIZE => {
-                    out(d.cast(), usize::try_from(len).unwrap_or(usize::MAX))
-                }
-                CU_POINTER_ATTRIBUTE_BUFFER_ID if mem_type == CU_MEMORYTYPE_DEVICE => {
-                    let req = Request::CuPointerGetAttribute(PointerGetAttribute {
-                        ptr,
-                        attribute: attribute as u32,
-                    });
-                    match call(req, &[], &mut [])? {
-                        Response::CuPointerGetAttribute(v) => out(d.cast(), v.value),
-                        r => Err(unexpected(r)),
-                    }
-                }
-                CU_POINTER_ATTRIBUTE_DEVICE_POINTER | CU_POINTER_ATTRIBUTE_HOST_POINTER => {
-                    Err(CUDA_ERROR_INVALID_VALUE)
-                }
-                _ => Err(CUDA_ERROR_NOT_SUPPORTED),
-            }
-        }
-    })
 }

@@ -8,11 +8,20 @@
 //! | [`device`] | `cuInit`, the driver version, devices (cached) |
 //! | [`context`] | contexts, the per-thread stack, primary contexts |
 //! | [`module`] | module loads (PTX, cubin, fatbin), functions, globals |
-//! | [`memory`] | allocations, copies, memsets, host memory, pointer attributes |
+//! | [`memory`] | allocations, copies, memsets, host memory |
+//! | [`pitched`] | pitched allocations, 2D and 3D copies (row by row) |
+//! | [`pointer`] | pointer attributes |
+//! | [`memop`] | stream memory operations (wait and write values, batches) |
+//! | [`mempool`] | stream-ordered allocation through the device's pool |
+//! | [`graph`] | stream capture and graphs (capture state answered locally) |
 //! | [`stream`] | streams and events |
 //! | [`launch`] | `cuLaunchKernel` marshaling, function attributes, occupancy |
+//! | [`library`] | `cuLibrary*`/`cuKernel*`: images kept in the guest, loaded per context on first use |
 //! | [`link`] | `cuLink*` for one image (passed through unchanged) |
 //! | [`proc`] | `cuGetProcAddress[_v2]`: every export by name, version and stream mode |
+//! | [`export`] | `cuGetExportTable`: the runtime's private tables, answered in the shim |
+//! | [`integrity`] | the runtime's integrity answer (HMAC-MD2 of process facts) |
+//! | [`cls`] | context-local storage for the runtime, with destructors |
 //!
 //! Every entry point is `#[no_mangle] extern "C"` with the exact name
 //! `cuda.h` binds (`cuMemAlloc_v2`, …) and runs its body through
@@ -22,13 +31,22 @@
 //! fire-and-forget; their errors are sticky and come back from the next
 //! synchronizing call, as the driver's asynchronous errors do.
 
+pub(crate) mod cls;
 pub(crate) mod context;
 pub(crate) mod device;
 pub(crate) mod errors;
+pub(crate) mod export;
+pub(crate) mod graph;
+pub(crate) mod integrity;
 pub(crate) mod launch;
+pub(crate) mod library;
 pub(crate) mod link;
+pub(crate) mod memop;
 pub(crate) mod memory;
+pub(crate) mod mempool;
 pub(crate) mod module;
+pub(crate) mod pitched;
+pub(crate) mod pointer;
 pub(crate) mod proc;
 pub(crate) mod state;
 pub(crate) mod stream;
@@ -46,6 +64,15 @@ use types::*;
 
 /// The result of an entry point's body: `Err` carries the `CUresult`.
 pub(crate) type CuResult<T = ()> = Result<T, CUresult>;
+
+/// A `CUresult` as a [`CuResult`].
+pub(crate) fn result(rc: CUresult) -> CuResult {
+    if rc == CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(rc)
+    }
+}
 
 /// Runs an entry point body; a panic becomes `CUDA_ERROR_UNKNOWN`.
 pub(crate) fn entry(name: &'static str, body: impl FnOnce() -> CuResult) -> CUresult {
@@ -79,7 +106,7 @@ pub(crate) fn cu_error(e: &CallError) -> CUresult {
 
 /// The session, once `cuInit` has succeeded.
 pub(crate) fn client() -> CuResult<&'static Client> {
-    if !state::with(|s| s.initialized) {
+    if !state::initialized() {
         return Err(CUDA_ERROR_NOT_INITIALIZED);
     }
     crate::ffi::shared_client().ok_or(CUDA_ERROR_NOT_INITIALIZED)

@@ -1,12 +1,18 @@
 //! Modules: loads from PTX text, cubin (ELF) or fat binaries, kernels and
-//! globals. The driver API passes images without a length, so the shim
+//! globals. An image larger than one call carries is staged in pieces and
+//! then loaded by name (so large fat binaries load over the stream
+//! transports too). The driver API passes images without a length, so the shim
 //! finds it from the image itself, as the driver does: PTX runs to its NUL,
 //! an ELF image to the end of its last section or header table, a fat
 //! binary to the end its header states.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
-use protocol::cuda::{GetFunction, GetGlobal, ImageKind, JitOption, ModuleLoad, ModuleUnload};
+use protocol::cuda::{
+    GetFunction, GetGlobal, ImageKind, JitOption, ModuleLoad, ModuleLoaded, ModuleStage,
+    ModuleUnload,
+};
+use protocol::fatbin;
 use protocol::limits::{MAX_JIT_LOG_LEN, MAX_JIT_OPTIONS, MAX_MODULE_IMAGE_LEN};
 use protocol::opencl::Handle;
 use protocol::{Request, Response};
@@ -16,10 +22,6 @@ use super::types::*;
 use super::{call, client, current_ctx, entry, out, post, unexpected, CuResult};
 
 const ELF_MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
-/// First word of a fat binary (`__nv_fatbin` contents).
-const FATBIN_MAGIC: u32 = 0xba55_ed50;
-/// First word of a `__fatBinC_Wrapper_t`, which points at a fat binary.
-const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43b1;
 
 /// Copies `n` bytes at `p + off` (the image header the length comes from).
 ///
@@ -87,7 +89,7 @@ unsafe fn elf_len(p: *const u8) -> CuResult<u64> {
 /// # Safety
 /// `p` points at a complete module image: NUL-terminated PTX, an ELF
 /// cubin, a fat binary or a fat binary wrapper, alive for `'a`.
-unsafe fn image<'a>(p: *const c_void) -> CuResult<(ImageKind, &'a [u8])> {
+pub(crate) unsafe fn image<'a>(p: *const c_void) -> CuResult<(ImageKind, &'a [u8])> {
     if p.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -98,18 +100,21 @@ unsafe fn image<'a>(p: *const c_void) -> CuResult<(ImageKind, &'a [u8])> {
     let (kind, start, len) = if head == ELF_MAGIC {
         // SAFETY: an ELF image, by the caller's contract.
         (ImageKind::Cubin, p, unsafe { elf_len(p) }?)
-    } else if magic == FATBIN_MAGIC {
+    } else if magic == fatbin::FATBIN_MAGIC {
         // SAFETY: a fat binary header is 16 bytes.
-        let h = unsafe { peek(p, 0, 16) };
-        (
-            ImageKind::Fatbin,
-            p,
-            u16_at(&h, 6).saturating_add(u64_at(&h, 8)),
-        )
-    } else if magic == FATBIN_WRAPPER_MAGIC {
-        // SAFETY: the wrapper is { int magic; int version; const void *data; ... }.
-        let w = unsafe { peek(p, 0, 16) };
-        let data = u64_at(&w, 8) as usize as *const c_void;
+        let h = unsafe { peek(p, 0, fatbin::HEADER_LEN) };
+        let len = fatbin::image_len(&h).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+        // SAFETY: the fat binary is `len` bytes long, as its header says.
+        let b = unsafe { std::slice::from_raw_parts(p, len as usize) };
+        // Its entries must tile it; their payloads are checked (and
+        // decompressed) by the daemon.
+        fatbin::entries(b).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+        return Ok((ImageKind::Fatbin, b));
+    } else if magic == fatbin::WRAPPER_MAGIC {
+        // SAFETY: a wrapper is 24 bytes: magic, version, two pointers.
+        let w = unsafe { peek(p, 0, fatbin::WRAPPER_LEN) };
+        let w = fatbin::Wrapper::parse(&w).ok_or(CUDA_ERROR_INVALID_IMAGE)?;
+        let data = w.data as usize as *const c_void;
         // SAFETY: the wrapper points at a fat binary, by the same contract.
         return unsafe { image(data) }.and_then(|(k, b)| match k {
             ImageKind::Fatbin => Ok((k, b)),
@@ -136,7 +141,7 @@ pub(crate) fn kind_of(bytes: &[u8]) -> ImageKind {
         .map(u32::from_le_bytes);
     if bytes.starts_with(&ELF_MAGIC) {
         ImageKind::Cubin
-    } else if magic == Some(FATBIN_MAGIC) {
+    } else if magic == Some(fatbin::FATBIN_MAGIC) {
         ImageKind::Fatbin
     } else {
         ImageKind::Ptx
@@ -145,7 +150,7 @@ pub(crate) fn kind_of(bytes: &[u8]) -> ImageKind {
 
 /// JIT log buffers the program asked for, written after the load.
 #[derive(Default)]
-struct Logs {
+pub(crate) struct Logs {
     info: Option<(*mut u8, usize, usize)>,
     error: Option<(*mut u8, usize, usize)>,
     wall_time: Option<usize>,
@@ -155,7 +160,7 @@ struct Logs {
 ///
 /// # Safety
 /// `options` and `values` are NULL or hold `n` entries.
-unsafe fn jit_options(
+pub(crate) unsafe fn jit_options(
     n: c_uint,
     options: *const c_int,
     values: *const *mut c_void,
@@ -212,6 +217,69 @@ unsafe fn put_log(log: &[u8], (buf, cap, slot): (*mut u8, usize, usize), values:
     }
 }
 
+/// Sends an image to the daemon as a module of context `ctx` and records
+/// it. Returns the daemon's answer (with the JIT logs) and the module,
+/// which exists only when the answer's result is 0.
+pub(crate) fn send_load(
+    ctx: Handle,
+    kind: ImageKind,
+    bytes: &[u8],
+    options: Vec<JitOption>,
+    log_caps: (u32, u32),
+) -> CuResult<(ModuleLoaded, Option<Handle>)> {
+    let c = client()?;
+    // An image larger than one call carries (a stream record holds at
+    // most 16 MiB) is staged in pieces first, then named by the load.
+    let chunk = c.max_chunk().max(1);
+    let upload = if bytes.len() > chunk {
+        let upload = c.new_handle();
+        let total = bytes.len() as u64;
+        for (i, piece) in bytes.chunks(chunk).enumerate() {
+            let req = Request::CuModuleStage(ModuleStage {
+                upload,
+                offset: (i * chunk) as u64,
+                total,
+            });
+            match call(req, &[piece], &mut [])? {
+                Response::CuModuleStage(_) => {}
+                r => return Err(unexpected(r)),
+            }
+        }
+        Some(upload)
+    } else {
+        None
+    };
+    let id = c.new_handle();
+    let req = Request::CuModuleLoad(ModuleLoad {
+        id,
+        ctx,
+        kind,
+        image_len: bytes.len() as u64,
+        options,
+        info_log_len: log_caps.0,
+        error_log_len: log_caps.1,
+        upload,
+    });
+    let inline: &[&[u8]] = if upload.is_some() { &[] } else { &[bytes] };
+    let loaded = match call(req, inline, &mut [])? {
+        Response::CuModuleLoad(l) => l,
+        r => return Err(unexpected(r)),
+    };
+    if loaded.result != 0 {
+        return Ok((loaded, None));
+    }
+    state::with(|s| {
+        s.modules.insert(
+            id,
+            Module {
+                ctx,
+                functions: Default::default(),
+            },
+        )
+    });
+    Ok((loaded, Some(id)))
+}
+
 /// Loads an image into the current context.
 ///
 /// # Safety
@@ -228,59 +296,45 @@ unsafe fn load(
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     let ctx = current_ctx()?;
-    let c = client()?;
-    if bytes.len() > c.max_chunk() {
-        crate::log::CALLS.log(format_args!(
-            "a module image of {} bytes exceeds what one call carries",
-            bytes.len()
-        ));
-        return Err(CUDA_ERROR_INVALID_IMAGE);
-    }
-    let id = c.new_handle();
     let cap = |l: &Option<(*mut u8, usize, usize)>| {
         l.map_or(0, |(_, n, _)| n.min(MAX_JIT_LOG_LEN as usize) as u32)
     };
-    let req = Request::CuModuleLoad(ModuleLoad {
-        id,
+    let (loaded, id) = send_load(
         ctx,
         kind,
-        image_len: bytes.len() as u64,
+        bytes,
         options,
-        info_log_len: cap(&logs.info),
-        error_log_len: cap(&logs.error),
-    });
-    let loaded = match call(req, &[bytes], &mut [])? {
-        Response::CuModuleLoad(l) => l,
-        r => return Err(unexpected(r)),
-    };
+        (cap(&logs.info), cap(&logs.error)),
+    )?;
     // SAFETY: the log buffers and slots come from the caller's options.
-    unsafe {
-        if let Some(l) = logs.info {
-            put_log(&loaded.info_log, l, values);
-        }
-        if let Some(l) = logs.error {
-            put_log(&loaded.error_log, l, values);
-        }
-        if let Some(slot) = logs.wall_time {
-            values
-                .add(slot)
-                .write(0f32.to_bits() as usize as *mut c_void);
-        }
-    }
-    if loaded.result != 0 {
-        return Err(CUresult::try_from(loaded.result).unwrap_or(CUDA_ERROR_UNKNOWN));
-    }
-    state::with(|s| {
-        s.modules.insert(
-            id,
-            Module {
-                ctx,
-                functions: Default::default(),
-            },
-        )
-    });
+    unsafe { logs.write(&loaded, values) };
+    let id = id.ok_or_else(|| CUresult::try_from(loaded.result).unwrap_or(CUDA_ERROR_UNKNOWN))?;
     // SAFETY: checked non-null above; the caller's contract.
     unsafe { out(module, state::to_opaque(Kind::Module, id)) }
+}
+
+impl Logs {
+    /// Writes the logs of `loaded` into the program's buffers and the
+    /// wall time into its slot.
+    ///
+    /// # Safety
+    /// `values` holds the option slots the logs refer to.
+    pub(crate) unsafe fn write(&self, loaded: &ModuleLoaded, values: *mut *mut c_void) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if let Some(l) = self.info {
+                put_log(&loaded.info_log, l, values);
+            }
+            if let Some(l) = self.error {
+                put_log(&loaded.error_log, l, values);
+            }
+            if let Some(slot) = self.wall_time {
+                values
+                    .add(slot)
+                    .write(0f32.to_bits() as usize as *mut c_void);
+            }
+        }
+    }
 }
 
 /// `cuModuleLoadDataEx`
@@ -338,13 +392,7 @@ pub unsafe extern "C" fn cuModuleLoad(module: *mut Opaque, fname: *const c_char)
     entry("cuModuleLoad", || {
         // SAFETY: the caller's contract.
         let path = unsafe { crate::ffi::c_string(fname) }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        let mut bytes = std::fs::read(&path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
-        let kind = kind_of(&bytes);
-        if kind == ImageKind::Ptx {
-            if let Some(nul) = bytes.iter().position(|&b| b == 0) {
-                bytes.truncate(nul);
-            }
-        }
+        let (kind, bytes) = read_image_file(&path)?;
         // SAFETY: no options, so no slots are written.
         unsafe {
             load(
@@ -359,8 +407,35 @@ pub unsafe extern "C" fn cuModuleLoad(module: *mut Opaque, fname: *const c_char)
     })
 }
 
+/// Reads a module image from a file: what it holds judged by its first
+/// bytes, PTX cut at its NUL.
+pub(crate) fn read_image_file(path: &str) -> CuResult<(ImageKind, Vec<u8>)> {
+    let mut bytes = std::fs::read(path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
+    let kind = kind_of(&bytes);
+    match kind {
+        ImageKind::Ptx => {
+            if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+                bytes.truncate(nul);
+            }
+        }
+        ImageKind::Fatbin => {
+            let len = fatbin::image_len(&bytes).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+            bytes.truncate(usize::try_from(len).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?);
+            fatbin::entries(&bytes).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+        }
+        ImageKind::Cubin => {}
+    }
+    Ok((kind, bytes))
+}
+
+/// Unloads a module (posted): its functions and globals go with it.
+pub(crate) fn unload(module: Handle) -> CuResult {
+    state::with(|s| s.forget_module(module));
+    post(Request::CuModuleUnload(ModuleUnload { module }), &[])
+}
+
 /// The handle behind a `CUmodule` argument, if live.
-fn module_handle(m: Opaque) -> CuResult<Handle> {
+pub(crate) fn module_handle(m: Opaque) -> CuResult<Handle> {
     let h = state::from_opaque(Kind::Module, m).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
     if state::with(|s| s.modules.contains_key(&h)) {
         Ok(h)
@@ -372,11 +447,7 @@ fn module_handle(m: Opaque) -> CuResult<Handle> {
 /// `cuModuleUnload` (posted: its functions and globals go with it).
 #[no_mangle]
 pub extern "C" fn cuModuleUnload(hmod: Opaque) -> CUresult {
-    entry("cuModuleUnload", || {
-        let h = module_handle(hmod)?;
-        state::with(|s| s.forget_module(h));
-        post(Request::CuModuleUnload(ModuleUnload { module: h }), &[])
-    })
+    entry("cuModuleUnload", || unload(module_handle(hmod)?))
 }
 
 /// `cuModuleGetFunction`: one round trip per name, which also brings the
@@ -397,36 +468,40 @@ pub unsafe extern "C" fn cuModuleGetFunction(
         if hfunc.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let cached = state::with(|s| {
-            s.modules
-                .get(&module)
-                .and_then(|m| m.functions.get(&name).copied())
-        });
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let id = client()?.new_handle();
-                let req = Request::CuModuleGetFunction(GetFunction {
-                    id,
-                    module,
-                    name: name.clone(),
-                });
-                let info = match call(req, &[], &mut [])? {
-                    Response::CuModuleGetFunction(i) => i,
-                    r => return Err(unexpected(r)),
-                };
-                state::with(|s| {
-                    s.functions.insert(id, Function { module, info });
-                    if let Some(m) = s.modules.get_mut(&module) {
-                        m.functions.insert(name, id);
-                    }
-                });
-                id
-            }
-        };
+        let id = function(module, name)?;
         // SAFETY: checked non-null; the caller's contract.
         unsafe { out(hfunc, state::to_opaque(Kind::Function, id)) }
     })
+}
+
+/// The kernel `name` of a live module: one round trip per name, which
+/// also brings the parameter layout; later lookups are local.
+pub(crate) fn function(module: Handle, name: String) -> CuResult<Handle> {
+    let cached = state::with(|s| {
+        s.modules
+            .get(&module)
+            .and_then(|m| m.functions.get(&name).copied())
+    });
+    if let Some(id) = cached {
+        return Ok(id);
+    }
+    let id = client()?.new_handle();
+    let req = Request::CuModuleGetFunction(GetFunction {
+        id,
+        module,
+        name: name.clone(),
+    });
+    let info = match call(req, &[], &mut [])? {
+        Response::CuModuleGetFunction(i) => i,
+        r => return Err(unexpected(r)),
+    };
+    state::with(|s| {
+        s.functions.insert(id, Function { module, info });
+        if let Some(m) = s.modules.get_mut(&module) {
+            m.functions.insert(name, id);
+        }
+    });
+    Ok(id)
 }
 
 /// `cuModuleGetGlobal_v2`: either output may be NULL.
@@ -444,32 +519,39 @@ pub unsafe extern "C" fn cuModuleGetGlobal_v2(
         let module = module_handle(hmod)?;
         // SAFETY: the caller's contract.
         let name = unsafe { crate::ffi::c_string(name) }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        let g = match call(
-            Request::CuModuleGetGlobal(GetGlobal { module, name }),
-            &[],
-            &mut [],
-        )? {
-            Response::CuModuleGetGlobal(g) => g,
-            r => return Err(unexpected(r)),
-        };
-        state::with(|s| {
-            let ctx = s.modules.get(&module).map_or(0, |m| m.ctx);
-            s.dev.insert(
-                g.ptr,
-                DevRange {
-                    len: g.size,
-                    ctx,
-                    module: Some(module),
-                },
-            );
-        });
+        let (ptr, size) = global(module, name)?;
         // SAFETY: the caller's contract.
         unsafe {
-            crate::ffi::write_opt(dptr, g.ptr);
-            crate::ffi::write_opt(bytes, usize::try_from(g.size).unwrap_or(usize::MAX));
+            crate::ffi::write_opt(dptr, ptr);
+            crate::ffi::write_opt(bytes, usize::try_from(size).unwrap_or(usize::MAX));
         }
         Ok(())
     })
+}
+
+/// A global of a live module, recorded as a device range: its address and
+/// size.
+pub(crate) fn global(module: Handle, name: String) -> CuResult<(u64, u64)> {
+    let g = match call(
+        Request::CuModuleGetGlobal(GetGlobal { module, name }),
+        &[],
+        &mut [],
+    )? {
+        Response::CuModuleGetGlobal(g) => g,
+        r => return Err(unexpected(r)),
+    };
+    state::with(|s| {
+        let ctx = s.modules.get(&module).map_or(0, |m| m.ctx);
+        s.dev.insert(
+            g.ptr,
+            DevRange {
+                len: g.size,
+                ctx,
+                module: Some(module),
+            },
+        );
+    });
+    Ok((g.ptr, g.size))
 }
 
 #[cfg(test)]
@@ -485,7 +567,8 @@ mod tests {
         assert_eq!(b, ptx.to_bytes());
 
         let mut fat = vec![0u8; 16 + 100];
-        fat[..4].copy_from_slice(&FATBIN_MAGIC.to_le_bytes());
+        fat[..4].copy_from_slice(&fatbin::FATBIN_MAGIC.to_le_bytes());
+        fat[4] = 1;
         fat[6..8].copy_from_slice(&16u16.to_le_bytes());
         fat[8..16].copy_from_slice(&100u64.to_le_bytes());
         // SAFETY: a live fat binary of the stated length.
@@ -493,7 +576,8 @@ mod tests {
         assert_eq!((k, b.len()), (ImageKind::Fatbin, 116));
 
         let mut wrapper = [0u8; 24];
-        wrapper[..4].copy_from_slice(&FATBIN_WRAPPER_MAGIC.to_le_bytes());
+        wrapper[..4].copy_from_slice(&fatbin::WRAPPER_MAGIC.to_le_bytes());
+        wrapper[4] = 1;
         wrapper[8..16].copy_from_slice(&(fat.as_ptr() as u64).to_le_bytes());
         // SAFETY: a live wrapper pointing at the fat binary above.
         let (k, b) = unsafe { image(wrapper.as_ptr().cast()) }.unwrap_or((ImageKind::Ptx, &[]));

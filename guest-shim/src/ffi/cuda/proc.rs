@@ -10,9 +10,6 @@
 //! successors), the answer is "not found", never a function with another
 //! signature. Unknown names are `CUDA_ERROR_NOT_FOUND` with
 //! `CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND`, as the driver documents.
-//!
-//! `cuGetExportTable` (libcudart's private tables) is not provided: it
-//! answers `CUDA_ERROR_NOT_SUPPORTED`.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
@@ -20,10 +17,17 @@ use std::sync::OnceLock;
 use super::context::*;
 use super::device::*;
 use super::errors::*;
+use super::export::*;
+use super::graph::*;
 use super::launch::*;
+use super::library::*;
 use super::link::*;
+use super::memop::*;
 use super::memory::*;
+use super::mempool::*;
 use super::module::*;
+use super::pitched::*;
+use super::pointer::*;
 use super::stream::*;
 use super::types::*;
 
@@ -65,6 +69,9 @@ macro_rules! cuda_exports {
             "cuCtxGetFlags" 7000 cuCtxGetFlags(_);
             "cuCtxGetApiVersion" 3020 cuCtxGetApiVersion(_, _);
             "cuCtxSynchronize" 2000 cuCtxSynchronize();
+            "cuCtxGetLimit" 3010 cuCtxGetLimit(_, _);
+            "cuCtxSetLimit" 3010 cuCtxSetLimit(_, _);
+            "cuCtxGetStreamPriorityRange" 5050 cuCtxGetStreamPriorityRange(_, _);
             "cuModuleLoad" 2000 cuModuleLoad(_, _);
             "cuModuleLoadData" 2000 cuModuleLoadData(_, _);
             "cuModuleLoadDataEx" 2010 cuModuleLoadDataEx(_, _, _, _, _);
@@ -72,6 +79,17 @@ macro_rules! cuda_exports {
             "cuModuleUnload" 2000 cuModuleUnload(_);
             "cuModuleGetFunction" 2000 cuModuleGetFunction(_, _, _);
             "cuModuleGetGlobal" 3020 cuModuleGetGlobal_v2(_, _, _, _);
+            "cuModuleGetLoadingMode" 11070 cuModuleGetLoadingMode(_);
+            "cuLibraryLoadData" 12000 cuLibraryLoadData(_, _, _, _, _, _, _, _);
+            "cuLibraryLoadFromFile" 12000 cuLibraryLoadFromFile(_, _, _, _, _, _, _, _);
+            "cuLibraryUnload" 12000 cuLibraryUnload(_);
+            "cuLibraryGetKernel" 12000 cuLibraryGetKernel(_, _, _);
+            "cuLibraryGetModule" 12000 cuLibraryGetModule(_, _);
+            "cuLibraryGetGlobal" 12000 cuLibraryGetGlobal(_, _, _, _);
+            "cuKernelGetFunction" 12000 cuKernelGetFunction(_, _);
+            "cuKernelGetAttribute" 12000 cuKernelGetAttribute(_, _, _, _);
+            "cuKernelSetAttribute" 12000 cuKernelSetAttribute(_, _, _, _);
+            "cuKernelGetName" 12030 cuKernelGetName(_, _);
             "cuMemGetInfo" 3020 cuMemGetInfo_v2(_, _);
             "cuMemAlloc" 3020 cuMemAlloc_v2(_, _);
             "cuMemFree" 3020 cuMemFree_v2(_);
@@ -84,6 +102,12 @@ macro_rules! cuda_exports {
             "cuMemHostRegister" 6050 cuMemHostRegister_v2(_, _, _);
             "cuMemHostUnregister" 4000 cuMemHostUnregister(_);
             "cuMemcpy" 4000 cuMemcpy(_, _, _) ptds cuMemcpy_ptds;
+            "cuMemAllocPitch" 3020 cuMemAllocPitch_v2(_, _, _, _, _);
+            "cuMemcpy2D" 3020 cuMemcpy2D_v2(_) ptds cuMemcpy2D_v2_ptds;
+            "cuMemcpy2DUnaligned" 3020 cuMemcpy2DUnaligned_v2(_) ptds cuMemcpy2DUnaligned_v2_ptds;
+            "cuMemcpy2DAsync" 3020 cuMemcpy2DAsync_v2(_, _) ptds cuMemcpy2DAsync_v2_ptsz;
+            "cuMemcpy3D" 3020 cuMemcpy3D_v2(_) ptds cuMemcpy3D_v2_ptds;
+            "cuMemcpy3DAsync" 3020 cuMemcpy3DAsync_v2(_, _) ptds cuMemcpy3DAsync_v2_ptsz;
             "cuMemcpyAsync" 4000 cuMemcpyAsync(_, _, _, _) ptds cuMemcpyAsync_ptsz;
             "cuMemcpyHtoD" 3020 cuMemcpyHtoD_v2(_, _, _) ptds cuMemcpyHtoD_v2_ptds;
             "cuMemcpyDtoH" 3020 cuMemcpyDtoH_v2(_, _, _) ptds cuMemcpyDtoH_v2_ptds;
@@ -98,6 +122,7 @@ macro_rules! cuda_exports {
             "cuMemsetD16Async" 3020 cuMemsetD16Async(_, _, _, _) ptds cuMemsetD16Async_ptsz;
             "cuMemsetD32Async" 3020 cuMemsetD32Async(_, _, _, _) ptds cuMemsetD32Async_ptsz;
             "cuPointerGetAttribute" 4000 cuPointerGetAttribute(_, _, _);
+            "cuPointerGetAttributes" 7000 cuPointerGetAttributes(_, _, _, _);
             "cuStreamCreate" 2000 cuStreamCreate(_, _);
             "cuStreamCreateWithPriority" 5050 cuStreamCreateWithPriority(_, _, _);
             "cuStreamGetPriority" 5050 cuStreamGetPriority(_, _) ptds cuStreamGetPriority_ptsz;
@@ -107,6 +132,30 @@ macro_rules! cuda_exports {
             "cuStreamQuery" 2000 cuStreamQuery(_) ptds cuStreamQuery_ptsz;
             "cuStreamSynchronize" 2000 cuStreamSynchronize(_) ptds cuStreamSynchronize_ptsz;
             "cuStreamDestroy" 4000 cuStreamDestroy_v2(_);
+            "cuStreamWaitValue32" 8000 cuStreamWaitValue32(_, _, _, _) header cuStreamWaitValue32_v1;
+            "cuStreamWaitValue32" 11070 cuStreamWaitValue32_v2(_, _, _, _) ptds cuStreamWaitValue32_v2_ptsz;
+            "cuStreamWaitValue64" 9000 cuStreamWaitValue64(_, _, _, _) header cuStreamWaitValue64_v1;
+            "cuStreamWaitValue64" 11070 cuStreamWaitValue64_v2(_, _, _, _) ptds cuStreamWaitValue64_v2_ptsz;
+            "cuStreamWriteValue32" 8000 cuStreamWriteValue32(_, _, _, _) header cuStreamWriteValue32_v1;
+            "cuStreamWriteValue32" 11070 cuStreamWriteValue32_v2(_, _, _, _) ptds cuStreamWriteValue32_v2_ptsz;
+            "cuStreamWriteValue64" 9000 cuStreamWriteValue64(_, _, _, _) header cuStreamWriteValue64_v1;
+            "cuStreamWriteValue64" 11070 cuStreamWriteValue64_v2(_, _, _, _) ptds cuStreamWriteValue64_v2_ptsz;
+            "cuStreamBatchMemOp" 8000 cuStreamBatchMemOp(_, _, _, _) header cuStreamBatchMemOp_v1;
+            "cuStreamBatchMemOp" 11070 cuStreamBatchMemOp_v2(_, _, _, _) ptds cuStreamBatchMemOp_v2_ptsz;
+            "cuStreamBeginCapture" 10010 cuStreamBeginCapture_v2(_, _) ptds cuStreamBeginCapture_v2_ptsz;
+            "cuStreamEndCapture" 10000 cuStreamEndCapture(_, _) ptds cuStreamEndCapture_ptsz;
+            "cuStreamIsCapturing" 10000 cuStreamIsCapturing(_, _) ptds cuStreamIsCapturing_ptsz;
+            "cuStreamGetCaptureInfo" 10010 cuStreamGetCaptureInfo(_, _, _) ptds cuStreamGetCaptureInfo_ptsz header cuStreamGetCaptureInfo_v1;
+            "cuStreamGetCaptureInfo" 11030 cuStreamGetCaptureInfo_v2(_, _, _, _, _, _) ptds cuStreamGetCaptureInfo_v2_ptsz;
+            "cuStreamGetCaptureInfo" 12030 cuStreamGetCaptureInfo_v3(_, _, _, _, _, _, _) ptds cuStreamGetCaptureInfo_v3_ptsz;
+            "cuThreadExchangeStreamCaptureMode" 10010 cuThreadExchangeStreamCaptureMode(_);
+            "cuGraphInstantiateWithFlags" 11040 cuGraphInstantiateWithFlags(_, _, _);
+            "cuGraphInstantiate" 12000 cuGraphInstantiateWithFlags(_, _, _);
+            "cuGraphLaunch" 10000 cuGraphLaunch(_, _) ptds cuGraphLaunch_ptsz;
+            "cuGraphDestroy" 10000 cuGraphDestroy(_);
+            "cuGraphExecDestroy" 10000 cuGraphExecDestroy(_);
+            "cuMemAllocAsync" 11020 cuMemAllocAsync(_, _, _) ptds cuMemAllocAsync_ptsz;
+            "cuMemFreeAsync" 11020 cuMemFreeAsync(_, _) ptds cuMemFreeAsync_ptsz;
             "cuEventCreate" 2000 cuEventCreate(_, _);
             "cuEventRecord" 2000 cuEventRecord(_, _) ptds cuEventRecord_ptsz;
             "cuEventRecordWithFlags" 11010 cuEventRecordWithFlags(_, _, _) ptds cuEventRecordWithFlags_ptsz;
@@ -120,6 +169,7 @@ macro_rules! cuda_exports {
             "cuFuncSetCacheConfig" 3000 cuFuncSetCacheConfig(_, _);
             "cuFuncGetParamInfo" 12040 cuFuncGetParamInfo(_, _, _, _);
             "cuLaunchKernel" 4000 cuLaunchKernel(_, _, _, _, _, _, _, _, _, _, _) ptds cuLaunchKernel_ptsz;
+            "cuLaunchKernelEx" 11060 cuLaunchKernelEx(_, _, _, _) ptds cuLaunchKernelEx_ptsz;
             "cuOccupancyMaxActiveBlocksPerMultiprocessor" 6050 cuOccupancyMaxActiveBlocksPerMultiprocessor(_, _, _, _);
             "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags" 7000 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(_, _, _, _, _);
             "cuOccupancyMaxPotentialBlockSize" 6050 cuOccupancyMaxPotentialBlockSize(_, _, _, _, _, _);
@@ -169,6 +219,14 @@ const NOT_PROVIDED: &[(&str, c_int)] = &[
     ("cuDevicePrimaryCtxRelease", 7000),
     ("cuDevicePrimaryCtxSetFlags", 7000),
     ("cuDevicePrimaryCtxReset", 7000),
+    ("cuStreamBeginCapture", 10000),
+    ("cuGraphInstantiate", 10000),
+    ("cuMemAllocPitch", 2000),
+    ("cuMemcpy2D", 2000),
+    ("cuMemcpy2DUnaligned", 2000),
+    ("cuMemcpy2DAsync", 2000),
+    ("cuMemcpy3D", 2000),
+    ("cuMemcpy3DAsync", 2000),
     ("cuLinkCreate", 5050),
     ("cuLinkAddData", 5050),
     ("cuLinkAddFile", 5050),
@@ -315,21 +373,6 @@ pub unsafe extern "C" fn cuGetProcAddress(
     unsafe { cuGetProcAddress_v2(symbol, pfn, cuda_version, flags, std::ptr::null_mut()) }
 }
 
-/// `cuGetExportTable`: libcudart's private tables are not provided.
-///
-/// # Safety
-/// `table` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn cuGetExportTable(
-    table: *mut *const c_void,
-    id: *const CUuuid,
-) -> CUresult {
-    let _ = id;
-    // SAFETY: the caller's contract.
-    unsafe { crate::ffi::write_opt(table, std::ptr::null()) };
-    CUDA_ERROR_NOT_SUPPORTED
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +426,65 @@ mod tests {
         _params: *mut CUctxCreateParams,
         _flags: std::ffi::c_uint,
         _dev: CUdevice,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// `cuStreamGetCaptureInfo` as CUDA 10.1's `cuda.h` declared it (12.x
+    /// keeps the symbol but declares only `_v2` and `_v3`).
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamGetCaptureInfo_v1(
+        _stream: Opaque,
+        _status: *mut std::ffi::c_uint,
+        _id: *mut u64,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+
+    /// The CUDA 8 and 9 stream memory operations, whose symbols 12.x keeps
+    /// but declares only as `_v2` (the same signatures).
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWaitValue32_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u32,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWriteValue32_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u32,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWaitValue64_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u64,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamWriteValue64_v1(
+        _s: Opaque,
+        _a: u64,
+        _v: u64,
+        _f: std::ffi::c_uint,
+    ) -> CUresult {
+        CUDA_ERROR_NOT_SUPPORTED
+    }
+    #[allow(non_snake_case)]
+    unsafe fn cuStreamBatchMemOp_v1(
+        _s: Opaque,
+        _n: std::ffi::c_uint,
+        _p: *mut c_void,
+        _f: std::ffi::c_uint,
     ) -> CUresult {
         CUDA_ERROR_NOT_SUPPORTED
     }
@@ -503,12 +605,6 @@ mod tests {
                 CUDA_SUCCESS
             );
             assert_eq!(pfn as usize, cuInit as *const () as usize);
-            let mut table: *const c_void = std::ptr::dangling();
-            assert_eq!(
-                cuGetExportTable(&mut table, std::ptr::null()),
-                CUDA_ERROR_NOT_SUPPORTED
-            );
-            assert!(table.is_null());
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_int, c_uint};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use protocol::cuda::{DeviceInfo, FunctionInfo, InitInfo};
@@ -32,6 +33,10 @@ pub(crate) enum Kind {
     Stream = 4,
     Event = 5,
     Link = 6,
+    Library = 7,
+    Kernel = 8,
+    Graph = 9,
+    GraphExec = 10,
 }
 
 const KIND_BITS: u32 = 4;
@@ -79,12 +84,66 @@ pub(crate) struct Function {
     pub info: FunctionInfo,
 }
 
+/// A library image kept in the guest until a context needs it.
+#[derive(Clone, Debug)]
+pub(crate) enum Image {
+    /// The program's own bytes, which it promised to keep
+    /// (`CU_LIBRARY_BINARY_IS_PRESERVED`).
+    Preserved(&'static [u8]),
+    /// A copy.
+    Owned(std::sync::Arc<[u8]>),
+}
+
+impl Image {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Preserved(b) => b,
+            Image::Owned(b) => b,
+        }
+    }
+}
+
+/// A library: loaded lazily, once per context that uses it.
+#[derive(Clone, Debug)]
+pub(crate) struct Library {
+    pub kind: protocol::cuda::ImageKind,
+    pub image: Image,
+    pub options: Vec<protocol::cuda::JitOption>,
+    /// Its module in each context that needed one.
+    pub modules: HashMap<Handle, Handle>,
+    /// Kernels handed out, by name.
+    pub kernels: HashMap<String, Handle>,
+}
+
+/// A kernel of a library (context-independent).
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    pub library: Handle,
+    pub name: String,
+    /// The name for `cuKernelGetName` (its address stays put).
+    pub c_name: std::sync::Arc<std::ffi::CStr>,
+    /// Its function in each context that resolved it.
+    pub functions: HashMap<Handle, Handle>,
+}
+
+/// A capture in progress on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Capture {
+    /// The graph it will end with.
+    pub graph: Handle,
+    /// Its id (`cuStreamGetCaptureInfo`).
+    pub id: u64,
+    /// Its `CUstreamCaptureMode`.
+    pub mode: c_uint,
+}
+
 /// A stream the program created.
 #[derive(Clone, Debug)]
 pub(crate) struct Stream {
     pub ctx: Handle,
     pub flags: c_uint,
     pub priority: c_int,
+    pub capture: Option<Capture>,
 }
 
 /// An event the program created.
@@ -127,16 +186,20 @@ pub(crate) struct HostRange {
 pub(crate) struct State {
     /// The daemon's driver version and device count, once asked.
     pub init: Option<InitInfo>,
-    /// Whether `cuInit` has succeeded (`cuDriverGetVersion` asks the
-    /// daemon too, but does not initialize the API).
-    pub initialized: bool,
     pub devices: HashMap<CUdevice, DeviceInfo>,
+    /// Each device's stream priority range, once asked.
+    pub priorities: HashMap<CUdevice, (c_int, c_int)>,
     pub contexts: HashMap<Handle, Ctx>,
     pub primary: HashMap<CUdevice, Primary>,
     pub modules: HashMap<Handle, Module>,
     pub functions: HashMap<Handle, Function>,
     pub streams: HashMap<Handle, Stream>,
     pub events: HashMap<Handle, Event>,
+    pub libraries: HashMap<Handle, Library>,
+    pub kernels: HashMap<Handle, Kernel>,
+    /// Graphs and executable graphs, with their contexts.
+    pub graphs: HashMap<Handle, Handle>,
+    pub execs: HashMap<Handle, Handle>,
     /// Device ranges by start address.
     pub dev: BTreeMap<u64, DevRange>,
     /// Host ranges by start address.
@@ -144,6 +207,21 @@ pub(crate) struct State {
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Whether `cuInit` has succeeded (`cuDriverGetVersion` asks the daemon
+/// too, but does not initialize the API). Outside the lock: every entry
+/// point checks it.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `cuInit` has succeeded.
+pub(crate) fn initialized() -> bool {
+    INITIALIZED.load(Ordering::Acquire)
+}
+
+/// Records that `cuInit` succeeded.
+pub(crate) fn set_initialized() {
+    INITIALIZED.store(true, Ordering::Release);
+}
 
 /// Runs `f` on the state, under its lock. Keep `f` short: no calls to the
 /// daemon from inside.
@@ -183,6 +261,8 @@ impl State {
         }
         self.streams.retain(|_, s| s.ctx != ctx);
         self.events.retain(|_, e| e.ctx != ctx);
+        self.graphs.retain(|_, c| *c != ctx);
+        self.execs.retain(|_, c| *c != ctx);
         self.dev.retain(|_, r| r.ctx != ctx);
         self.contexts.remove(&ctx);
     }
@@ -190,6 +270,14 @@ impl State {
     /// Forgets a module, its functions and its globals.
     pub fn forget_module(&mut self, module: Handle) {
         self.modules.remove(&module);
+        for l in self.libraries.values_mut() {
+            l.modules.retain(|_, m| *m != module);
+        }
+        let functions = &self.functions;
+        for k in self.kernels.values_mut() {
+            k.functions
+                .retain(|_, f| functions.get(f).is_some_and(|f| f.module != module));
+        }
         self.functions.retain(|_, f| f.module != module);
         self.dev.retain(|_, r| r.module != Some(module));
     }

@@ -49,6 +49,7 @@ fn create_stream(ph: *mut Opaque, flags: c_uint, priority: c_int) -> CuResult {
                 ctx,
                 flags,
                 priority,
+                capture: None,
             },
         )
     });

@@ -54,6 +54,24 @@ pub struct CUctxCreateParams {
     pub cig_params: *mut c_void,
 }
 
+/// `CUlaunchConfig` (of `cuLaunchKernelEx`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CUlaunchConfig {
+    /// Grid dimensions.
+    pub grid: [c_uint; 3],
+    /// Block dimensions.
+    pub block: [c_uint; 3],
+    /// Dynamic shared memory per block.
+    pub shared_mem_bytes: c_uint,
+    /// `CUstream`
+    pub stream: Opaque,
+    /// `CUlaunchAttribute *`
+    pub attrs: *mut c_void,
+    /// Number of launch attributes.
+    pub num_attrs: c_uint,
+}
+
 /// `CUoccupancyB2DSize`: block size to dynamic shared memory bytes.
 pub type CUoccupancyB2DSize = Option<unsafe extern "C" fn(block_size: c_int) -> usize>;
 
@@ -69,10 +87,12 @@ pub const CUDA_ERROR_INVALID_IMAGE: CUresult = 200;
 pub const CUDA_ERROR_INVALID_CONTEXT: CUresult = 201;
 pub const CUDA_ERROR_FILE_NOT_FOUND: CUresult = 301;
 pub const CUDA_ERROR_INVALID_HANDLE: CUresult = 400;
+pub const CUDA_ERROR_ILLEGAL_STATE: CUresult = 401;
 pub const CUDA_ERROR_NOT_FOUND: CUresult = 500;
 pub const CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED: CUresult = 712;
 pub const CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED: CUresult = 713;
 pub const CUDA_ERROR_NOT_SUPPORTED: CUresult = 801;
+pub const CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: CUresult = 900;
 pub const CUDA_ERROR_UNKNOWN: CUresult = 999;
 
 // ---- special stream handles ----

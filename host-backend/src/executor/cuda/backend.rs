@@ -9,7 +9,7 @@
 //! one over the driver ([`super::driver::Driver`]) and the emulated device of
 //! the recording test double (`crate::testing`, feature `testing`).
 
-use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceInfo, DynamicSmem, JitOption, MemOpKind, MemsetWidth, ParamInfo};
 
 use super::image::ImageInfo;
 use crate::segment::{InSeg, OutSeg};
@@ -79,6 +79,10 @@ pub trait Backend: Send {
     type Stream: Send;
     /// An event.
     type Event: Send;
+    /// A graph a capture produced.
+    type Graph: Send;
+    /// An instantiated (executable) graph.
+    type GraphExec: Send;
 
     /// The driver's version (`cuDriverGetVersion`).
     fn driver_version(&self) -> i32;
@@ -90,6 +94,11 @@ pub trait Backend: Send {
     fn open_device(&mut self, device: u32) -> CuResult<()>;
     /// `cuCtxSynchronize` on the device's context.
     fn synchronize(&mut self, device: u32) -> CuResult<()>;
+    /// `cuCtxGetLimit`, after `cuCtxSetLimit` when `value` is given
+    /// (`limit` checked to be a `CUlimit`).
+    fn ctx_limit(&mut self, device: u32, limit: u32, value: Option<u64>) -> CuResult<u64>;
+    /// `cuCtxGetStreamPriorityRange`: `(least, greatest)`.
+    fn stream_priority_range(&mut self, device: u32) -> CuResult<(i32, i32)>;
 
     /// The device's `(free, total)` memory.
     fn mem_get_info(&mut self, device: u32) -> CuResult<(u64, u64)>;
@@ -250,4 +259,59 @@ pub trait Backend: Send {
         start: &Self::Event,
         end: &Self::Event,
     ) -> CuResult<f32>;
+
+    /// Allocates `size` (> 0) bytes from the device's default memory pool,
+    /// ordered on `lane`.
+    fn mem_alloc_async(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, Self::Stream>,
+        size: u64,
+    ) -> CuResult<u64>;
+    /// Frees a stream-ordered allocation, ordered on `lane`.
+    fn mem_free_async(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, Self::Stream>,
+        ptr: u64,
+    ) -> CuResult<()>;
+    /// A stream memory operation on `lane` (`addr` checked to lie in the
+    /// session's memory, aligned; `flags` checked for `kind`).
+    fn stream_mem_op(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, Self::Stream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        flags: u32,
+    ) -> CuResult<()>;
+    /// Starts capturing the work posted on `stream` (`CUstreamCaptureMode`
+    /// `mode`, checked).
+    fn stream_begin_capture(
+        &mut self,
+        device: u32,
+        stream: &Self::Stream,
+        mode: u32,
+    ) -> CuResult<()>;
+    /// Ends the capture on `stream`, giving its graph.
+    fn stream_end_capture(&mut self, device: u32, stream: &Self::Stream) -> CuResult<Self::Graph>;
+    /// Instantiates a graph.
+    fn graph_instantiate(
+        &mut self,
+        device: u32,
+        graph: &Self::Graph,
+        flags: u64,
+    ) -> CuResult<Self::GraphExec>;
+    /// Launches an executable graph on `lane`.
+    fn graph_launch(
+        &mut self,
+        device: u32,
+        exec: &Self::GraphExec,
+        lane: Lane<'_, Self::Stream>,
+    ) -> CuResult<()>;
+    /// Destroys a graph.
+    fn graph_destroy(&mut self, device: u32, graph: Self::Graph) -> CuResult<()>;
+    /// Destroys an executable graph.
+    fn graph_exec_destroy(&mut self, device: u32, exec: Self::GraphExec) -> CuResult<()>;
 }

@@ -63,6 +63,7 @@ impl<B: Backend> CudaSession<B> {
         if !bulk.output.is_empty() || total_len(bulk.input) != r.size {
             return Err(bad_descriptor());
         }
+        self.not_capturing(r.stream)?;
         let (device, lane) = self.objects.lane(r.stream)?;
         if r.size == 0 {
             return Ok(Empty {});
@@ -84,6 +85,7 @@ impl<B: Backend> CudaSession<B> {
         if !bulk.input.is_empty() || total_len(bulk.output) != r.size {
             return Err(bad_descriptor());
         }
+        self.not_capturing(r.stream)?;
         let (device, lane) = self.objects.lane(r.stream)?;
         if r.size == 0 {
             return Ok(Empty {});
@@ -149,9 +151,14 @@ impl<B: Backend> CudaSession<B> {
             .backend
             .stream_create(device, r.flags, r.priority)
             .map_err(cu)?;
-        self.objects
-            .0
-            .insert(r.id, Obj::Stream { ctx: r.ctx, stream });
+        self.objects.0.insert(
+            r.id,
+            Obj::Stream {
+                ctx: r.ctx,
+                stream,
+                capturing: false,
+            },
+        );
         Ok(Empty {})
     }
 

@@ -19,7 +19,7 @@ use std::ffi::{c_int, c_uint, c_void, CString};
 
 use cudarc::driver::sys::{self, CUresult};
 use protocol::cuda::result::{INVALID_VALUE, NOT_FOUND};
-use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemsetWidth, ParamInfo};
+use protocol::cuda::{DeviceAttribute, DeviceInfo, DynamicSmem, MemOpKind, MemsetWidth, ParamInfo};
 use protocol::limits::{MAX_DEVICE_ATTRIBUTES, MAX_KERNEL_PARAM_BYTES};
 
 use super::backend::{Backend, CuResult, Lane, LaunchDims, Loaded, ModuleImage};
@@ -91,6 +91,12 @@ pub struct DrvStream(sys::CUstream);
 /// An event.
 #[derive(Debug)]
 pub struct DrvEvent(sys::CUevent);
+/// A graph a capture produced.
+#[derive(Debug)]
+pub struct DrvGraph(sys::CUgraph);
+/// An executable graph.
+#[derive(Debug)]
+pub struct DrvGraphExec(sys::CUgraphExec);
 
 // SAFETY: CUDA driver objects are process-wide handles usable from any
 // thread once their context is current; the backend makes it current before
@@ -102,6 +108,10 @@ unsafe impl Send for DrvFunction {}
 unsafe impl Send for DrvStream {}
 // SAFETY: as for `DrvModule`.
 unsafe impl Send for DrvEvent {}
+// SAFETY: as for `DrvModule`.
+unsafe impl Send for DrvGraph {}
+// SAFETY: as for `DrvModule`.
+unsafe impl Send for DrvGraphExec {}
 
 /// One session's contexts on the real driver.
 pub struct Driver {
@@ -229,6 +239,8 @@ impl Backend for Driver {
     type Function = DrvFunction;
     type Stream = DrvStream;
     type Event = DrvEvent;
+    type Graph = DrvGraph;
+    type GraphExec = DrvGraphExec;
 
     fn driver_version(&self) -> i32 {
         self.version
@@ -300,6 +312,38 @@ impl Backend for Driver {
         self.enter(device)?;
         // SAFETY: the session's context is current.
         check(unsafe { sys::cuCtxSynchronize() })
+    }
+
+    fn ctx_limit(&mut self, device: u32, limit: u32, value: Option<u64>) -> CuResult<u64> {
+        use sys::CUlimit as L;
+        let limit = match limit {
+            0 => L::CU_LIMIT_STACK_SIZE,
+            1 => L::CU_LIMIT_PRINTF_FIFO_SIZE,
+            2 => L::CU_LIMIT_MALLOC_HEAP_SIZE,
+            3 => L::CU_LIMIT_DEV_RUNTIME_SYNC_DEPTH,
+            4 => L::CU_LIMIT_DEV_RUNTIME_PENDING_LAUNCH_COUNT,
+            5 => L::CU_LIMIT_MAX_L2_FETCH_GRANULARITY,
+            6 => L::CU_LIMIT_PERSISTING_L2_CACHE_SIZE,
+            _ => return Err(INVALID_VALUE),
+        };
+        self.enter(device)?;
+        if let Some(v) = value {
+            let v = usize::try_from(v).map_err(|_| INVALID_VALUE)?;
+            // SAFETY: sets a limit of the current (session) context.
+            check(unsafe { sys::cuCtxSetLimit(limit, v) })?;
+        }
+        let mut v = 0usize;
+        // SAFETY: reads a limit of the current context into a local.
+        check(unsafe { sys::cuCtxGetLimit(&mut v, limit) })?;
+        Ok(v as u64)
+    }
+
+    fn stream_priority_range(&mut self, device: u32) -> CuResult<(i32, i32)> {
+        self.enter(device)?;
+        let (mut least, mut greatest) = (0, 0);
+        // SAFETY: two locals; the current context's device is queried.
+        check(unsafe { sys::cuCtxGetStreamPriorityRange(&mut least, &mut greatest) })?;
+        Ok((least, greatest))
     }
 
     fn mem_get_info(&mut self, device: u32) -> CuResult<(u64, u64)> {
@@ -737,6 +781,120 @@ impl Backend for Driver {
         // SAFETY: two live events of this context; writes a local.
         check(unsafe { sys::cuEventElapsedTime(&mut ms, start.0, end.0) })?;
         Ok(ms)
+    }
+
+    fn mem_alloc_async(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, DrvStream>,
+        size: u64,
+    ) -> CuResult<u64> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        let size = usize::try_from(size).map_err(|_| INVALID_VALUE)?;
+        let mut ptr = 0;
+        // SAFETY: allocates from the current context's device pool into a
+        // local, ordered on a stream of that context.
+        check(unsafe { sys::cuMemAllocAsync(&mut ptr, size, stream) })?;
+        Ok(ptr)
+    }
+
+    fn mem_free_async(&mut self, device: u32, lane: Lane<'_, DrvStream>, ptr: u64) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: `ptr` is an allocation of this context that the session
+        // layer just removed from its table.
+        check(unsafe { sys::cuMemFreeAsync(ptr, stream) })
+    }
+
+    fn stream_mem_op(
+        &mut self,
+        device: u32,
+        lane: Lane<'_, DrvStream>,
+        kind: MemOpKind,
+        addr: u64,
+        value: u64,
+        flags: u32,
+    ) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: `addr` lies in this session's memory, aligned; the
+        // stream belongs to the current context; the flags were checked.
+        check(unsafe {
+            match kind {
+                MemOpKind::Wait32 => sys::cuStreamWaitValue32_v2(stream, addr, value as u32, flags),
+                MemOpKind::Write32 => {
+                    sys::cuStreamWriteValue32_v2(stream, addr, value as u32, flags)
+                }
+                MemOpKind::Wait64 => sys::cuStreamWaitValue64_v2(stream, addr, value, flags),
+                MemOpKind::Write64 => sys::cuStreamWriteValue64_v2(stream, addr, value, flags),
+            }
+        })
+    }
+
+    fn stream_begin_capture(&mut self, device: u32, stream: &DrvStream, mode: u32) -> CuResult<()> {
+        // Every capture is relaxed on the daemon's side: a global or
+        // thread-local capture makes the driver refuse "unsafe" calls of
+        // the whole process or thread, which would reach other sessions'
+        // work (and the daemon's own staging). The guest's mode was
+        // checked; what the capture records is the same.
+        if mode > 2 {
+            return Err(INVALID_VALUE);
+        }
+        self.enter(device)?;
+        // SAFETY: a stream of the current context; the mode is a variant.
+        check(unsafe {
+            sys::cuStreamBeginCapture_v2(
+                stream.0,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED,
+            )
+        })
+    }
+
+    fn stream_end_capture(&mut self, device: u32, stream: &DrvStream) -> CuResult<DrvGraph> {
+        self.enter(device)?;
+        let mut g = std::ptr::null_mut();
+        // SAFETY: a capturing stream of the current context; into a local.
+        check(unsafe { sys::cuStreamEndCapture(stream.0, &mut g) })?;
+        Ok(DrvGraph(g))
+    }
+
+    fn graph_instantiate(
+        &mut self,
+        device: u32,
+        graph: &DrvGraph,
+        flags: u64,
+    ) -> CuResult<DrvGraphExec> {
+        self.enter(device)?;
+        let mut e = std::ptr::null_mut();
+        // SAFETY: a live graph of this session; into a local.
+        check(unsafe { sys::cuGraphInstantiateWithFlags(&mut e, graph.0, flags) })?;
+        Ok(DrvGraphExec(e))
+    }
+
+    fn graph_launch(
+        &mut self,
+        device: u32,
+        exec: &DrvGraphExec,
+        lane: Lane<'_, DrvStream>,
+    ) -> CuResult<()> {
+        let stream = stream_of(lane);
+        self.enter(device)?;
+        // SAFETY: a live executable graph of this context, on one of its
+        // streams.
+        check(unsafe { sys::cuGraphLaunch(exec.0, stream) })
+    }
+
+    fn graph_destroy(&mut self, device: u32, graph: DrvGraph) -> CuResult<()> {
+        self.enter(device)?;
+        // SAFETY: a graph of this session, destroyed once (moved in).
+        check(unsafe { sys::cuGraphDestroy(graph.0) })
+    }
+
+    fn graph_exec_destroy(&mut self, device: u32, exec: DrvGraphExec) -> CuResult<()> {
+        self.enter(device)?;
+        // SAFETY: an executable graph of this session, destroyed once.
+        check(unsafe { sys::cuGraphExecDestroy(exec.0) })
     }
 }
 

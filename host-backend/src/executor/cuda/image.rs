@@ -10,8 +10,9 @@
 //!   `EIATTR_KPARAM_INFO` records of `.nv.info.<name>` give each parameter's
 //!   ordinal, offset and size. Globals are the symbol table's objects in
 //!   `.nv.global*` and `.nv.constant<N>` (N > 0) sections.
-//! - **fatbin**: the uncompressed PTX and ELF entries of the container,
-//!   merged (compressed entries are skipped).
+//! - **fatbin**: the PTX and ELF entries of the container, merged;
+//!   compressed entries (LZ4, Zstd) are decompressed by the shared parser
+//!   ([`protocol::fatbin`]), which also does the extent checks.
 //!
 //! The image is guest data (up to `MAX_MODULE_IMAGE_LEN`): every offset
 //! and length is checked, nothing here panics, and what a parse costs is
@@ -25,12 +26,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use protocol::cuda::{ImageKind, ParamInfo};
+use protocol::fatbin;
 use protocol::limits::{MAX_KERNEL_PARAM_BYTES, MAX_STRING_LEN};
 
 /// First bytes of an ELF file.
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
-/// First word of a fat binary container (little-endian).
-const FATBIN_MAGIC: u32 = 0xBA55_ED50;
 /// `EIFMT_SVAL`: an `.nv.info` record with a sized payload.
 const EIFMT_SVAL: u8 = 0x04;
 /// `EIATTR_KPARAM_INFO`: one kernel parameter's ordinal, offset and size.
@@ -106,7 +106,7 @@ pub fn magic_matches(kind: ImageKind, bytes: &[u8]) -> bool {
     match kind {
         ImageKind::Ptx => !bytes.is_empty() && !bytes.contains(&0),
         ImageKind::Cubin => bytes.starts_with(ELF_MAGIC),
-        ImageKind::Fatbin => read_u32(bytes, 0) == Some(FATBIN_MAGIC),
+        ImageKind::Fatbin => read_u32(bytes, 0) == Some(fatbin::FATBIN_MAGIC),
     }
 }
 
@@ -187,48 +187,18 @@ fn elf_fits(b: &[u8]) -> bool {
 }
 
 fn fatbin_fits(b: &[u8]) -> bool {
-    // Header: u32 magic, u16 version, u16 header size, u64 size of entries.
-    let (Some(hsize), Some(total)) = (read_u16(b, 6), read_u64(b, 8)) else {
+    // The shared parser checks the header, every entry's extent and every
+    // compressed entry's decompression; the cubins inside (as the driver
+    // will see them, decompressed) must fit themselves too.
+    if fatbin::validate(b).is_err() {
         return false;
-    };
-    let start = usize::from(hsize);
-    let end = usize::try_from(total)
-        .ok()
-        .and_then(|t| start.checked_add(t));
-    let Some(end) = end.filter(|&e| hsize >= 16 && e <= b.len()) else {
-        return false;
-    };
-    // Entries: u16 kind, u16 version, u32 header size, u64 payload size,
-    // tiling the region up to zero padding.
-    let mut at = start;
-    while at < end {
-        if b.get(at..end)
-            .is_some_and(|rest| rest.iter().all(|&c| c == 0))
-        {
-            break;
-        }
-        let (Some(ehsize), Some(psize)) = (read_u32(b, at + 4), read_u64(b, at + 8)) else {
-            return false;
-        };
-        let data_at = usize::try_from(ehsize)
-            .ok()
-            .filter(|&h| h >= 16)
-            .and_then(|h| at.checked_add(h))
-            .filter(|&d| d <= end);
-        let next = data_at
-            .zip(usize::try_from(psize).ok())
-            .and_then(|(d, p)| d.checked_add(p))
-            .filter(|&n| n <= end);
-        let (Some(data_at), Some(next)) = (data_at, next) else {
-            return false;
-        };
-        let payload = b.get(data_at..next).unwrap_or_default();
-        if payload.starts_with(ELF_MAGIC) && !elf_fits(payload) {
-            return false;
-        }
-        at = next;
     }
-    true
+    fatbin::entries(b).is_ok_and(|es| {
+        es.iter().all(|e| match e.contents() {
+            Ok(c) => !c.starts_with(ELF_MAGIC) || elf_fits(&c),
+            Err(_) => false,
+        })
+    })
 }
 
 /// Parses an image whose magic already matched its kind.
@@ -809,43 +779,25 @@ pub fn parse_cubin(b: &[u8]) -> ImageInfo {
 
 // ---- fat binaries ----
 
-/// Kernels and globals of every uncompressed entry of a fat binary.
+/// Kernels and globals of every PTX and cubin entry of a fat binary,
+/// compressed ones decompressed (one at a time, within the shared
+/// parser's bounds). Entries that do not decode are skipped.
 pub fn parse_fatbin(b: &[u8]) -> ImageInfo {
     let mut info = ImageInfo::default();
-    // Header: u32 magic, u16 version, u16 header size, u64 size of entries.
-    let (Some(hsize), Some(total)) = (read_u16(b, 6), read_u64(b, 8)) else {
-        return info;
-    };
-    let start = usize::from(hsize);
-    let end = usize::try_from(total)
-        .ok()
-        .and_then(|t| start.checked_add(t))
-        .map_or(b.len(), |e| e.min(b.len()));
-    let mut at = start;
-    // Entry: u16 kind, u16 version, u32 header size, u64 payload size.
-    while let (Some(kind), Some(ehsize), Some(psize)) =
-        (read_u16(b, at), read_u32(b, at + 4), read_u64(b, at + 8))
-    {
-        let (Ok(ehsize), Ok(psize)) = (usize::try_from(ehsize), usize::try_from(psize)) else {
-            break;
+    for e in fatbin::entries(b).unwrap_or_default() {
+        let Ok(payload) = e.contents() else {
+            continue;
         };
-        let Some(data_at) = at.checked_add(ehsize).filter(|&d| ehsize > 0 && d <= end) else {
-            break;
-        };
-        let Some(next) = data_at.checked_add(psize).filter(|&n| n <= end) else {
-            break;
-        };
-        let payload = &b[data_at..next];
-        match kind {
-            // Compressed payloads start with neither ELF nor PTX text.
-            2 | 0x10 if payload.starts_with(ELF_MAGIC) => info.merge(parse_cubin(payload)),
-            1 if looks_like_ptx(payload) => {
+        match e.kind {
+            fatbin::KIND_CUBIN | 0x10 if payload.starts_with(ELF_MAGIC) => {
+                info.merge(parse_cubin(&payload))
+            }
+            fatbin::KIND_PTX if looks_like_ptx(&payload) => {
                 let text = payload.split(|&c| c == 0).next().unwrap_or_default();
                 info.merge(parse_ptx_bytes(text));
             }
             _ => {}
         }
-        at = next;
     }
     info
 }

@@ -149,7 +149,7 @@ fn magic_checks() {
     assert!(!magic_matches(ImageKind::Cubin, b".version"));
     assert!(magic_matches(
         ImageKind::Fatbin,
-        &FATBIN_MAGIC.to_le_bytes()
+        &protocol::fatbin::FATBIN_MAGIC.to_le_bytes()
     ));
     assert!(!magic_matches(ImageKind::Fatbin, b"\x50\xed"));
 }
@@ -294,24 +294,37 @@ fn truncated_and_corrupt_cubins_never_panic() {
 
 /// A fat binary holding the given `(kind, payload)` entries.
 pub(crate) fn fatbin(entries: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (kind, payload) in entries {
-        let mut h = [0u8; 64];
-        h[0..2].copy_from_slice(&kind.to_le_bytes());
-        h[2..4].copy_from_slice(&0x0101u16.to_le_bytes());
-        h[4..8].copy_from_slice(&64u32.to_le_bytes());
-        let padded = payload.len().div_ceil(8) * 8;
-        h[8..16].copy_from_slice(&(padded as u64).to_le_bytes());
-        body.extend_from_slice(&h);
-        body.extend_from_slice(payload);
-        body.resize(body.len() + padded - payload.len(), 0);
-    }
-    let mut out = FATBIN_MAGIC.to_le_bytes().to_vec();
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend(body);
-    out
+    let specs: Vec<_> = entries
+        .iter()
+        .map(|&(kind, payload)| protocol::fatbin::build::Spec::plain(kind, payload))
+        .collect();
+    protocol::fatbin::build::fatbin(&specs)
+}
+
+#[test]
+fn compressed_entries_are_decompressed_to_find_their_kernels() {
+    use protocol::fatbin::build::Spec;
+    use protocol::fatbin::{FLAG_LZ4, KIND_PTX};
+    let text = PTX.as_bytes();
+    let packed = lz4_flex::block::compress(text);
+    let spec = Spec {
+        kind: KIND_PTX,
+        sm: 80,
+        stored: &packed,
+        flags: FLAG_LZ4,
+        declared_len: text.len() as u64,
+    };
+    let img = protocol::fatbin::build::fatbin(std::slice::from_ref(&spec));
+    assert!(extent_fits(ImageKind::Fatbin, &img));
+    assert!(parse_fatbin(&img).kernels.contains_key("_Z4vaddPKfS0_Pfi"));
+    // An entry that expands past its declared size is refused.
+    let lying = Spec {
+        declared_len: text.len() as u64 - 1,
+        ..spec
+    };
+    let img = protocol::fatbin::build::fatbin(&[lying]);
+    assert!(!extent_fits(ImageKind::Fatbin, &img));
+    assert!(parse_fatbin(&img).kernels.is_empty());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! | `mod.rs` | factory, driver detection, the `Executor` impl |
 //! | `session.rs` | [`CudaSession`]: handles, dispatch, contexts, modules |
 //! | `commands.rs` | memory, copies, streams, events, launches, occupancy |
+//! | `graphs.rs` | capture, graphs, stream-ordered allocation, staged images |
 //! | `memory.rs` | the allocation table: range checks and the memory limit |
 //! | `rules.rs` | flag masks, JIT options, pointer attributes |
 //! | `image.rs` | kernel parameter layouts from PTX, cubin and fatbin |
@@ -23,6 +24,7 @@
 pub mod backend;
 mod commands;
 pub mod driver;
+mod graphs;
 pub mod image;
 mod launch_args;
 pub mod memory;

@@ -104,6 +104,9 @@ pub fn pointer_attribute(region: &Region, ptr: u64, attribute: u32) -> Result<u6
     })
 }
 
+/// `CU_LIMIT_PERSISTING_L2_CACHE_SIZE`, the largest `CUlimit`.
+pub(super) const MAX_LIMIT: u32 = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use protocol::cuda::result::{
     INVALID_DEVICE, INVALID_HANDLE, INVALID_IMAGE, INVALID_PTX, INVALID_VALUE, NOT_INITIALIZED,
+    UNSUPPORTED_LIMIT,
 };
 use protocol::cuda::*;
 use protocol::limits::MAX_DEVICE_ATTRIBUTES;
@@ -59,10 +60,20 @@ pub(super) enum Obj<B: Backend> {
     Stream {
         ctx: Handle,
         stream: B::Stream,
+        /// Whether a capture is in progress on it.
+        capturing: bool,
     },
     Event {
         ctx: Handle,
         event: B::Event,
+    },
+    Graph {
+        ctx: Handle,
+        graph: B::Graph,
+    },
+    GraphExec {
+        ctx: Handle,
+        exec: B::GraphExec,
     },
 }
 
@@ -75,6 +86,7 @@ impl<B: Backend> Obj<B> {
             Obj::Function { .. } => CuObjectKind::Function,
             Obj::Stream { .. } => CuObjectKind::Stream,
             Obj::Event { .. } => CuObjectKind::Event,
+            Obj::Graph { .. } | Obj::GraphExec { .. } => CuObjectKind::Graph,
         }
     }
 }
@@ -100,7 +112,7 @@ impl<B: Backend> Objects<B> {
             StreamRef::Legacy { ctx } => Ok((self.ctx_device(ctx)?, Lane::Legacy)),
             StreamRef::PerThread { ctx } => Ok((self.ctx_device(ctx)?, Lane::PerThread)),
             StreamRef::Stream(h) => match self.0.get(&h) {
-                Some(Obj::Stream { ctx, stream }) => {
+                Some(Obj::Stream { ctx, stream, .. }) => {
                     Ok((self.ctx_device(*ctx)?, Lane::Stream(stream)))
                 }
                 _ => Err(cu(CuObjectKind::Stream.invalid())),
@@ -137,6 +149,14 @@ impl<B: Backend> Objects<B> {
     }
 }
 
+/// A staged module image being received (see `graphs.rs`).
+#[derive(Debug)]
+pub(super) struct Upload {
+    pub id: Handle,
+    pub total: u64,
+    pub bytes: Vec<u8>,
+}
+
 /// One guest session's CUDA state over a backend. Dropping it drops the
 /// backend, which frees everything on the device.
 pub struct CudaSession<B: Backend> {
@@ -144,6 +164,8 @@ pub struct CudaSession<B: Backend> {
     pub(super) limits: SessionLimits,
     pub(super) objects: Objects<B>,
     pub(super) mem: MemTable,
+    /// A staged module image being received.
+    pub(super) upload: Option<Upload>,
     initialized: bool,
 }
 
@@ -166,6 +188,7 @@ impl<B: Backend> CudaSession<B> {
             limits,
             objects: Objects(HashMap::new()),
             mem,
+            upload: None,
             initialized: false,
         }
     }
@@ -205,7 +228,10 @@ impl<B: Backend> CudaSession<B> {
     pub fn execute(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
         let takes_bulk = matches!(
             req,
-            Request::CuModuleLoad(_) | Request::CuMemcpyHtoD(_) | Request::CuMemcpyDtoH(_)
+            Request::CuModuleLoad(_)
+                | Request::CuModuleStage(_)
+                | Request::CuMemcpyHtoD(_)
+                | Request::CuMemcpyDtoH(_)
         );
         let has_bulk = !bulk.input.is_empty() || !bulk.output.is_empty();
         if has_bulk && !takes_bulk {
@@ -221,6 +247,10 @@ impl<B: Backend> CudaSession<B> {
             Request::CuCtxCreate(r) => self.ctx_create(r).map(R::CuCtxCreate),
             Request::CuCtxDestroy(r) => self.ctx_destroy(r).map(R::CuCtxDestroy),
             Request::CuCtxSynchronize(r) => self.ctx_synchronize(r).map(R::CuCtxSynchronize),
+            Request::CuCtxLimit(r) => self.ctx_limit(r).map(R::CuCtxLimit),
+            Request::CuCtxStreamPriorityRange(r) => self
+                .stream_priority_range(r)
+                .map(R::CuCtxStreamPriorityRange),
             Request::CuModuleLoad(r) => self.module_load(r, bulk).map(R::CuModuleLoad),
             Request::CuModuleGetFunction(r) => self.get_function(r).map(R::CuModuleGetFunction),
             Request::CuModuleGetGlobal(r) => self.get_global(r).map(R::CuModuleGetGlobal),
@@ -263,6 +293,20 @@ impl<B: Backend> CudaSession<B> {
             Request::CuOccupancyAvailableDynamicSmem(r) => self
                 .occupancy_available_dynamic_smem(r)
                 .map(R::CuOccupancyAvailableDynamicSmem),
+            Request::CuModuleStage(r) => self.module_stage(r, bulk).map(R::CuModuleStage),
+            Request::CuStreamMemOp(r) => self.stream_mem_op(r).map(R::CuStreamMemOp),
+            Request::CuMemAllocAsync(r) => self.mem_alloc_async(r).map(R::CuMemAllocAsync),
+            Request::CuMemFreeAsync(r) => self.mem_free_async(r).map(R::CuMemFreeAsync),
+            Request::CuStreamBeginCapture(r) => {
+                self.stream_begin_capture(r).map(R::CuStreamBeginCapture)
+            }
+            Request::CuStreamEndCapture(r) => self.stream_end_capture(r).map(R::CuStreamEndCapture),
+            Request::CuGraphInstantiate(r) => self.graph_instantiate(r).map(R::CuGraphInstantiate),
+            Request::CuGraphLaunch(r) => self.graph_launch(r).map(R::CuGraphLaunch),
+            Request::CuGraphDestroy(r) => self.graph_destroy(r, false).map(R::CuGraphDestroy),
+            Request::CuGraphExecDestroy(r) => {
+                self.graph_destroy(r, true).map(R::CuGraphExecDestroy)
+            }
             Request::Ping(_) => Ok(R::Ping(Empty {})),
             // Session control is the session layer's; other API families
             // are refused there too. This is the executor's own guard.
@@ -327,6 +371,27 @@ impl<B: Backend> CudaSession<B> {
         for m in modules {
             self.drop_module(device, m);
         }
+        // Executable graphs before the graphs they came from.
+        for exec in [true, false] {
+            let graphs: Vec<Handle> = self
+                .objects
+                .0
+                .iter()
+                .filter_map(|(h, o)| match o {
+                    Obj::GraphExec { ctx, .. } if exec && *ctx == r.ctx => Some(*h),
+                    Obj::Graph { ctx, .. } if !exec && *ctx == r.ctx => Some(*h),
+                    _ => None,
+                })
+                .collect();
+            for g in graphs {
+                if let Err(code) = self.drop_graph(device, g) {
+                    debug!(
+                        handle = g,
+                        code, "destroying a graph of a destroyed context failed"
+                    );
+                }
+            }
+        }
         let owned: Vec<Handle> = self
             .objects
             .0
@@ -367,6 +432,24 @@ impl<B: Backend> CudaSession<B> {
         Ok(Empty {})
     }
 
+    fn ctx_limit(&mut self, r: CtxLimit) -> Result<SizeValue, ExecError> {
+        let device = self.objects.ctx_device(r.ctx)?;
+        if r.limit > rules::MAX_LIMIT {
+            return Err(cu(UNSUPPORTED_LIMIT));
+        }
+        let value = self
+            .backend
+            .ctx_limit(device, r.limit, r.value)
+            .map_err(cu)?;
+        Ok(SizeValue { value })
+    }
+
+    fn stream_priority_range(&mut self, r: CtxPriorityRange) -> Result<PriorityRange, ExecError> {
+        let device = self.objects.ctx_device(r.ctx)?;
+        let (least, greatest) = self.backend.stream_priority_range(device).map_err(cu)?;
+        Ok(PriorityRange { least, greatest })
+    }
+
     /// Removes a module with its functions and globals, and unloads it.
     fn drop_module(&mut self, device: u32, h: Handle) {
         self.objects
@@ -382,15 +465,21 @@ impl<B: Backend> CudaSession<B> {
     }
 
     fn module_load(&mut self, r: ModuleLoad, bulk: &Bulk<'_>) -> Result<ModuleLoaded, ExecError> {
-        if !bulk.output.is_empty() || total_len(bulk.input) != r.image_len {
+        let inline_len = if r.upload.is_some() { 0 } else { r.image_len };
+        if !bulk.output.is_empty() || total_len(bulk.input) != inline_len {
             return Err(bad_descriptor());
         }
+        // A staged image goes with this load, whatever its outcome.
+        let staged = r
+            .upload
+            .map(|id| self.take_upload(id, r.image_len))
+            .transpose()?;
         self.check_new(r.id)?;
         let device = self.objects.ctx_device(r.ctx)?;
         rules::check_jit_options(&r.options).map_err(cu)?;
         // The image is copied out of guest memory once, so that what is
         // checked and parsed is what the driver loads.
-        let mut bytes = Cursor::new(bulk.input).gather(1);
+        let mut bytes = staged.unwrap_or_else(|| Cursor::new(bulk.input).gather(1));
         if !image::magic_matches(r.kind, &bytes) || !image::extent_fits(r.kind, &bytes) {
             return Err(cu(match r.kind {
                 ImageKind::Ptx => INVALID_PTX,

@@ -390,6 +390,41 @@ fn contexts(ex: &mut dyn Executor) {
     assert!(info.free <= info.total && info.total > 0);
 }
 
+/// Context limits and stream priorities.
+fn limits(g: &mut Guest<'_>) {
+    let ctx = g.ctx();
+    let get = |limit| {
+        Request::CuCtxLimit(CtxLimit {
+            ctx,
+            limit,
+            value: None,
+        })
+    };
+    // CU_LIMIT_MALLOC_HEAP_SIZE: set, then read back.
+    let Response::CuCtxLimit(v) = g.ok(get(2)) else {
+        panic!()
+    };
+    assert!(v.value > 0);
+    let Response::CuCtxLimit(set) = g.ok(Request::CuCtxLimit(CtxLimit {
+        ctx,
+        limit: 2,
+        value: Some(v.value * 2),
+    })) else {
+        panic!()
+    };
+    assert_eq!(set.value, v.value * 2);
+    assert_eq!(g.ok(get(2)), Response::CuCtxLimit(set));
+    assert_eq!(code(g.call(get(99))), UNSUPPORTED_LIMIT);
+    let Response::CuCtxStreamPriorityRange(p) =
+        g.ok(Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx }))
+    else {
+        panic!()
+    };
+    assert!(p.greatest <= p.least, "{p:?}");
+    let bad = Request::CuCtxStreamPriorityRange(CtxPriorityRange { ctx: 999 });
+    assert_eq!(code(g.call(bad)), INVALID_CONTEXT);
+}
+
 /// Runs every check against executors made by `open`.
 pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     devices(open(LIMITS).as_mut());
@@ -399,6 +434,7 @@ pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     large_copies(&mut g);
     modules(&mut g);
     streams(&mut g);
+    limits(&mut g);
     contexts(open(LIMITS).as_mut());
     // The memory limit shapes what the guest is told.
     let limited = SessionLimits {

@@ -165,6 +165,7 @@ fn double_layouts_come_from_the_image_parser() {
             }],
             info_log_len: 64,
             error_log_len: 0,
+            upload: None,
         }),
         &mut [cubin],
         &mut [],

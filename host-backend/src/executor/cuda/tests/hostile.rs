@@ -286,6 +286,7 @@ fn lengths_that_do_not_add_up(g: &mut Guest<'_>) {
             options,
             info_log_len: 0,
             error_log_len: 0,
+            upload: None,
         })
     };
     let ptx = VADD_PTX.as_bytes().to_vec();
@@ -456,6 +457,7 @@ fn load_image(g: &mut Guest<'_>, kind: ImageKind, bytes: Vec<u8>) -> Result<Resp
         options: vec![],
         info_log_len: 0,
         error_log_len: 0,
+        upload: None,
     });
     call_bulk(g.ex, req, &mut [bytes], &mut [])
 }
@@ -501,6 +503,55 @@ fn images_reaching_past_their_end(g: &mut Guest<'_>) {
     ));
 }
 
+/// Fat binaries that lie: a forged header, entry sizes past the region,
+/// compressed entries that expand past (or short of) what they declare,
+/// or that claim more than any compression reaches. Each is
+/// `CUDA_ERROR_INVALID_IMAGE`, and the session goes on.
+fn lying_fat_binaries(g: &mut Guest<'_>) {
+    use crate::executor::cuda::image::tests::PTX;
+    use protocol::fatbin::build::{fatbin, Spec};
+    use protocol::fatbin::{FLAG_LZ4, FLAG_ZSTD, KIND_PTX, MAX_DECOMPRESSION_RATIO};
+    let text = PTX.as_bytes();
+    let packed = lz4_flex::block::compress(text);
+    let lz4 = |declared_len| Spec {
+        kind: KIND_PTX,
+        sm: 80,
+        stored: &packed,
+        flags: FLAG_LZ4,
+        declared_len,
+    };
+    let n = text.len() as u64;
+    let good = fatbin(&[lz4(n)]);
+    assert!(matches!(
+        load_image(g, ImageKind::Fatbin, good.clone()),
+        Ok(Response::CuModuleLoad(ModuleLoaded { result: 0, .. }))
+    ));
+    let mut forged = good.clone();
+    forged[4] = 9; // header version
+    let mut lying = good.clone();
+    lying[16 + 8..16 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let junk = [0x28u8, 0xb5, 0x2f, 0xfd, 0x24, 0, 0, 0, 1, 2, 3, 4];
+    let zstd_junk = Spec {
+        stored: &junk,
+        flags: FLAG_ZSTD,
+        ..lz4(64)
+    };
+    for img in [
+        forged,
+        lying,
+        fatbin(&[lz4(n - 1)]),
+        fatbin(&[lz4(n + 100)]),
+        fatbin(&[lz4(packed.len() as u64 * MAX_DECOMPRESSION_RATIO + 1)]),
+        fatbin(&[zstd_junk]),
+    ] {
+        assert_eq!(code(load_image(g, ImageKind::Fatbin, img)), INVALID_IMAGE);
+    }
+    assert!(matches!(
+        load_image(g, ImageKind::Fatbin, good),
+        Ok(Response::CuModuleLoad(ModuleLoaded { result: 0, .. }))
+    ));
+}
+
 /// Runs every hostile check against executors made by `open`.
 pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     let mut ex = open(LIMITS);
@@ -519,6 +570,7 @@ pub(super) fn run(open: &mut dyn FnMut(SessionLimits) -> Box<dyn Executor>) {
     lengths_that_do_not_add_up(&mut g);
     still_works(&mut g);
     images_reaching_past_their_end(&mut g);
+    lying_fat_binaries(&mut g);
     still_works(&mut g);
     limits(open);
     other_sessions_pointers(open);

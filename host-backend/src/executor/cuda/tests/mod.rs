@@ -4,6 +4,7 @@
 //! | file | what |
 //! |---|---|
 //! | `conformance.rs` | API behaviour every CUDA executor must show |
+//! | `graphs.rs` | capture, graphs, stream-ordered allocation, staged images (every executor) |
 //! | `hostile.rs` | what an untrusted guest must not be able to do |
 //! | `double.rs` | the recording test double's recording and fault injection |
 //! | `gpu.rs` | the real executor on a GPU (skipped, saying so, without one) |
@@ -15,6 +16,7 @@
 mod conformance;
 mod double;
 mod gpu;
+mod graphs;
 mod hostile;
 
 use std::sync::Arc;
@@ -225,6 +227,7 @@ impl<'a> Guest<'a> {
             options: vec![],
             info_log_len: 4096,
             error_log_len: 4096,
+            upload: None,
         });
         match call_bulk(self.ex, req, &mut image, &mut []) {
             Ok(Response::CuModuleLoad(l)) => (id, l),
