@@ -154,7 +154,10 @@ fn the_compiler_and_runtime_see_only_what_the_sandbox_allows() {
         inside.contains(&"include did not read the file".into()),
         "{inside:?}"
     );
-    assert!(inside.contains(&"host header not read".into()), "{inside:?}");
+    assert!(
+        inside.contains(&"host header not read".into()),
+        "{inside:?}"
+    );
     // And the runtime still builds and links kernels inside it.
     assert!(inside.contains(&"plain build true".into()), "{inside:?}");
 }
