@@ -10,7 +10,7 @@
 //! | [`message`] | opcodes with stable numbers; the `Request`/`Response` enums |
 //! | [`stream`] | records: frames with inline bulk over a byte stream |
 //! | [`session`] | session open, version and feature negotiation |
-//! | [`opencl`] | OpenCL message bodies and handle rules |
+//! | [`opencl`] | OpenCL message bodies and handle rules; images, transfers, programs, devices, and the bytes a rectangle spans (`opencl::layout`) |
 //! | [`cuda`] | CUDA driver API message bodies, pointer and handle rules, `CUresult` codes |
 //! | [`cuda_graph`] | CUDA capture and graphs, stream-ordered allocation, staged module images |
 //! | [`fatbin`] | fat binaries (wrapper, header, entries, LZ4 and Zstd payloads): bounded parsing for both peers |

@@ -62,6 +62,15 @@ pub const MAX_KERNEL_ARG_LEN: usize = 64 << 10;
 /// Largest fill pattern: `clEnqueueFillBuffer` allows at most a `double16`.
 pub const MAX_FILL_PATTERN_LEN: usize = 128;
 
+/// Largest specialization constant value: constants are scalars, at
+/// most a `double` or `long` (8 bytes); the bound leaves room for vector
+/// types without letting the value grow.
+pub const MAX_SPEC_CONSTANT_LEN: usize = 64;
+
+/// Longest one bounded event wait may block the session: a guest that
+/// waits longer asks again, and its other threads' calls go in between.
+pub const MAX_WAIT_SLICE_US: u64 = 100_000;
+
 /// Most program binaries in one call (one per device of the context).
 pub const MAX_DEVICES: usize = 64;
 

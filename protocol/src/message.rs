@@ -142,6 +142,10 @@ messages! {
     ClGetInfo = 0x0102, Request, GetInfo => InfoValue;
     /// `clGetSupportedImageFormats`
     ClGetImageFormats = 0x0103, Request, GetImageFormats => ImageFormats;
+    /// `clGetDeviceAndHostTimer` / `clGetHostTimer`
+    ClGetDeviceTimer = 0x0104, Request, GetDeviceTimer => Timer;
+    /// `clCreateSubDevices`
+    ClCreateSubDevices = 0x0105, Request, CreateSubDevices => SubDevices;
     /// `clCreateContext`
     ClCreateContext = 0x0110, Request, CreateContext => Empty;
     /// `clCreateContextFromType`
@@ -168,6 +172,8 @@ messages! {
     ClCreateUserEvent = 0x011b, Request, CreateUserEvent => Empty;
     /// `clSetUserEventStatus`
     ClSetUserEventStatus = 0x011c, Request, SetUserEventStatus => Empty;
+    /// `clSet{MemObjectDestructor,ProgramRelease,ContextDestructor}Callback`
+    ClSetDestructorCallback = 0x011d, Request, SetDestructorCallback => Empty;
     /// Last `clRelease*` of an object
     ClRelease = 0x011f, Request, Release => Empty;
     /// `clEnqueueWriteBuffer`
@@ -188,6 +194,44 @@ messages! {
     ClFlush = 0x0131, Request, QueueOp => Empty;
     /// `clWaitForEvents`
     ClWaitForEvents = 0x0132, Request, WaitForEvents => Empty;
+    /// A bounded `clWaitForEvents`, repeated by the shim
+    ClWaitForEventsFor = 0x0133, Request, WaitForEventsFor => WaitOutcome;
+    /// `clCreateImage` (and the 1.1 and `WithProperties` forms)
+    ClCreateImage = 0x0140, Request, CreateImage => ImageCreated;
+    /// `clCreateSampler` / `clCreateSamplerWithProperties`
+    ClCreateSampler = 0x0141, Request, CreateSampler => Empty;
+    /// `clEnqueueReadImage`
+    ClEnqueueReadImage = 0x0142, Request, ImageTransfer => Empty;
+    /// `clEnqueueWriteImage`
+    ClEnqueueWriteImage = 0x0143, Request, ImageTransfer => Empty;
+    /// `clEnqueueCopyImage`
+    ClEnqueueCopyImage = 0x0144, Request, EnqueueCopyImage => Empty;
+    /// `clEnqueueFillImage`
+    ClEnqueueFillImage = 0x0145, Request, EnqueueFillImage => Empty;
+    /// `clEnqueueCopyImageToBuffer`
+    ClEnqueueCopyImageToBuffer = 0x0146, Request, EnqueueCopyImageBuffer => Empty;
+    /// `clEnqueueCopyBufferToImage`
+    ClEnqueueCopyBufferToImage = 0x0147, Request, EnqueueCopyImageBuffer => Empty;
+    /// `clEnqueueReadBufferRect`
+    ClEnqueueReadBufferRect = 0x0148, Request, EnqueueBufferRect => Empty;
+    /// `clEnqueueWriteBufferRect`
+    ClEnqueueWriteBufferRect = 0x0149, Request, EnqueueBufferRect => Empty;
+    /// `clEnqueueCopyBufferRect`
+    ClEnqueueCopyBufferRect = 0x014a, Request, EnqueueCopyBufferRect => Empty;
+    /// `clEnqueueMigrateMemObjects`
+    ClEnqueueMigrate = 0x014b, Request, EnqueueMigrate => Empty;
+    /// `clCompileProgram`
+    ClCompileProgram = 0x0150, Request, CompileProgram => Empty;
+    /// `clLinkProgram`
+    ClLinkProgram = 0x0151, Request, LinkProgram => Linked;
+    /// `clCreateProgramWithIL`
+    ClCreateProgramWithIl = 0x0152, Request, CreateProgramWithIl => Empty;
+    /// `clCreateProgramWithBuiltInKernels`
+    ClCreateProgramWithBuiltIns = 0x0153, Request, CreateProgramWithBuiltIns => Empty;
+    /// `clSetProgramSpecializationConstant`
+    ClSetSpecConstant = 0x0154, Request, SetSpecConstant => Empty;
+    /// `clCloneKernel`
+    ClCloneKernel = 0x0155, Request, CloneKernel => Empty;
 
     /// `cuInit`; also answers the driver version and device count.
     CuInit = 0x0200, Request, Init => InitInfo;

@@ -11,6 +11,17 @@ use bincode::{Decode, Encode};
 use crate::error::DecodeError;
 use crate::limits::*;
 
+pub mod devices;
+pub mod images;
+pub mod layout;
+pub mod programs;
+pub mod transfers;
+
+pub use devices::*;
+pub use images::*;
+pub use programs::*;
+pub use transfers::*;
+
 /// A session-local object name. Zero is never a valid handle.
 pub type Handle = u64;
 
@@ -64,6 +75,10 @@ pub enum InfoKind {
     Event,
     /// `clGetEventProfilingInfo`
     EventProfiling,
+    /// `clGetImageInfo`
+    Image,
+    /// `clGetSamplerInfo`
+    Sampler,
 }
 
 impl InfoKind {
@@ -80,6 +95,8 @@ impl InfoKind {
                 ObjectKind::Kernel
             }
             InfoKind::Event | InfoKind::EventProfiling => ObjectKind::Event,
+            InfoKind::Image => ObjectKind::MemObject,
+            InfoKind::Sampler => ObjectKind::Sampler,
         }
     }
 }
@@ -107,7 +124,9 @@ pub fn is_handle_valued(kind: InfoKind, param: u32) -> bool {
             | (InfoKind::Kernel, 0x1193)        // CL_KERNEL_CONTEXT
             | (InfoKind::Kernel, 0x1194)        // CL_KERNEL_PROGRAM
             | (InfoKind::Event, 0x11D0)         // CL_EVENT_COMMAND_QUEUE
-            | (InfoKind::Event, 0x11D4) // CL_EVENT_CONTEXT
+            | (InfoKind::Event, 0x11D4)         // CL_EVENT_CONTEXT
+            | (InfoKind::Image, 0x1118)         // CL_IMAGE_BUFFER
+            | (InfoKind::Sampler, 0x1151) // CL_SAMPLER_CONTEXT
     )
 }
 
@@ -422,6 +441,25 @@ pub struct WaitForEvents {
     pub events: Vec<Handle>,
 }
 
+/// A wait of at most `timeout_us` for events to complete, so that a
+/// guest thread waiting on an event another of its threads completes
+/// (a user event) does not hold up that other thread's calls: the shim
+/// repeats it until the events are done.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct WaitForEventsFor {
+    /// Event handles.
+    pub events: Vec<Handle>,
+    /// Longest wait in microseconds (at most [`MAX_WAIT_SLICE_US`]).
+    pub timeout_us: u32,
+}
+
+/// Whether every event of a [`WaitForEventsFor`] completed in time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct WaitOutcome {
+    /// All complete (a failed event fails the call instead).
+    pub done: bool,
+}
+
 /// `clCreateUserEvent`
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct CreateUserEvent {
@@ -601,6 +639,15 @@ impl Validate for EnqueueNdRange {
 impl Validate for EnqueueMarker {
     fn validate(&self) -> Result<(), DecodeError> {
         self.common.validate()
+    }
+}
+impl Validate for WaitForEventsFor {
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_list(self.events.len(), MAX_LIST_LEN, "event list")?;
+        if u64::from(self.timeout_us) > MAX_WAIT_SLICE_US {
+            return Err(DecodeError::OutOfRange("wait timeout"));
+        }
+        Ok(())
     }
 }
 impl Validate for WaitForEvents {

@@ -6,11 +6,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cl3::error_codes::{
-    CL_INVALID_EVENT, CL_INVALID_EVENT_WAIT_LIST, CL_INVALID_VALUE,
-    CL_MEM_OBJECT_ALLOCATION_FAILURE,
+    CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST, CL_INVALID_EVENT, CL_INVALID_EVENT_WAIT_LIST,
+    CL_INVALID_VALUE, CL_MEM_OBJECT_ALLOCATION_FAILURE,
 };
+use cl3::event::CL_EVENT_COMMAND_EXECUTION_STATUS;
 use cl3::memory::{
     CL_BUFFER_CREATE_TYPE_REGION, CL_MEM_ALLOC_HOST_PTR, CL_MEM_COPY_HOST_PTR, CL_MEM_USE_HOST_PTR,
 };
@@ -22,7 +24,7 @@ use opencl3::memory::Buffer;
 use protocol::opencl::{
     CreateBuffer, CreateSubBuffer, CreateUserEvent, Empty, EnqueueCommon, EnqueueCopyBuffer,
     EnqueueFillBuffer, EnqueueMarker, EnqueueNdRange, EnqueueReadBuffer, EnqueueWriteBuffer,
-    QueueOp, SetUserEventStatus, WaitForEvents,
+    QueueOp, SetUserEventStatus, WaitForEvents, WaitForEventsFor, WaitOutcome,
 };
 use protocol::ProtocolError;
 
@@ -30,18 +32,19 @@ use super::handles::{native, Charge, EventObj, MemObj, Object};
 use super::OpenClExecutor;
 use crate::executor::{Bulk, ExecError};
 use crate::segment::{InSeg, Segment};
+use vm_memory::volatile_memory::{PtrGuard, PtrGuardMut};
 
-fn bad_descriptor() -> ExecError {
+pub(super) fn bad_descriptor() -> ExecError {
     ExecError::Protocol(ProtocolError::BadDescriptor)
 }
 
 /// Converts a guest size or offset for the runtime.
-fn usize_of(v: u64) -> Result<usize, ExecError> {
+pub(super) fn usize_of(v: u64) -> Result<usize, ExecError> {
     usize::try_from(v).map_err(|_| native(CL_INVALID_VALUE))
 }
 
 /// Checks `offset..offset+size` against a buffer of `len` bytes.
-fn check_range(offset: u64, size: u64, len: u64) -> Result<(usize, usize), ExecError> {
+pub(super) fn check_range(offset: u64, size: u64, len: u64) -> Result<(usize, usize), ExecError> {
     match offset.checked_add(size) {
         Some(end) if end <= len => Ok((usize_of(offset)?, usize_of(size)?)),
         _ => Err(native(CL_INVALID_VALUE)),
@@ -49,25 +52,63 @@ fn check_range(offset: u64, size: u64, len: u64) -> Result<(usize, usize), ExecE
 }
 
 /// The single segment of `segs`, of exactly `size` bytes.
-fn single<S: Segment>(segs: &[S], size: u64) -> Result<&S, ExecError> {
+pub(super) fn single<S: Segment>(segs: &[S], size: u64) -> Result<&S, ExecError> {
     match segs {
         [buf] if buf.seg_len() as u64 == size => Ok(buf),
         _ => Err(bad_descriptor()),
     }
 }
 
+/// The guest bytes of a blocking host transfer (a rectangle or an image):
+/// the one writable segment of a read or the one readable segment of a
+/// write, of exactly `len` bytes; a segment in the other direction is
+/// refused. An empty transfer (`len` 0) that comes without a segment has
+/// none, and the runtime is given a byte of the caller's instead.
+pub(super) enum HostBytes {
+    Read(PtrGuardMut),
+    Write(PtrGuard),
+    Nothing,
+}
+
+impl HostBytes {
+    pub(super) fn of(bulk: &Bulk<'_>, len: u64, read: bool) -> Result<Self, ExecError> {
+        let (wanted, stray) = match read {
+            true => (bulk.output.len(), bulk.input.len()),
+            false => (bulk.input.len(), bulk.output.len()),
+        };
+        if stray != 0 {
+            return Err(bad_descriptor());
+        }
+        Ok(match (read, len == 0 && wanted == 0) {
+            (_, true) => HostBytes::Nothing,
+            (true, false) => HostBytes::Read(single(bulk.output, len)?.ptr_guard_mut()),
+            (false, false) => HostBytes::Write(single(bulk.input, len)?.ptr_guard()),
+        })
+    }
+
+    /// The pointer the runtime reads or writes: the guard's mapping, or
+    /// `spare` when there are no bytes.
+    pub(super) fn ptr(&self, spare: &mut [u8; 1]) -> *mut u8 {
+        match self {
+            HostBytes::Read(g) => g.as_ptr(),
+            HostBytes::Write(g) => g.as_ptr().cast_mut(),
+            HostBytes::Nothing => spare.as_mut_ptr(),
+        }
+    }
+}
+
 /// A command's runtime inputs, gathered before the call.
-struct Prepared {
-    queue: cl_command_queue,
+pub(super) struct Prepared {
+    pub queue: cl_command_queue,
     wait: Vec<cl_event>,
 }
 
 impl Prepared {
-    fn wait_len(&self) -> cl_uint {
+    pub(super) fn wait_len(&self) -> cl_uint {
         self.wait.len() as cl_uint
     }
 
-    fn wait_ptr(&self) -> *const cl_event {
+    pub(super) fn wait_ptr(&self) -> *const cl_event {
         if self.wait.is_empty() {
             std::ptr::null()
         } else {
@@ -78,7 +119,7 @@ impl Prepared {
 
 impl OpenClExecutor {
     /// Checks an enqueue's queue, wait list and event handle.
-    fn prepare(&self, common: &EnqueueCommon) -> Result<Prepared, ExecError> {
+    pub(super) fn prepare(&self, common: &EnqueueCommon) -> Result<Prepared, ExecError> {
         let queue = self.table.queue(common.queue)?.get();
         if let Some(id) = common.event {
             self.check_new(id)?;
@@ -91,7 +132,7 @@ impl OpenClExecutor {
 
     /// Keeps the command's event if the guest asked for it; otherwise the
     /// event is released here.
-    fn finish_enqueue(
+    pub(super) fn finish_enqueue(
         &mut self,
         common: &EnqueueCommon,
         event: cl_event,
@@ -151,6 +192,7 @@ impl OpenClExecutor {
             Buffer::new(mem),
             req.size,
             Charge::new(&self.memory, req.size),
+            req.flags & CL_MEM_USE_HOST_PTR != 0,
         );
         self.table.insert(req.id, Object::Mem(Arc::new(obj)));
         Ok(Empty {})
@@ -158,7 +200,7 @@ impl OpenClExecutor {
 
     pub(super) fn create_sub_buffer(&mut self, req: CreateSubBuffer) -> Result<Empty, ExecError> {
         self.check_new(req.id)?;
-        let parent = Arc::clone(self.table.mem(req.buffer)?);
+        let parent = Arc::clone(self.table.buffer(req.buffer)?);
         let (origin, size) = check_range(req.origin, req.size, parent.size)?;
         let region = cl_buffer_region { origin, size };
         // SAFETY: `parent` is a live buffer of this session; `region` is a
@@ -192,7 +234,7 @@ impl OpenClExecutor {
         }
         let src = single(bulk.input, req.size)?;
         let p = self.prepare(&req.common)?;
-        let mem = self.table.mem(req.buffer)?;
+        let mem = self.table.buffer(req.buffer)?;
         let (offset, size) = check_range(req.offset, req.size, mem.size)?;
         if size == 0 {
             return Err(native(CL_INVALID_VALUE));
@@ -246,7 +288,7 @@ impl OpenClExecutor {
         }
         let dst = single(bulk.output, req.size)?;
         let p = self.prepare(&req.common)?;
-        let mem = self.table.mem(req.buffer)?;
+        let mem = self.table.buffer(req.buffer)?;
         let (offset, size) = check_range(req.offset, req.size, mem.size)?;
         if size == 0 {
             return Err(native(CL_INVALID_VALUE));
@@ -273,8 +315,8 @@ impl OpenClExecutor {
 
     pub(super) fn copy_buffer(&mut self, req: EnqueueCopyBuffer) -> Result<Empty, ExecError> {
         let p = self.prepare(&req.common)?;
-        let src = self.table.mem(req.src)?;
-        let dst = self.table.mem(req.dst)?;
+        let src = self.table.buffer(req.src)?;
+        let dst = self.table.buffer(req.dst)?;
         let (src_offset, size) = check_range(req.src_offset, req.size, src.size)?;
         let (dst_offset, _) = check_range(req.dst_offset, req.size, dst.size)?;
         // SAFETY: queue, buffers and events are live objects of this session
@@ -297,7 +339,7 @@ impl OpenClExecutor {
 
     pub(super) fn fill_buffer(&mut self, req: EnqueueFillBuffer) -> Result<Empty, ExecError> {
         let p = self.prepare(&req.common)?;
-        let mem = self.table.mem(req.buffer)?;
+        let mem = self.table.buffer(req.buffer)?;
         let (offset, size) = check_range(req.offset, req.size, mem.size)?;
         if req.pattern.is_empty() {
             return Err(native(CL_INVALID_VALUE));
@@ -412,6 +454,38 @@ impl OpenClExecutor {
         let events = self.table.events(&req.events, CL_INVALID_EVENT)?;
         cl3::event::wait_for_events(&events).map_err(native)?;
         Ok(Empty {})
+    }
+
+    /// Waits at most `timeout_us` for the events, checking their status
+    /// at growing intervals (from 20 µs to 1 ms).
+    pub(super) fn wait_for_events_for(
+        &mut self,
+        req: WaitForEventsFor,
+    ) -> Result<WaitOutcome, ExecError> {
+        if req.events.is_empty() {
+            return Err(native(CL_INVALID_VALUE));
+        }
+        let events = self.table.events(&req.events, CL_INVALID_EVENT)?;
+        let deadline = Instant::now() + Duration::from_micros(u64::from(req.timeout_us));
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let mut done = true;
+            for &ev in &events {
+                let status = cl3::event::get_event_info(ev, CL_EVENT_COMMAND_EXECUTION_STATUS)
+                    .map_err(native)?
+                    .to_int();
+                if status < 0 {
+                    return Err(native(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST));
+                }
+                done &= status == cl3::event::CL_COMPLETE;
+            }
+            let now = Instant::now();
+            if done || now >= deadline {
+                return Ok(WaitOutcome { done });
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
     }
 
     pub(super) fn create_user_event(&mut self, req: CreateUserEvent) -> Result<Empty, ExecError> {

@@ -5,13 +5,19 @@
 //! `CL_INVALID_VALUE`. Parameters whose values are host pointers or object
 //! handles are never answered here; the shim answers them from its records.
 
-use cl3::error_codes::{CL_INVALID_ARG_INDEX, CL_INVALID_VALUE, CL_OUT_OF_RESOURCES};
+use cl3::error_codes::{
+    CL_INVALID_ARG_INDEX, CL_INVALID_VALUE, CL_KERNEL_ARG_INFO_NOT_AVAILABLE, CL_OUT_OF_RESOURCES,
+};
+use cl3::kernel::CL_KERNEL_ARG_ADDRESS_QUALIFIER;
+use cl3::memory::{CL_MEM_COPY_HOST_PTR, CL_MEM_FLAGS, CL_MEM_USE_HOST_PTR};
 use cl3::program::{CL_PROGRAM_BINARY_SIZES, CL_PROGRAM_BUILD_LOG};
+use cl3::types::{cl_kernel, cl_uint};
 use protocol::limits::{MAX_INFO_LEN, MAX_LIST_LEN};
 use protocol::opencl::{
     is_handle_valued, GetImageFormats, GetInfo, ImageFormats, InfoKind, InfoValue,
 };
 
+use super::advertise;
 use super::binaries;
 use super::handles::native;
 use super::OpenClExecutor;
@@ -60,7 +66,38 @@ fn with_trailers(value: Vec<u8>) -> Vec<u8> {
         .collect()
 }
 
+/// The answer a runtime gives to an argument-info query on a kernel
+/// built without `-cl-kernel-arg-info`: `CL_INVALID_ARG_INDEX` for an
+/// index out of range, else `CL_KERNEL_ARG_INFO_NOT_AVAILABLE`.
+fn unrequested_arg_info(kernel: cl_kernel, index: cl_uint) -> i32 {
+    match cl3::kernel::get_kernel_arg_data(kernel, index, CL_KERNEL_ARG_ADDRESS_QUALIFIER) {
+        Err(CL_INVALID_ARG_INDEX) => CL_INVALID_ARG_INDEX,
+        _ => CL_KERNEL_ARG_INFO_NOT_AVAILABLE,
+    }
+}
+
 impl OpenClExecutor {
+    /// `CL_MEM_FLAGS` as the guest created the object: the daemon turns
+    /// `CL_MEM_USE_HOST_PTR` into `CL_MEM_COPY_HOST_PTR` (guest memory
+    /// cannot back a runtime object), which the guest must not see.
+    fn guest_mem_flags(
+        &self,
+        mem: protocol::opencl::Handle,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, ExecError> {
+        let m = self.table.mem(mem)?;
+        let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
+            return Ok(value);
+        };
+        let flags = u64::from_ne_bytes(bytes);
+        if !m.use_host_ptr {
+            return Ok(value);
+        }
+        Ok(((flags & !CL_MEM_COPY_HOST_PTR) | CL_MEM_USE_HOST_PTR)
+            .to_ne_bytes()
+            .to_vec())
+    }
+
     pub(super) fn get_info(&mut self, req: GetInfo) -> Result<InfoValue, ExecError> {
         let t = &self.table;
         let p = req.param;
@@ -108,8 +145,15 @@ impl OpenClExecutor {
                 Box::new(move || cl3::kernel::get_kernel_work_group_data(o, d, p))
             }
             InfoKind::KernelArg => {
-                let o = t.kernel(req.object)?.kernel.get();
+                let k = t.kernel(req.object)?;
+                let o = k.kernel.get();
                 let i = u32::try_from(req.extra).map_err(|_| native(CL_INVALID_ARG_INDEX))?;
+                if !k.arg_info {
+                    // The daemon built the kernel with argument info for its
+                    // own checks; a guest that did not ask for it gets what
+                    // a runtime without it answers, once the index checks.
+                    return Err(native(unrequested_arg_info(o, i)));
+                }
                 Box::new(move || cl3::kernel::get_kernel_arg_data(o, i, p))
             }
             InfoKind::Event => {
@@ -120,6 +164,14 @@ impl OpenClExecutor {
                 let o = t.event(req.object)?.event.get();
                 Box::new(move || cl3::event::get_event_profiling_data(o, p))
             }
+            InfoKind::Image => {
+                let o = t.mem(req.object)?.raw();
+                Box::new(move || cl3::memory::get_image_data(o, p))
+            }
+            InfoKind::Sampler => {
+                let o = t.sampler(req.object)?.get();
+                Box::new(move || cl3::sampler::get_sampler_data(o, p))
+            }
         };
         if is_handle_valued(req.kind, p) {
             return Err(native(CL_INVALID_VALUE));
@@ -128,6 +180,11 @@ impl OpenClExecutor {
         if req.kind == InfoKind::Program && p == CL_PROGRAM_BINARY_SIZES {
             value = with_trailers(value);
         }
+        let value = match req.kind {
+            InfoKind::Platform | InfoKind::Device => advertise::filter(req.kind, p, value)?,
+            InfoKind::MemObject if p == CL_MEM_FLAGS => self.guest_mem_flags(req.object, value)?,
+            _ => value,
+        };
         let truncatable = req.kind == InfoKind::ProgramBuild && p == CL_PROGRAM_BUILD_LOG;
         answer(value, req.size, truncatable)
     }

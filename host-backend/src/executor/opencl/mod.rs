@@ -6,9 +6,14 @@
 //! | `mod.rs` | factory, executor, request dispatch, contexts and queues |
 //! | `handles.rs` | the session's handle table and object wrappers |
 //! | `info.rs` | `clGet*Info` queries and image formats |
+//! | `advertise.rs` | platform and device info limited to what a session can use |
+//! | `devices.rs` | sub-devices, timers, destructor callbacks |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
 //! | `binaries.rs` | the tag on program binaries handed out, checked when they return |
+//! | `compile.rs` | separate compilation, linking, IL and built-in programs, kernel clones |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
+//! | `images.rs` | images, samplers and the commands on images |
+//! | `rect.rs` | rectangular buffer transfers, migration |
 //! | `markers.rs` | marker and barrier events, held until they complete |
 //! | `staging.rs` | copies of small posted writes the runtime has yet to finish |
 //! | `user_events.rs` | the session's user events, completed from another thread when the guest is gone |
@@ -19,12 +24,17 @@
 //! or runtime handle is ever returned, and the guest cannot make the runtime
 //! read host files (`#include`, `-I`) or load native code (foreign binaries).
 
+mod advertise;
 mod binaries;
+mod compile;
+mod devices;
 mod enqueue;
 mod handles;
+mod images;
 mod info;
 mod markers;
 mod program;
+mod rect;
 mod staging;
 #[cfg(test)]
 mod tests;
@@ -130,6 +140,7 @@ pub struct OpenClExecutor {
     /// Dropped after the table (fields drop after `Drop::drop`), once the
     /// session's user events have completed.
     markers: markers::Markers,
+    callbacks_asked: devices::CallbacksAsked,
 }
 
 impl fmt::Debug for OpenClExecutor {
@@ -172,6 +183,7 @@ impl OpenClExecutor {
             staging: staging::Staging::default(),
             user_events: Arc::default(),
             markers: markers::Markers::default(),
+            callbacks_asked: devices::CallbacksAsked::default(),
         })
     }
 
@@ -300,7 +312,10 @@ impl OpenClExecutor {
                 }
                 let value = it.next().ok_or(native(CL_INVALID_VALUE))?;
                 match key {
-                    CL_QUEUE_PROPERTIES => bits = value,
+                    CL_QUEUE_PROPERTIES => {
+                        check_queue_bits(value)?;
+                        bits = value
+                    }
                     CL_QUEUE_SIZE | CL_QUEUE_PRIORITY_KHR | CL_QUEUE_THROTTLE_KHR => {
                         only_bits = false
                     }
@@ -340,6 +355,28 @@ impl OpenClExecutor {
     }
 }
 
+/// `CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE`, `CL_QUEUE_PROFILING_ENABLE`.
+const HOST_QUEUE_BITS: u64 = 0b11;
+/// `CL_QUEUE_ON_DEVICE`, `CL_QUEUE_ON_DEVICE_DEFAULT`.
+const ON_DEVICE: u64 = 1 << 2;
+const ON_DEVICE_DEFAULT: u64 = 1 << 3;
+
+/// Checks queue property bits before the runtime sees them: unknown bits
+/// (or a default device queue that is not a device queue) are invalid;
+/// device-side queues are valid but not supported, as the device info
+/// says (and POCL 3.1 ends the whole process when asked for one).
+fn check_queue_bits(bits: u64) -> Result<(), ExecError> {
+    if bits & !(HOST_QUEUE_BITS | ON_DEVICE | ON_DEVICE_DEFAULT) != 0
+        || (bits & ON_DEVICE_DEFAULT != 0 && bits & ON_DEVICE == 0)
+    {
+        return Err(native(CL_INVALID_VALUE));
+    }
+    if bits & ON_DEVICE != 0 {
+        return Err(native(cl3::error_codes::CL_INVALID_QUEUE_PROPERTIES));
+    }
+    Ok(())
+}
+
 fn props_ptr(props: &[cl_context_properties]) -> *const cl_context_properties {
     if props.is_empty() {
         std::ptr::null()
@@ -374,12 +411,17 @@ impl Executor for OpenClExecutor {
 impl OpenClExecutor {
     /// Runs one request; `posted` when the guest does not wait for it.
     fn run(&mut self, req: Request, bulk: &Bulk<'_>, posted: bool) -> Result<Response, ExecError> {
-        // Only buffer creation and transfers carry bulk data.
+        // Only creations with host data and host transfers carry bulk data.
         if !matches!(
             req,
             Request::ClCreateBuffer(_)
                 | Request::ClEnqueueWriteBuffer(_)
                 | Request::ClEnqueueReadBuffer(_)
+                | Request::ClCreateImage(_)
+                | Request::ClEnqueueWriteImage(_)
+                | Request::ClEnqueueReadImage(_)
+                | Request::ClEnqueueWriteBufferRect(_)
+                | Request::ClEnqueueReadBufferRect(_)
         ) {
             no_bulk(bulk)?;
         }
@@ -417,10 +459,12 @@ impl OpenClExecutor {
             Request::ClSetUserEventStatus(r) => {
                 self.set_user_event_status(r).map(R::ClSetUserEventStatus)
             }
-            Request::ClRelease(r) => self
-                .table
-                .release(r.kind, r.object)
-                .map(|()| R::ClRelease(Empty {})),
+            Request::ClRelease(r) => {
+                self.callbacks_asked.forget(r.object);
+                self.table
+                    .release(r.kind, r.object)
+                    .map(|()| R::ClRelease(Empty {}))
+            }
             Request::ClEnqueueWriteBuffer(r) => self
                 .write_buffer(r, bulk, posted)
                 .map(R::ClEnqueueWriteBuffer),
@@ -434,6 +478,59 @@ impl OpenClExecutor {
             Request::ClFinish(r) => self.finish(r).map(R::ClFinish),
             Request::ClFlush(r) => self.flush(r).map(R::ClFlush),
             Request::ClWaitForEvents(r) => self.wait_for_events(r).map(R::ClWaitForEvents),
+            other => self.run_more(other, bulk),
+        }
+    }
+
+    /// The requests of images, samplers, rectangles, separate compilation,
+    /// sub-devices and the rest added since the first protocol version.
+    fn run_more(&mut self, req: Request, bulk: &Bulk<'_>) -> Result<Response, ExecError> {
+        use Response as R;
+        match req {
+            Request::ClWaitForEventsFor(r) => {
+                self.wait_for_events_for(r).map(R::ClWaitForEventsFor)
+            }
+            Request::ClGetDeviceTimer(r) => self.device_timer(r).map(R::ClGetDeviceTimer),
+            Request::ClCreateSubDevices(r) => self.create_sub_devices(r).map(R::ClCreateSubDevices),
+            Request::ClSetDestructorCallback(r) => {
+                self.destructor_callback(r).map(R::ClSetDestructorCallback)
+            }
+            Request::ClCreateImage(r) => self.create_image(r, bulk).map(R::ClCreateImage),
+            Request::ClCreateSampler(r) => self.create_sampler(r).map(R::ClCreateSampler),
+            Request::ClEnqueueReadImage(r) => {
+                self.host_image(r, bulk, true).map(R::ClEnqueueReadImage)
+            }
+            Request::ClEnqueueWriteImage(r) => {
+                self.host_image(r, bulk, false).map(R::ClEnqueueWriteImage)
+            }
+            Request::ClEnqueueCopyImage(r) => self.copy_image(r).map(R::ClEnqueueCopyImage),
+            Request::ClEnqueueFillImage(r) => self.fill_image(r).map(R::ClEnqueueFillImage),
+            Request::ClEnqueueCopyImageToBuffer(r) => self
+                .copy_image_buffer(r, true)
+                .map(R::ClEnqueueCopyImageToBuffer),
+            Request::ClEnqueueCopyBufferToImage(r) => self
+                .copy_image_buffer(r, false)
+                .map(R::ClEnqueueCopyBufferToImage),
+            Request::ClEnqueueReadBufferRect(r) => self
+                .buffer_rect(r, bulk, true)
+                .map(R::ClEnqueueReadBufferRect),
+            Request::ClEnqueueWriteBufferRect(r) => self
+                .buffer_rect(r, bulk, false)
+                .map(R::ClEnqueueWriteBufferRect),
+            Request::ClEnqueueCopyBufferRect(r) => {
+                self.copy_buffer_rect(r).map(R::ClEnqueueCopyBufferRect)
+            }
+            Request::ClEnqueueMigrate(r) => self.migrate(r).map(R::ClEnqueueMigrate),
+            Request::ClCompileProgram(r) => self.compile_program(r).map(R::ClCompileProgram),
+            Request::ClLinkProgram(r) => self.link_program(r).map(R::ClLinkProgram),
+            Request::ClCreateProgramWithIl(r) => {
+                self.create_program_with_il(r).map(R::ClCreateProgramWithIl)
+            }
+            Request::ClCreateProgramWithBuiltIns(r) => self
+                .create_program_with_built_ins(r)
+                .map(R::ClCreateProgramWithBuiltIns),
+            Request::ClSetSpecConstant(r) => self.set_spec_constant(r).map(R::ClSetSpecConstant),
+            Request::ClCloneKernel(r) => self.clone_kernel(r).map(R::ClCloneKernel),
             Request::SessionOpen(_) | Request::SessionClose(_) => {
                 Err(ExecError::Protocol(ProtocolError::UnsupportedOpcode))
             }

@@ -12,15 +12,15 @@
 use std::ffi::CString;
 
 use cl3::error_codes::{
-    CL_INVALID_ARG_INDEX, CL_INVALID_ARG_VALUE, CL_INVALID_BINARY, CL_INVALID_BUILD_OPTIONS,
-    CL_INVALID_DEVICE, CL_INVALID_KERNEL_NAME, CL_INVALID_MEM_OBJECT, CL_INVALID_SAMPLER,
-    CL_INVALID_VALUE, CL_OUT_OF_RESOURCES, CL_SUCCESS,
+    CL_INVALID_ARG_INDEX, CL_INVALID_ARG_SIZE, CL_INVALID_ARG_VALUE, CL_INVALID_BINARY,
+    CL_INVALID_BUILD_OPTIONS, CL_INVALID_DEVICE, CL_INVALID_KERNEL_NAME, CL_INVALID_MEM_OBJECT,
+    CL_INVALID_SAMPLER, CL_INVALID_VALUE, CL_OUT_OF_RESOURCES, CL_SUCCESS,
 };
 use cl3::kernel::{
     CL_KERNEL_ARG_ADDRESS_CONSTANT, CL_KERNEL_ARG_ADDRESS_GLOBAL, CL_KERNEL_ARG_ADDRESS_LOCAL,
     CL_KERNEL_ARG_ADDRESS_QUALIFIER, CL_KERNEL_ARG_TYPE_NAME, CL_KERNEL_NUM_ARGS,
 };
-use cl3::types::{cl_device_id, cl_kernel, cl_mem, cl_uint};
+use cl3::types::{cl_device_id, cl_kernel, cl_mem, cl_sampler, cl_uint};
 use opencl3::kernel::Kernel;
 use opencl3::program::Program;
 use protocol::limits::MAX_BODY_LEN;
@@ -30,7 +30,7 @@ use protocol::opencl::{
 };
 
 use super::binaries;
-use super::handles::{invalid, native, ArgClass, ArgSlot, KernelObj, Object};
+use super::handles::{invalid, native, ArgClass, ArgSlot, KernelObj, Object, ProgramObj};
 use super::OpenClExecutor;
 use crate::executor::ExecError;
 use protocol::opencl::ObjectKind;
@@ -103,6 +103,13 @@ pub(super) fn options_allowed(options: &str) -> bool {
     true
 }
 
+/// True when build or link options ask for kernel argument info.
+pub(super) fn asks_arg_info(options: &str) -> bool {
+    options
+        .split_ascii_whitespace()
+        .any(|w| w == "-cl-kernel-arg-info")
+}
+
 /// Classifies a kernel argument from the runtime's argument info.
 fn classify(kernel: cl_kernel, index: cl_uint) -> ArgClass {
     let Ok(q) = cl3::kernel::get_kernel_arg_info(kernel, index, CL_KERNEL_ARG_ADDRESS_QUALIFIER)
@@ -110,25 +117,28 @@ fn classify(kernel: cl_kernel, index: cl_uint) -> ArgClass {
         return ArgClass::Unknown;
     };
     let q = q.to_uint();
-    if q == CL_KERNEL_ARG_ADDRESS_GLOBAL || q == CL_KERNEL_ARG_ADDRESS_CONSTANT {
-        return ArgClass::Memory;
-    }
-    if q == CL_KERNEL_ARG_ADDRESS_LOCAL {
-        return ArgClass::Local;
-    }
     let Ok(ty) = cl3::kernel::get_kernel_arg_data(kernel, index, CL_KERNEL_ARG_TYPE_NAME) else {
         return ArgClass::Unknown;
     };
     let ty = String::from_utf8_lossy(&ty);
     let ty = ty.trim_end_matches('\0').trim();
-    if ty == "sampler_t" {
-        ArgClass::Sampler
-    } else if ty.starts_with("image")
-        || ty.starts_with("pipe")
-        || ty.contains('*')
-        || ["queue_t", "clk_event_t", "reserve_id_t"].contains(&ty)
+    let pointer = ty.contains('*');
+    // Images are in the global address space, so their type comes first.
+    if !pointer && ty.starts_with("image") {
+        ArgClass::Image
+    } else if !pointer
+        && (ty.starts_with("pipe") || ["queue_t", "clk_event_t", "reserve_id_t"].contains(&ty))
     {
-        // Object types the runtime takes as handles.
+        // Object types the runtime takes as handles, none of which a
+        // session can create.
+        ArgClass::Object
+    } else if q == CL_KERNEL_ARG_ADDRESS_GLOBAL || q == CL_KERNEL_ARG_ADDRESS_CONSTANT {
+        ArgClass::Memory
+    } else if q == CL_KERNEL_ARG_ADDRESS_LOCAL {
+        ArgClass::Local
+    } else if ty == "sampler_t" {
+        ArgClass::Sampler
+    } else if pointer {
         ArgClass::Memory
     } else {
         ArgClass::Value
@@ -137,7 +147,7 @@ fn classify(kernel: cl_kernel, index: cl_uint) -> ArgClass {
 
 impl OpenClExecutor {
     /// The devices a program was created for, as the runtime lists them.
-    fn program_devices(program: &Program) -> Result<Vec<cl_device_id>, ExecError> {
+    fn program_devices(program: &ProgramObj) -> Result<Vec<cl_device_id>, ExecError> {
         Ok(
             cl3::program::get_program_info(program.get(), cl3::program::CL_PROGRAM_DEVICES)
                 .map_err(native)?
@@ -154,11 +164,19 @@ impl OpenClExecutor {
     ) -> Result<Empty, ExecError> {
         self.check_new(req.id)?;
         let ctx = self.table.context(req.context)?;
-        if req.source.is_empty() || reads_files(&req.source) {
+        if reads_files(&req.source) {
             return Err(native(CL_INVALID_VALUE));
         }
-        let program = Program::create_from_source(ctx, &req.source).map_err(|e| native(e.0))?;
-        self.table.insert(req.id, Object::Program(program));
+        // The runtime takes a string of length 0 to be NUL-terminated, so
+        // an empty source is handed over as one that is: a slice of an
+        // empty C string starts at its NUL.
+        let source = if req.source.is_empty() {
+            c"".to_str().unwrap_or_default()
+        } else {
+            req.source.as_str()
+        };
+        let program = Program::create_from_source(ctx, source).map_err(|e| native(e.0))?;
+        self.table.insert(req.id, Object::Program(program.into()));
         Ok(Empty {})
     }
 
@@ -194,7 +212,7 @@ impl OpenClExecutor {
         let program = unsafe { Program::create_from_binary(ctx, &devices, &bins) }
             .map_err(|e| native(e.0))?;
         let n = devices.len();
-        self.table.insert(req.id, Object::Program(program));
+        self.table.insert(req.id, Object::Program(program.into()));
         Ok(BinaryStatus {
             status: vec![CL_SUCCESS; n],
         })
@@ -213,14 +231,17 @@ impl OpenClExecutor {
         // Argument info lets `set_kernel_arg` tell pointers from values.
         let options = CString::new(format!("{} -cl-kernel-arg-info", req.options))
             .map_err(|_| native(CL_INVALID_BUILD_OPTIONS))?;
-        cl3::program::build_program(
+        let built = cl3::program::build_program(
             program.get(),
             &devices,
             &options,
             None,
             std::ptr::null_mut(),
-        )
-        .map_err(native)?;
+        );
+        // What the guest sees of argument info follows its own options.
+        self.table
+            .set_arg_info(req.program, asks_arg_info(&req.options));
+        built.map_err(native)?;
         Ok(Empty {})
     }
 
@@ -256,16 +277,27 @@ impl OpenClExecutor {
             .map_err(native)?
             .to_uint();
         let args = (0..nargs).map(|_| ArgSlot::default()).collect();
-        self.table
-            .insert(req.id, Object::Kernel(KernelObj { kernel, args }));
+        let arg_info = self.table.arg_info(req.program);
+        self.table.insert(
+            req.id,
+            Object::Kernel(KernelObj {
+                kernel,
+                args,
+                arg_info,
+            }),
+        );
         Ok(Empty {})
     }
 
     pub(super) fn set_kernel_arg(&mut self, req: SetKernelArg) -> Result<Empty, ExecError> {
         let index = req.index;
-        // Resolve a memory handle before borrowing the kernel mutably.
+        // Resolve a handle before borrowing the kernel mutably.
         let mem = match &req.arg {
             KernelArg::Mem(h) => Some(self.table.mem(*h).cloned()),
+            _ => None,
+        };
+        let sampler = match &req.arg {
+            KernelArg::Sampler(h) => Some(self.table.sampler(*h).cloned()?),
             _ => None,
         };
         let k = self.table.kernel_mut(req.kernel)?;
@@ -277,9 +309,17 @@ impl OpenClExecutor {
         let class = *slot.class.get_or_insert_with(|| classify(raw, index));
         let ptr_size = std::mem::size_of::<cl_mem>();
         // Decide what may reach the runtime; anything that could carry a
-        // forged pointer is refused.
+        // forged pointer, or an object of another kind than the argument
+        // takes (which the runtime would take for one), is refused.
         let refused = match (&req.arg, class) {
-            (KernelArg::Bytes(_), ArgClass::Memory) => Some(CL_INVALID_MEM_OBJECT),
+            // A value of the wrong size is that, whatever it holds.
+            (
+                KernelArg::Bytes(b),
+                ArgClass::Memory | ArgClass::Image | ArgClass::Object | ArgClass::Sampler,
+            ) if b.len() != ptr_size => Some(CL_INVALID_ARG_SIZE),
+            (KernelArg::Bytes(_), ArgClass::Memory | ArgClass::Image | ArgClass::Object) => {
+                Some(CL_INVALID_MEM_OBJECT)
+            }
             (KernelArg::Bytes(_), ArgClass::Sampler) => Some(CL_INVALID_SAMPLER),
             (KernelArg::Bytes(_), ArgClass::Local) => Some(CL_INVALID_ARG_VALUE),
             (KernelArg::Bytes(b), ArgClass::Unknown) if b.len() == ptr_size => {
@@ -287,10 +327,22 @@ impl OpenClExecutor {
             }
             (KernelArg::Mem(_) | KernelArg::NullMem, ArgClass::Sampler) => Some(CL_INVALID_SAMPLER),
             (KernelArg::Mem(_) | KernelArg::NullMem, ArgClass::Local) => Some(CL_INVALID_ARG_VALUE),
+            // A NULL image or pipe would be dereferenced at launch.
+            (KernelArg::NullMem | KernelArg::Local(_), ArgClass::Image | ArgClass::Object) => {
+                Some(CL_INVALID_MEM_OBJECT)
+            }
+            (KernelArg::Sampler(_), ArgClass::Sampler | ArgClass::Unknown) => None,
+            (KernelArg::Sampler(_), ArgClass::Local | ArgClass::Value) => {
+                Some(CL_INVALID_ARG_VALUE)
+            }
+            (KernelArg::Sampler(_), _) => Some(CL_INVALID_MEM_OBJECT),
+            (KernelArg::Local(_), ArgClass::Sampler) => Some(CL_INVALID_SAMPLER),
             // A runtime pointer by value could be written back to the guest.
             // A NULL one is just zero bytes, which the runtime judges as
             // native would (e.g. CL_INVALID_ARG_SIZE for a 4-byte argument).
             (KernelArg::Mem(_), ArgClass::Value) => Some(CL_INVALID_ARG_VALUE),
+            // No session can create a pipe, queue or device event.
+            (KernelArg::Mem(_), ArgClass::Object) => Some(CL_INVALID_MEM_OBJECT),
             _ => None,
         };
         if let Some(code) = refused {
@@ -300,26 +352,40 @@ impl OpenClExecutor {
             Some(m) => Some(m?),
             None => None,
         };
+        let kind_ok = match (&pinned, class) {
+            (Some(m), ArgClass::Memory) => m.is_buffer(),
+            (Some(m), ArgClass::Image) => !m.is_buffer(),
+            _ => true,
+        };
+        if !kind_ok {
+            return Err(native(CL_INVALID_MEM_OBJECT));
+        }
         let null: cl_mem = std::ptr::null_mut();
         let mem_raw: cl_mem = pinned.as_ref().map_or(null, |m| m.raw());
-        let (size, value): (usize, *const std::ffi::c_void) = match &req.arg {
-            KernelArg::Bytes(b) if b.is_empty() => (0, std::ptr::null()),
-            KernelArg::Bytes(b) => (b.len(), b.as_ptr().cast()),
-            KernelArg::Local(n) => (
+        let sampler_raw: Option<cl_sampler> = sampler.as_ref().map(|s| s.get());
+        let (size, value): (usize, *const std::ffi::c_void) = match (&req.arg, &sampler_raw) {
+            (KernelArg::Bytes(b), _) if b.is_empty() => (0, std::ptr::null()),
+            (KernelArg::Bytes(b), _) => (b.len(), b.as_ptr().cast()),
+            (KernelArg::Local(n), _) => (
                 usize::try_from(*n).map_err(|_| native(CL_INVALID_VALUE))?,
                 std::ptr::null(),
             ),
-            KernelArg::Mem(_) => (ptr_size, (&raw const mem_raw).cast()),
-            KernelArg::NullMem => (ptr_size, (&raw const null).cast()),
-            // This protocol version creates no samplers, so none can be named.
-            KernelArg::Sampler(_) => return Err(invalid(ObjectKind::Sampler)),
+            (KernelArg::Mem(_), _) => (ptr_size, (&raw const mem_raw).cast()),
+            (KernelArg::NullMem, _) => (ptr_size, (&raw const null).cast()),
+            (KernelArg::Sampler(_), Some(s)) => (
+                std::mem::size_of::<cl_sampler>(),
+                (s as *const cl_sampler).cast(),
+            ),
+            (KernelArg::Sampler(_), None) => return Err(invalid(ObjectKind::Sampler)),
         };
         // SAFETY: `raw` is a live kernel of this session. `value` is NULL or
         // points at `size` readable bytes that outlive the call: the guest's
-        // bytes for a by-value argument whose class allows them, or a
-        // `cl_mem` (NULL or a live buffer of this session) for a memory one.
+        // bytes for a by-value argument whose class allows them, a `cl_mem`
+        // (NULL or a live memory object of this session of the kind the
+        // argument takes) or a live `cl_sampler` of this session.
         unsafe { cl3::kernel::set_kernel_arg(raw, index, size, value) }.map_err(native)?;
         slot.pinned = pinned;
+        slot.sampler = sampler;
         Ok(Empty {})
     }
 }

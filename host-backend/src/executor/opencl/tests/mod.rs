@@ -18,6 +18,8 @@ use crate::limits::SessionLimits;
 use crate::test_util::call_bulk;
 
 mod guards;
+mod images;
+mod programs;
 mod staging;
 
 const LIMITS: SessionLimits = SessionLimits {
