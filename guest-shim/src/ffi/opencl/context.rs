@@ -77,6 +77,7 @@ fn register_context(id: u64, devices: Vec<Arc<Record>>, properties: Vec<isize>) 
         Data::Context {
             devices,
             properties,
+            destructors: Default::default(),
         },
     )
     .cl_ptr()

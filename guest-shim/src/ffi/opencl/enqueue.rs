@@ -23,17 +23,17 @@ use opencl_sys::{
     cl_uint, CL_INVALID_CONTEXT, CL_INVALID_MEM_OBJECT, CL_INVALID_VALUE,
     CL_INVALID_WORK_DIMENSION, CL_TRUE,
 };
-use protocol::limits::{MAX_FILL_PATTERN_LEN, MAX_WORK_DIM};
+use protocol::limits::{MAX_FILL_PATTERN_LEN, MAX_LIST_LEN, MAX_WORK_DIM};
 use protocol::opencl::{
-    EnqueueCommon, EnqueueCopyBuffer, EnqueueFillBuffer, EnqueueMarker, EnqueueNdRange,
-    EnqueueReadBuffer, EnqueueWriteBuffer, Handle,
+    EnqueueCommon, EnqueueCopyBuffer, EnqueueFillBuffer, EnqueueMarker, EnqueueMigrate,
+    EnqueueNdRange, EnqueueReadBuffer, EnqueueWriteBuffer, Handle, ObjectKind,
 };
 use protocol::Request;
 
-use super::event::{event_handle, publish, wait_list};
+use super::event::{event_handle, publish, settle, wait_list};
 use super::kernel::get_kernel;
 use super::memory::{get_buffer, in_bounds};
-use super::objects::{Data, Record};
+use super::objects::{self, Data, Record};
 use super::queue::get_queue;
 use super::{call, chunk_size, cl_error, client, post, status};
 use crate::client::Piece;
@@ -54,7 +54,7 @@ const PIPELINE_MIN_PIECE: usize = 512 << 10;
 /// the piece length, and whether the pieces are pipelined. Bytes in the
 /// transport's shared host memory are read or written in place, so there
 /// is no copy to overlap: they go in as few calls as the limits allow.
-fn split(host: &[u8]) -> (usize, bool) {
+pub(crate) fn split(host: &[u8]) -> (usize, bool) {
     let len = host.len();
     match client() {
         Ok(c) => {
@@ -139,6 +139,77 @@ pub(crate) unsafe fn begin(
     Ok((q, wait))
 }
 
+/// Sends one synchronous command (so that its error is the call's own)
+/// and publishes its event.
+///
+/// # Safety
+/// `out` is NULL or writable.
+pub(crate) unsafe fn sync_command(
+    q: &Arc<Record>,
+    event: Option<Handle>,
+    out: *mut cl_event,
+    req: Request,
+) -> Result<(), cl_int> {
+    let op = req.opcode();
+    match call(req, &[], &mut [])? {
+        r if r.opcode() == op => {}
+        other => return Err(super::unexpected(&other)),
+    }
+    // SAFETY: the caller's contract.
+    unsafe { publish(q, event, out) };
+    Ok(())
+}
+
+/// What a copy between two memory objects checks first: the queue and
+/// its wait list, that both objects are in the queue's context, the two
+/// origins and the region, and the event handle.
+#[derive(Debug)]
+pub(crate) struct Copy {
+    pub q: Arc<Record>,
+    pub common: EnqueueCommon,
+    pub origins: ([u64; 3], [u64; 3]),
+    pub region: [u64; 3],
+}
+
+/// # Safety
+/// The wait list follows the OpenCL contract; the origins and region are
+/// NULL or hold three entries.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn copy_between(
+    queue: cl_command_queue,
+    (n, list): (cl_uint, *const cl_event),
+    src: &Arc<Record>,
+    dst: &Arc<Record>,
+    src_origin: *const usize,
+    dst_origin: *const usize,
+    region: *const usize,
+    event: *mut cl_event,
+) -> Result<Copy, cl_int> {
+    // SAFETY: the caller's contract.
+    let (q, wait) = unsafe { begin(queue, n, list) }?;
+    same_context(&q, src)?;
+    same_context(&q, dst)?;
+    // SAFETY: the caller's contract.
+    let (so, d_o, region) = unsafe {
+        (
+            super::rect::triple(src_origin)?,
+            super::rect::triple(dst_origin)?,
+            super::rect::triple(region)?,
+        )
+    };
+    let common = EnqueueCommon {
+        queue: q.handle,
+        wait,
+        event: event_handle(event)?,
+    };
+    Ok(Copy {
+        q,
+        common,
+        origins: (so, d_o),
+        region,
+    })
+}
+
 /// Fails unless `obj` belongs to the queue's context.
 pub(crate) fn same_context(q: &Arc<Record>, obj: &Arc<Record>) -> Result<(), cl_int> {
     match (q.context(), obj.context()) {
@@ -159,7 +230,12 @@ pub(crate) fn write_pieces(
 ) -> Result<(), cl_int> {
     let (chunk, pipelined) = split(data);
     let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
-    let (commons, tail) = plan(q.handle, is_out_of_order(q), chunks.len(), wait, event);
+    let wait = if sync {
+        settle(q.handle, wait.to_vec())?
+    } else {
+        wait.to_vec()
+    };
+    let (commons, tail) = plan(q.handle, is_out_of_order(q), chunks.len(), &wait, event);
     let reqs = commons
         .into_iter()
         .zip(chunks)
@@ -201,7 +277,8 @@ pub(crate) fn read_pieces(
 ) -> Result<(), cl_int> {
     let (chunk, pipelined) = split(out);
     let n = out.len().div_ceil(chunk);
-    let (commons, tail) = plan(q.handle, is_out_of_order(q), n, wait, event);
+    let wait = settle(q.handle, wait.to_vec())?;
+    let (commons, tail) = plan(q.handle, is_out_of_order(q), n, &wait, event);
     let reqs = commons
         .into_iter()
         .zip(out.chunks_mut(chunk))
@@ -648,7 +725,8 @@ pub unsafe extern "C" fn clEnqueueWaitForEvents(
     }
 }
 
-/// Migration is a placement hint: a marker with the same dependencies.
+/// Migration runs in the runtime, which validates it as natively; the
+/// call is synchronous, so its errors are its own.
 ///
 /// # Safety
 /// `mem_objects` holds `num_mem_objects` entries; the wait list and `event`
@@ -658,39 +736,43 @@ pub unsafe extern "C" fn clEnqueueMigrateMemObjects(
     command_queue: cl_command_queue,
     num_mem_objects: cl_uint,
     mem_objects: *const cl_mem,
-    _flags: cl_mem_migration_flags,
+    flags: cl_mem_migration_flags,
     num_events_in_wait_list: cl_uint,
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> cl_int {
-    let rc = status("clEnqueueMigrateMemObjects", || {
-        let q = get_queue(command_queue)?;
-        if num_mem_objects == 0 {
+    status("clEnqueueMigrateMemObjects", || {
+        // SAFETY: the caller's contract.
+        let (q, wait) = unsafe { begin(command_queue, num_events_in_wait_list, event_wait_list) }?;
+        if num_mem_objects as usize > MAX_LIST_LEN || (num_mem_objects > 0 && mem_objects.is_null())
+        {
             return Err(CL_INVALID_VALUE);
         }
         // SAFETY: the caller's contract.
-        let mems =
-            unsafe { slice_in(mem_objects, num_mem_objects as usize) }.ok_or(CL_INVALID_VALUE)?;
-        for m in mems {
-            let (r, _) = get_buffer(*m).map_err(|_| CL_INVALID_MEM_OBJECT)?;
-            same_context(&q, &r)?;
-        }
+        let mems = unsafe { slice_in(mem_objects, num_mem_objects as usize) }.unwrap_or_default();
+        let mems = mems
+            .iter()
+            .map(|m| {
+                objects::get(*m, ObjectKind::MemObject)
+                    .map(|r| r.handle)
+                    .ok_or(CL_INVALID_MEM_OBJECT)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ev = event_handle(event)?;
+        let req = Request::ClEnqueueMigrate(EnqueueMigrate {
+            common: EnqueueCommon {
+                queue: q.handle,
+                wait,
+                event: ev,
+            },
+            mems,
+            flags,
+        });
+        call(req, &[], &mut [])?;
+        // SAFETY: `event` is NULL or writable.
+        unsafe { publish(&q, ev, event) };
         Ok(())
-    });
-    if rc != opencl_sys::CL_SUCCESS {
-        return rc;
-    }
-    // SAFETY: forwarded.
-    unsafe {
-        marker_entry(
-            "clEnqueueMigrateMemObjects",
-            command_queue,
-            num_events_in_wait_list,
-            event_wait_list,
-            event,
-            false,
-        )
-    }
+    })
 }
 
 #[cfg(test)]

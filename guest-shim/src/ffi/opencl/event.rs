@@ -7,6 +7,7 @@
 //! callback is pending, as the program may release it first.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opencl_sys::{
@@ -16,13 +17,14 @@ use opencl_sys::{
 };
 use protocol::limits::MAX_LIST_LEN;
 use protocol::opencl::{
-    CreateUserEvent, Handle, InfoKind, ObjectKind, SetUserEventStatus, WaitForEvents,
+    CreateUserEvent, EnqueueCommon, EnqueueMarker, Handle, InfoKind, ObjectKind, Release,
+    SetUserEventStatus, WaitForEvents, WaitForEventsFor,
 };
 use protocol::{Request, Response};
 
 use super::info::{object_info, query};
 use super::objects::{self, lock, Data, EventCallback, Record};
-use super::{call, client, creating, release_entry, retain_entry, status, unexpected};
+use super::{call, client, creating, post, release_entry, retain_entry, status, unexpected};
 use crate::ffi::{slice_in, write_opt};
 
 /// `CL_EVENT_COMMAND_EXECUTION_STATUS`
@@ -30,6 +32,68 @@ const EXECUTION_STATUS: u32 = 0x11D3;
 
 /// Type of a `clSetEventCallback` function.
 type EventNotify = Option<unsafe extern "C" fn(cl_event, cl_int, *mut c_void)>;
+
+/// User events made and not yet set: while there are any, a wait may be
+/// one that only another thread of the program can end.
+static PENDING_USER_EVENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How long one bounded wait may hold the session.
+const WAIT_SLICE_US: u32 = 10_000;
+
+/// True while some user event has not been set.
+pub(crate) fn user_events_pending() -> bool {
+    PENDING_USER_EVENTS.load(Ordering::SeqCst) > 0
+}
+
+/// Waits for `events` in bounded slices, so that between them the calls
+/// of the program's other threads (which may set the user events the
+/// wait depends on) reach the daemon. The daemon serves a session in
+/// order on one thread, so one unbounded wait would hold them all up.
+pub(crate) fn wait_bounded(events: &[Handle]) -> Result<(), cl_int> {
+    loop {
+        let req = Request::ClWaitForEventsFor(WaitForEventsFor {
+            events: events.to_vec(),
+            timeout_us: WAIT_SLICE_US,
+        });
+        match call(req, &[], &mut [])? {
+            Response::ClWaitForEventsFor(w) if w.done => return Ok(()),
+            Response::ClWaitForEventsFor(_) => std::thread::yield_now(),
+            other => return Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Before a command that blocks in the daemon: while user events are
+/// pending, waits in bounded slices for everything the command would wait
+/// for (a marker on `queue` behind `wait`), and returns the wait list the
+/// command still needs (none then; `wait` itself otherwise).
+pub(crate) fn settle(queue: Handle, wait: Vec<Handle>) -> Result<Vec<Handle>, cl_int> {
+    if !user_events_pending() {
+        return Ok(wait);
+    }
+    let marker = client()?.new_handle();
+    post(
+        Request::ClEnqueueMarker(EnqueueMarker {
+            common: EnqueueCommon {
+                queue,
+                wait,
+                event: Some(marker),
+            },
+            barrier: false,
+        }),
+        &[],
+    )?;
+    let waited = wait_bounded(&[marker]);
+    // A failure leaves the marker to the session's cleanup.
+    let _ = post(
+        Request::ClRelease(Release {
+            kind: ObjectKind::Event,
+            object: marker,
+        }),
+        &[],
+    );
+    waited.map(|()| Vec::new())
+}
 
 /// Reads and checks an event wait list; returns the event records.
 ///
@@ -83,6 +147,7 @@ pub(crate) unsafe fn publish(queue: &Arc<Record>, handle: Option<Handle>, out: *
             context,
             queue: Some(queue.clone()),
             callbacks: Mutex::new(Vec::new()),
+            status_set: AtomicBool::new(false),
         },
     );
     // SAFETY: the caller's contract.
@@ -139,12 +204,15 @@ pub unsafe extern "C" fn clWaitForEvents(
                 _ => return Err(CL_INVALID_CONTEXT),
             }
         }
-        let req = Request::ClWaitForEvents(WaitForEvents {
-            events: events.iter().map(|e| e.handle).collect(),
-        });
-        match call(req, &[], &mut [])? {
-            Response::ClWaitForEvents(_) => {}
-            other => return Err(unexpected(&other)),
+        let handles: Vec<Handle> = events.iter().map(|e| e.handle).collect();
+        if user_events_pending() {
+            wait_bounded(&handles)?;
+        } else {
+            let req = Request::ClWaitForEvents(WaitForEvents { events: handles });
+            match call(req, &[], &mut [])? {
+                Response::ClWaitForEvents(_) => {}
+                other => return Err(unexpected(&other)),
+            }
         }
         for e in &events {
             fire(e, CL_COMPLETE);
@@ -262,16 +330,20 @@ pub unsafe extern "C" fn clCreateUserEvent(
             context: ctx.handle,
         });
         match call(req, &[], &mut [])? {
-            Response::ClCreateUserEvent(_) => Ok(objects::register(
-                ObjectKind::Event,
-                id,
-                Data::Event {
-                    context: ctx,
-                    queue: None,
-                    callbacks: Mutex::new(Vec::new()),
-                },
-            )
-            .cl_ptr()),
+            Response::ClCreateUserEvent(_) => Ok({
+                PENDING_USER_EVENTS.fetch_add(1, Ordering::SeqCst);
+                objects::register(
+                    ObjectKind::Event,
+                    id,
+                    Data::Event {
+                        context: ctx,
+                        queue: None,
+                        callbacks: Mutex::new(Vec::new()),
+                        status_set: AtomicBool::new(false),
+                    },
+                )
+                .cl_ptr()
+            }),
             other => Err(unexpected(&other)),
         }
     };
@@ -283,9 +355,14 @@ pub unsafe extern "C" fn clCreateUserEvent(
 pub extern "C" fn clSetUserEventStatus(event: cl_event, execution_status: cl_int) -> cl_int {
     status("clSetUserEventStatus", || {
         let ev = objects::get(event, ObjectKind::Event).ok_or(CL_INVALID_EVENT)?;
-        if !matches!(&ev.data, Data::Event { queue: None, .. }) {
+        let Data::Event {
+            queue: None,
+            status_set,
+            ..
+        } = &ev.data
+        else {
             return Err(CL_INVALID_EVENT);
-        }
+        };
         if execution_status > CL_COMPLETE {
             return Err(CL_INVALID_VALUE);
         }
@@ -296,6 +373,9 @@ pub extern "C" fn clSetUserEventStatus(event: cl_event, execution_status: cl_int
         match call(req, &[], &mut [])? {
             Response::ClSetUserEventStatus(_) => {}
             other => return Err(unexpected(&other)),
+        }
+        if !status_set.swap(true, Ordering::SeqCst) {
+            PENDING_USER_EVENTS.fetch_sub(1, Ordering::SeqCst);
         }
         fire(&ev, execution_status);
         Ok(())

@@ -169,6 +169,7 @@ fn is_ref_count(kind: InfoKind, param: u32) -> bool {
             | (InfoKind::Program, 0x1160)
             | (InfoKind::Kernel, 0x1192)
             | (InfoKind::Event, 0x11D2)
+            | (InfoKind::Sampler, 0x1150)
     )
 }
 
@@ -179,7 +180,15 @@ pub(crate) fn local_info(rec: &Record, kind: InfoKind, param: u32, refs: u32) ->
     }
     let v = match (&rec.data, param) {
         (Data::Device { platform, .. }, 0x1031) => one_ptr(Some(platform)),
-        (Data::Device { .. }, 0x1042) => one_ptr(None),
+        (Data::Device { parent, .. }, 0x1042) => one_ptr(parent.as_ref()),
+        // A sub-device's count is the program's; a root device's is the
+        // runtime's (always 1), asked below.
+        (
+            Data::Device {
+                parent: Some(_), ..
+            },
+            0x1047,
+        ) => (refs as cl_uint).to_ne_bytes().to_vec(),
         (Data::Context { devices, .. }, 0x1081) => {
             ptr_bytes(&devices.iter().map(|d| d.ptr).collect::<Vec<_>>())
         }
@@ -192,6 +201,19 @@ pub(crate) fn local_info(rec: &Record, kind: InfoKind, param: u32, refs: u32) ->
         (Data::Mem { host_ptr, .. }, 0x1103) => ptr_bytes(&[*host_ptr]),
         (Data::Mem { context, .. }, 0x1106) => one_ptr(Some(context)),
         (Data::Mem { parent, .. }, 0x1107) => one_ptr(parent.as_ref()),
+        // Mappings are the shim's own; the runtime never sees them.
+        (Data::Mem { maps, .. }, 0x1104) if kind == InfoKind::MemObject => {
+            (objects::lock(maps).len() as cl_uint)
+                .to_ne_bytes()
+                .to_vec()
+        }
+        (Data::Mem { parent, .. }, 0x1118) if kind == InfoKind::Image => {
+            let buffer = parent
+                .as_ref()
+                .filter(|p| matches!(&p.data, Data::Mem { image: None, .. }));
+            one_ptr(buffer)
+        }
+        (Data::Sampler { context }, 0x1151) => one_ptr(Some(context)),
         (Data::Program { context, .. }, 0x1161) => one_ptr(Some(context)),
         (Data::Program { devices, .. }, 0x1163) => {
             ptr_bytes(&devices.iter().map(|d| d.ptr).collect::<Vec<_>>())

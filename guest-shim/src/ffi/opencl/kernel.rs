@@ -1,11 +1,13 @@
 //! Kernels and their arguments.
 //!
-//! `clSetKernelArg` is posted. Its value is classified here, since a
+//! `clSetKernelArg` is checked by the runtime the first time an argument
+//! takes a value of a given size and kind, and posted after that. Its
+//! value is classified here, since a
 //! `cl_mem` or `cl_sampler` in the program's memory is a shim pointer that
 //! must reach the daemon as a handle.
 
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use opencl_sys::{
     cl_device_id, cl_int, cl_kernel, cl_kernel_arg_info, cl_kernel_info, cl_kernel_work_group_info,
@@ -13,11 +15,13 @@ use opencl_sys::{
     CL_INVALID_PROGRAM, CL_INVALID_VALUE,
 };
 use protocol::limits::{MAX_KERNEL_ARG_LEN, MAX_TRANSFER_LEN};
-use protocol::opencl::{CreateKernel, Handle, InfoKind, KernelArg, ObjectKind, SetKernelArg};
+use protocol::opencl::{
+    CloneKernel, CreateKernel, Handle, InfoKind, KernelArg, ObjectKind, SetKernelArg,
+};
 use protocol::{Request, Response};
 
 use super::info::{object_info, remote_value};
-use super::objects::{self, Data, Record};
+use super::objects::{self, lock, Data, Record};
 use super::{call, client, creating, post, release_entry, retain_entry, status, unexpected};
 use crate::ffi::{c_string, slice_in, write_opt};
 
@@ -74,6 +78,7 @@ fn create_kernel(prog: &Arc<Record>, name: String) -> Result<*mut c_void, cl_int
             Data::Kernel {
                 program: prog.clone(),
                 context,
+                accepted: Mutex::default(),
             },
         )
         .cl_ptr()),
@@ -98,6 +103,46 @@ pub unsafe extern "C" fn clCreateKernel(
     };
     // SAFETY: the caller's contract.
     unsafe { creating("clCreateKernel", errcode_ret, body) }
+}
+
+/// A kernel with the source kernel's program and arguments.
+///
+/// # Safety
+/// `errcode_ret` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn clCloneKernel(
+    source_kernel: cl_kernel,
+    errcode_ret: *mut cl_int,
+) -> cl_kernel {
+    let body = || {
+        let k = get_kernel(source_kernel)?;
+        let Data::Kernel {
+            program, context, ..
+        } = &k.data
+        else {
+            return Err(CL_INVALID_KERNEL);
+        };
+        let id = client()?.new_handle();
+        let req = Request::ClCloneKernel(CloneKernel {
+            id,
+            kernel: k.handle,
+        });
+        match call(req, &[], &mut [])? {
+            Response::ClCloneKernel(_) => Ok(objects::register(
+                ObjectKind::Kernel,
+                id,
+                Data::Kernel {
+                    program: program.clone(),
+                    context: context.clone(),
+                    accepted: Mutex::default(),
+                },
+            )
+            .cl_ptr()),
+            other => Err(unexpected(&other)),
+        }
+    };
+    // SAFETY: the caller's contract.
+    unsafe { creating("clCloneKernel", errcode_ret, body) }
 }
 
 /// Splits `CL_PROGRAM_KERNEL_NAMES` (semicolon-separated, NUL-terminated).
@@ -173,7 +218,8 @@ pub extern "C" fn clReleaseKernel(kernel: cl_kernel) -> cl_int {
     )
 }
 
-/// Posted; an invalid index or value surfaces at the next sync point.
+/// Checked at once the first time an argument is set with a given size
+/// and kind of value; posted after that.
 ///
 /// # Safety
 /// `arg_value` is NULL or holds `arg_size` readable bytes.
@@ -198,15 +244,38 @@ pub unsafe extern "C" fn clSetKernelArg(
         let arg = classify_arg(arg_size, value, |addr| {
             objects::get_any(addr as *const c_void).map(|r| (r.kind, r.handle))
         })?;
-        post(
-            Request::ClSetKernelArg(SetKernelArg {
-                kernel: k.handle,
-                index: arg_index,
-                arg,
-            }),
-            &[],
-        )
+        let Data::Kernel { accepted, .. } = &k.data else {
+            return Err(CL_INVALID_KERNEL);
+        };
+        let shape = (arg_index, arg_size, arg_kind(&arg));
+        let req = Request::ClSetKernelArg(SetKernelArg {
+            kernel: k.handle,
+            index: arg_index,
+            arg,
+        });
+        if lock(accepted).contains(&shape) {
+            return post(req, &[]);
+        }
+        // A new shape is checked by the runtime now, so that its error
+        // (a wrong index, size or kind) is this call's, as natively.
+        match call(req, &[], &mut [])? {
+            Response::ClSetKernelArg(_) => {}
+            other => return Err(unexpected(&other)),
+        }
+        lock(accepted).insert(shape);
+        Ok(())
     })
+}
+
+/// The kind of an argument value, for [`clSetKernelArg`]'s shapes.
+fn arg_kind(arg: &KernelArg) -> u8 {
+    match arg {
+        KernelArg::Bytes(_) => 0,
+        KernelArg::Local(_) => 1,
+        KernelArg::Mem(_) => 2,
+        KernelArg::NullMem => 3,
+        KernelArg::Sampler(_) => 4,
+    }
 }
 
 /// # Safety

@@ -13,15 +13,20 @@ use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use opencl_sys::{
-    cl_bool, cl_command_queue, cl_event, cl_int, cl_map_flags, cl_mem, cl_uint, CL_INVALID_VALUE,
-    CL_MAP_READ, CL_MAP_WRITE, CL_MAP_WRITE_INVALIDATE_REGION, CL_MEM_ALLOC_HOST_PTR,
-    CL_OUT_OF_HOST_MEMORY,
+    cl_bool, cl_command_queue, cl_event, cl_int, cl_map_flags, cl_mem, cl_uint,
+    CL_INVALID_MEM_OBJECT, CL_INVALID_VALUE, CL_MAP_READ, CL_MAP_WRITE,
+    CL_MAP_WRITE_INVALIDATE_REGION, CL_MEM_ALLOC_HOST_PTR, CL_OUT_OF_HOST_MEMORY,
 };
+use protocol::opencl::layout::{image_box, IMAGE1D, IMAGE1D_ARRAY, IMAGE1D_BUFFER, IMAGE2D};
+use protocol::opencl::ObjectKind;
 
+use super::boxes::{queue_of, Host};
 use super::enqueue::{begin, marker, read_pieces, same_context, write_pieces};
 use super::event::{event_handle, publish};
+use super::image::{get_image, image_transfer};
 use super::memory::{get_buffer, in_bounds};
-use super::objects::{lock, Data, Mapping};
+use super::objects::{self, lock, Data, MappedRegion, Mapping};
+use super::rect::triple;
 use super::{client, creating, status};
 
 /// Alignment of mapped memory: enough for any OpenCL vector type.
@@ -99,12 +104,8 @@ pub unsafe extern "C" fn clEnqueueMapBuffer(
         let (buf, buf_size) = get_buffer(buffer)?;
         same_context(&q, &buf)?;
         in_bounds(offset, size, buf_size)?;
-        let known = CL_MAP_READ | CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION;
-        let invalidate = map_flags & CL_MAP_WRITE_INVALIDATE_REGION != 0;
-        if size == 0
-            || map_flags & !known != 0
-            || (invalidate && map_flags & (CL_MAP_READ | CL_MAP_WRITE) != 0)
-        {
+        let (write, read_first) = map_flags_ok(map_flags)?;
+        if size == 0 {
             return Err(CL_INVALID_VALUE);
         }
         let Data::Mem {
@@ -124,20 +125,20 @@ pub unsafe extern "C" fn clEnqueueMapBuffer(
             (a.ptr.as_ptr() as usize, Some(a))
         };
         let ev = event_handle(event)?;
-        if invalidate {
-            marker(&q, wait, ev, false)?;
-        } else {
+        if read_first {
             // SAFETY: `addr` is our fresh allocation of `size` bytes, or
             // the program's USE_HOST_PTR memory, which covers the buffer.
             let out = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size) };
             read_pieces(&q, &buf, offset, out, &wait, ev)?;
+        } else {
+            marker(&q, wait, ev, false)?;
         }
-        let write = map_flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION) != 0;
         let mapping = Mapping {
             offset: offset as u64,
             size,
             write,
             _owned: owned,
+            image: None,
         };
         lock(maps).push((addr, mapping));
         // SAFETY: `event` is NULL or writable.
@@ -162,9 +163,9 @@ pub unsafe extern "C" fn clEnqueueUnmapMemObject(
     status("clEnqueueUnmapMemObject", || {
         // SAFETY: the caller's contract.
         let (q, wait) = unsafe { begin(command_queue, num_events_in_wait_list, event_wait_list) }?;
-        let (buf, _) = get_buffer(memobj)?;
+        let buf = objects::get(memobj, ObjectKind::MemObject).ok_or(CL_INVALID_MEM_OBJECT)?;
         same_context(&q, &buf)?;
-        let Data::Mem { maps, .. } = &buf.data else {
+        let Data::Mem { maps, image, .. } = &buf.data else {
             return Err(CL_INVALID_VALUE);
         };
         let mapping = {
@@ -181,9 +182,24 @@ pub unsafe extern "C" fn clEnqueueUnmapMemObject(
             // (our allocation, still owned by `mapping`, or the program's
             // USE_HOST_PTR memory).
             let data = unsafe { std::slice::from_raw_parts(mapped_ptr.cast::<u8>(), mapping.size) };
-            let offset = usize::try_from(mapping.offset).map_err(|_| CL_INVALID_VALUE)?;
-            // Posting copies the bytes, so the allocation may go at once.
-            write_pieces(&q, &buf, offset, data, false, &wait, ev)?;
+            match (&mapping.image, image) {
+                (Some(m), Some(shape)) => image_transfer(
+                    queue_of(&q),
+                    buf.handle,
+                    shape,
+                    m.origin,
+                    m.region,
+                    m.pitches,
+                    Host::Write(data),
+                    &wait,
+                    ev,
+                )?,
+                _ => {
+                    let offset = usize::try_from(mapping.offset).map_err(|_| CL_INVALID_VALUE)?;
+                    // Posting copies the bytes, so the allocation may go at once.
+                    write_pieces(&q, &buf, offset, data, false, &wait, ev)?;
+                }
+            }
         } else {
             marker(&q, wait, ev, false)?;
         }
@@ -192,4 +208,128 @@ pub unsafe extern "C" fn clEnqueueUnmapMemObject(
         unsafe { publish(&q, ev, event) };
         Ok(())
     })
+}
+
+/// Checks map flags: known bits, and `CL_MAP_WRITE_INVALIDATE_REGION`
+/// alone. Returns whether the mapping is written back, and whether it
+/// must first be read.
+fn map_flags_ok(map_flags: cl_map_flags) -> Result<(bool, bool), cl_int> {
+    let known = CL_MAP_READ | CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION;
+    let invalidate = map_flags & CL_MAP_WRITE_INVALIDATE_REGION != 0;
+    if map_flags & !known != 0 || (invalidate && map_flags & (CL_MAP_READ | CL_MAP_WRITE) != 0) {
+        return Err(CL_INVALID_VALUE);
+    }
+    let write = map_flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION) != 0;
+    Ok((write, !invalidate))
+}
+
+/// Maps an image region into host memory: the program's own memory for
+/// a `CL_MEM_USE_HOST_PTR` image (with its pitches), else a shim
+/// allocation of the tightly packed region.
+///
+/// # Safety
+/// The origin and region hold three entries; `image_row_pitch` is
+/// writable; `image_slice_pitch` is NULL or writable; the wait list,
+/// `event` and `errcode_ret` follow the OpenCL contract.
+#[no_mangle]
+pub unsafe extern "C" fn clEnqueueMapImage(
+    command_queue: cl_command_queue,
+    image: cl_mem,
+    _blocking_map: cl_bool,
+    map_flags: cl_map_flags,
+    origin: *const usize,
+    region: *const usize,
+    image_row_pitch: *mut usize,
+    image_slice_pitch: *mut usize,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+    errcode_ret: *mut cl_int,
+) -> *mut c_void {
+    let body = || {
+        // SAFETY: the caller's contract.
+        let (q, wait) = unsafe { begin(command_queue, num_events_in_wait_list, event_wait_list) }?;
+        let (img, shape) = get_image(image)?;
+        same_context(&q, &img)?;
+        // SAFETY: the caller's contract.
+        let (origin, region) = unsafe { (triple(origin)?, triple(region)?) };
+        let flat = matches!(shape.image_type, IMAGE1D | IMAGE1D_BUFFER | IMAGE2D);
+        if image_row_pitch.is_null() || (!flat && image_slice_pitch.is_null()) {
+            return Err(CL_INVALID_VALUE);
+        }
+        let (write, read_first) = map_flags_ok(map_flags)?;
+        let Data::Mem { host_ptr, maps, .. } = &img.data else {
+            return Err(CL_INVALID_MEM_OBJECT);
+        };
+        let b = image_box(shape.image_type, region, shape.element).ok_or(CL_INVALID_VALUE)?;
+        let (addr, pitches, owned) = if *host_ptr != 0 {
+            // The program's memory, at the region's first byte.
+            let (row, slice) = shape.host_pitches;
+            let (layer, y) = match shape.image_type {
+                IMAGE1D_ARRAY => (origin[1], 0),
+                _ => (origin[2], origin[1]),
+            };
+            let start = layer
+                .checked_mul(slice)
+                .zip(y.checked_mul(row))
+                .zip(origin[0].checked_mul(shape.element))
+                .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c))
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or(CL_INVALID_VALUE)?;
+            (host_ptr.wrapping_add(start), (row, slice), None)
+        } else {
+            let (row, slice) = b.pitches(0, 0).ok_or(CL_INVALID_VALUE)?;
+            let len = b.span(row, slice).ok_or(CL_INVALID_VALUE)?;
+            let len = usize::try_from(len).map_err(|_| CL_INVALID_VALUE)?;
+            let a = HostAlloc::new(len, false).ok_or(CL_OUT_OF_HOST_MEMORY)?;
+            (a.ptr.as_ptr() as usize, (row, slice), Some(a))
+        };
+        let len = b.span(pitches.0, pitches.1).ok_or(CL_INVALID_VALUE)?;
+        let len = usize::try_from(len).map_err(|_| CL_INVALID_VALUE)?;
+        let ev = event_handle(event)?;
+        if read_first {
+            // SAFETY: `addr` is our allocation of `len` bytes, or the
+            // program's USE_HOST_PTR memory, which covers the image.
+            let out = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+            let q_of = queue_of(&q);
+            image_transfer(
+                q_of,
+                img.handle,
+                &shape,
+                origin,
+                region,
+                pitches,
+                Host::Read(out),
+                &wait,
+                ev,
+            )?;
+        } else {
+            marker(&q, wait, ev, false)?;
+        }
+        lock(maps).push((
+            addr,
+            Mapping {
+                offset: 0,
+                size: len,
+                write,
+                _owned: owned,
+                image: Some(MappedRegion {
+                    origin,
+                    region,
+                    pitches,
+                }),
+            },
+        ));
+        // SAFETY: writable (checked non-NULL above), the caller's contract.
+        unsafe { image_row_pitch.write(pitches.0 as usize) };
+        // SAFETY: NULL or writable, the caller's contract.
+        unsafe {
+            crate::ffi::write_opt(image_slice_pitch, if flat { 0 } else { pitches.1 as usize })
+        };
+        // SAFETY: `event` is NULL or writable.
+        unsafe { publish(&q, ev, event) };
+        Ok(addr as *mut c_void)
+    };
+    // SAFETY: the caller's contract.
+    unsafe { creating("clEnqueueMapImage", errcode_ret, body) }
 }

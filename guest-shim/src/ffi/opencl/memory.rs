@@ -30,7 +30,9 @@ const HOST_FLAGS: u64 = CL_MEM_USE_HOST_PTR | CL_MEM_ALLOC_HOST_PTR | CL_MEM_COP
 pub(crate) fn get_buffer(m: cl_mem) -> Result<(Arc<Record>, u64), cl_int> {
     let r = objects::get(m, ObjectKind::MemObject).ok_or(CL_INVALID_MEM_OBJECT)?;
     let size = match &r.data {
-        Data::Mem { size, .. } => *size,
+        Data::Mem {
+            size, image: None, ..
+        } => *size,
         _ => return Err(CL_INVALID_MEM_OBJECT),
     };
     Ok((r, size))
@@ -62,14 +64,15 @@ pub(crate) fn check_host_ptr(flags: u64, host_ptr_is_null: bool) -> Result<bool,
 }
 
 /// Posts the `ClRelease` of an object the program never saw.
-fn send_releases_of(kind: ObjectKind, object: Handle) {
+pub(crate) fn send_releases_of(kind: ObjectKind, object: Handle) {
     // A failure here leaves the object to the session's cleanup.
     let _ = post(Request::ClRelease(Release { kind, object }), &[]);
 }
 
-/// Writes a new buffer's initial contents through a private queue on the
-/// context's first device, one chunk per call.
-fn upload(ctx: &Record, buffer: Handle, data: &[u8]) -> Result<(), cl_int> {
+/// A queue the program never sees, on the context's first device, for
+/// uploading a new object's initial contents; the caller releases it
+/// with [`send_releases_of`].
+pub(crate) fn private_queue(ctx: &Record) -> Result<Handle, cl_int> {
     let Data::Context { devices, .. } = &ctx.data else {
         return Err(CL_INVALID_CONTEXT);
     };
@@ -82,6 +85,13 @@ fn upload(ctx: &Record, buffer: Handle, data: &[u8]) -> Result<(), cl_int> {
         properties: vec![],
     });
     call(req, &[], &mut [])?;
+    Ok(queue)
+}
+
+/// Writes a new buffer's initial contents through a private queue, one
+/// chunk per call.
+fn upload(ctx: &Record, buffer: Handle, data: &[u8]) -> Result<(), cl_int> {
+    let queue = private_queue(ctx)?;
     let chunk = chunk_size();
     let mut result = Ok(());
     for (i, piece) in data.chunks(chunk).enumerate() {
@@ -102,6 +112,24 @@ fn upload(ctx: &Record, buffer: Handle, data: &[u8]) -> Result<(), cl_int> {
     }
     send_releases_of(ObjectKind::CommandQueue, queue);
     result
+}
+
+/// Whether a new memory object's initial data (`len` bytes, when it has
+/// any) travels with its creation, and the flags the daemon is sent: data
+/// larger than one call carries is uploaded after creation instead, and
+/// the object is then created without the host-pointer flags.
+pub(super) fn initial_data(
+    flags: cl_mem_flags,
+    with_data: bool,
+    len: usize,
+) -> (bool, cl_mem_flags) {
+    let inline = with_data && len <= chunk_size();
+    let wire_flags = if with_data && !inline {
+        flags & !(CL_MEM_COPY_HOST_PTR | CL_MEM_USE_HOST_PTR)
+    } else {
+        flags
+    };
+    (inline, wire_flags)
 }
 
 /// # Safety
@@ -131,12 +159,7 @@ pub unsafe extern "C" fn clCreateBuffer(
         };
         // Initial data larger than one call can carry is uploaded after
         // creation instead.
-        let inline = with_data && size <= chunk_size();
-        let wire_flags = if with_data && !inline {
-            flags & !(CL_MEM_COPY_HOST_PTR | CL_MEM_USE_HOST_PTR)
-        } else {
-            flags
-        };
+        let (inline, wire_flags) = initial_data(flags, with_data, size);
         let id = client()?.new_handle();
         let req = Request::ClCreateBuffer(CreateBuffer {
             id,
@@ -170,6 +193,8 @@ pub unsafe extern "C" fn clCreateBuffer(
                 size: size as u64,
                 host_ptr,
                 maps: Mutex::new(Vec::new()),
+                image: None,
+                destructors: Default::default(),
             },
         )
         .cl_ptr())
@@ -270,6 +295,8 @@ pub unsafe extern "C" fn clCreateSubBuffer(
                 size: region.size as u64,
                 host_ptr,
                 maps: Mutex::new(Vec::new()),
+                image: None,
+                destructors: Default::default(),
             },
         )
         .cl_ptr())

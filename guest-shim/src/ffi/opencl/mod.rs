@@ -8,23 +8,35 @@
 //! | [`objects`] | object records, the registry of live pointers, refcounts |
 //! | [`info`] | `clGet*Info` plumbing: local answers, daemon queries, caches |
 //! | [`platform`] | platforms and devices |
+//! | [`devices`] | sub-devices, device reference counts, timers |
 //! | [`context`] | contexts and image formats |
 //! | [`queue`] | command queues, `clFlush`, `clFinish` |
 //! | [`memory`] | buffers and sub-buffers |
+//! | [`image`] | images and the commands on them |
+//! | [`sampler`] | samplers |
 //! | [`program`] | programs: source, binaries, builds |
-//! | [`kernel`] | kernels and argument classification |
-//! | [`enqueue`] | transfers, kernel launches, markers and barriers |
-//! | [`map`] | `clEnqueueMapBuffer` emulated in host memory |
+//! | [`compile`] | separate compilation, linking, IL and built-in programs |
+//! | [`kernel`] | kernels, their clones, and argument classification |
+//! | [`enqueue`] | transfers, kernel launches, markers, barriers, migration |
+//! | [`rect`] | rectangular buffer transfers |
+//! | [`boxes`] | rectangular host transfers cut into pieces |
+//! | [`map`] | `clEnqueueMapBuffer`/`clEnqueueMapImage` emulated in host memory |
 //! | [`event`] | events, user events, callbacks, waits |
+//! | [`callbacks`] | destructor callbacks of memory objects, programs, contexts |
 //!
 //! The first `clIcdGetPlatformIDsKHR` (or `clGetPlatformIDs`) lists the
 //! platforms once, over the process's one session
 //! ([`crate::ffi::shared_client`]); a missing daemon means no platforms.
 
+pub(crate) mod boxes;
+pub(crate) mod callbacks;
+pub(crate) mod compile;
 pub(crate) mod context;
+pub(crate) mod devices;
 pub(crate) mod dispatch;
 pub(crate) mod enqueue;
 pub(crate) mod event;
+pub(crate) mod image;
 pub(crate) mod info;
 pub(crate) mod kernel;
 pub(crate) mod map;
@@ -33,6 +45,8 @@ pub(crate) mod objects;
 pub(crate) mod platform;
 pub(crate) mod program;
 pub(crate) mod queue;
+pub(crate) mod rect;
+pub(crate) mod sampler;
 mod stubs;
 
 use std::ffi::{c_char, c_void};
@@ -148,7 +162,8 @@ pub(crate) fn unexpected(_resp: &Response) -> cl_int {
     cl_error(&CallError::Protocol(ProtocolError::Malformed))
 }
 
-/// Sends `ClRelease` for objects destroyed by a release, children first.
+/// Sends `ClRelease` for objects destroyed by a release, children first,
+/// and runs each one's destructor callbacks once its release is sent.
 pub(crate) fn send_releases(dead: Vec<Arc<Record>>) -> cl_int {
     let mut rc = CL_SUCCESS;
     for r in dead {
@@ -159,6 +174,7 @@ pub(crate) fn send_releases(dead: Vec<Arc<Record>>) -> cl_int {
         if let Err(e) = post(req, &[]) {
             rc = e;
         }
+        callbacks::run_destructors(&r);
     }
     rc
 }

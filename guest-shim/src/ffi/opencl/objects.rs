@@ -57,7 +57,48 @@ pub(crate) struct Mapping {
     /// Shim-owned memory; `None` when the program's `USE_HOST_PTR` memory is
     /// the mapping.
     pub _owned: Option<super::map::HostAlloc>,
+    /// For an image: the region mapped and its host pitches.
+    pub image: Option<MappedRegion>,
 }
+
+/// The image region a mapping holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MappedRegion {
+    /// Origin in the image.
+    pub origin: [u64; 3],
+    /// Region in the image.
+    pub region: [u64; 3],
+    /// Row and slice pitches of the mapped memory.
+    pub pitches: (u64, u64),
+}
+
+/// What the shim knows of an image, for laying out its transfers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ImageShape {
+    /// `cl_mem_object_type`.
+    pub image_type: u32,
+    /// Size in each coordinate (`protocol::opencl::layout::image_extent`).
+    pub extent: [u64; 3],
+    /// Bytes per element, as the runtime reports them.
+    pub element: u64,
+    /// The host row and slice pitches of a `CL_MEM_USE_HOST_PTR` image.
+    pub host_pitches: (u64, u64),
+}
+
+/// A destructor callback (`clSetMemObjectDestructorCallback`,
+/// `clSetProgramReleaseCallback`, `clSetContextDestructorCallback`): the
+/// program's function and its user data, kept opaque.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Destructor {
+    /// The function; all three kinds take the object and the user data.
+    pub func: unsafe extern "C" fn(*mut c_void, *mut c_void),
+    /// The user data's address.
+    pub user_data: usize,
+}
+
+/// Destructor callbacks of an object, called last-registered first when
+/// the shim destroys it.
+pub(crate) type Destructors = Mutex<Vec<Destructor>>;
 
 /// A pending `clSetEventCallback`.
 #[derive(Debug)]
@@ -79,12 +120,16 @@ pub(crate) enum Data {
     Device {
         platform: Arc<Record>,
         cache: InfoCache,
+        /// The device a sub-device was partitioned from (`None` for a
+        /// root device, which is not reference counted).
+        parent: Option<Arc<Record>>,
     },
     Context {
         devices: Vec<Arc<Record>>,
         /// The caller's property list (program pointers), zero-terminated,
         /// or empty when it passed NULL.
         properties: Vec<isize>,
+        destructors: Destructors,
     },
     Queue {
         context: Arc<Record>,
@@ -102,19 +147,32 @@ pub(crate) enum Data {
         /// Live mappings by mapped address (one address may be mapped
         /// more than once).
         maps: Mutex<Vec<(usize, Mapping)>>,
+        /// `Some` for an image.
+        image: Option<ImageShape>,
+        destructors: Destructors,
     },
     Program {
         context: Arc<Record>,
         devices: Vec<Arc<Record>>,
+        destructors: Destructors,
     },
     Kernel {
         program: Arc<Record>,
         context: Arc<Record>,
+        /// Argument shapes (index, size, kind of value) the runtime has
+        /// accepted on this kernel: setting one again cannot fail
+        /// differently, so it is posted; a new one is checked at once.
+        accepted: Mutex<std::collections::HashSet<(u32, usize, u8)>>,
     },
     Event {
         context: Arc<Record>,
         queue: Option<Arc<Record>>,
         callbacks: Mutex<Vec<EventCallback>>,
+        /// For a user event: its status has been set.
+        status_set: std::sync::atomic::AtomicBool,
+    },
+    Sampler {
+        context: Arc<Record>,
     },
 }
 
@@ -137,10 +195,34 @@ impl Record {
         self.ptr as *mut c_void
     }
 
-    /// The objects this one keeps alive.
+    /// Whether the object is reference counted: all but platforms and
+    /// root devices.
+    pub(crate) fn counted(&self) -> bool {
+        match &self.data {
+            Data::Platform { .. } => false,
+            Data::Device { parent, .. } => parent.is_some(),
+            _ => true,
+        }
+    }
+
+    /// The destructor callbacks registered on the object, if it takes any.
+    pub(crate) fn destructors(&self) -> Option<&Destructors> {
+        match &self.data {
+            Data::Mem { destructors, .. }
+            | Data::Program { destructors, .. }
+            | Data::Context { destructors, .. } => Some(destructors),
+            _ => None,
+        }
+    }
+
+    /// The objects this one keeps alive (only counted ones).
     fn parents(&self) -> Vec<&Arc<Record>> {
         match &self.data {
-            Data::Platform { .. } | Data::Device { .. } | Data::Context { .. } => vec![],
+            Data::Platform { .. } => vec![],
+            Data::Device { parent, .. } => parent.iter().filter(|d| d.counted()).collect(),
+            // A context keeps its sub-devices, as the runtime does.
+            Data::Context { devices, .. } => devices.iter().filter(|d| d.counted()).collect(),
+            Data::Sampler { context } => vec![context],
             Data::Queue { context, .. } => vec![context],
             Data::Mem {
                 context, parent, ..
@@ -166,7 +248,8 @@ impl Record {
             | Data::Mem { context, .. }
             | Data::Program { context, .. }
             | Data::Kernel { context, .. }
-            | Data::Event { context, .. } => Some(context.clone()),
+            | Data::Event { context, .. }
+            | Data::Sampler { context } => Some(context.clone()),
             Data::Platform { .. } | Data::Device { .. } => None,
         }
     }
@@ -253,6 +336,7 @@ pub(crate) fn device(handle: Handle, platform: &Arc<Record>) -> Arc<Record> {
     let r = insert(&mut reg, ObjectKind::Device, handle, |_| Data::Device {
         platform: platform.clone(),
         cache: InfoCache::default(),
+        parent: None,
     });
     reg.devices.insert(handle, r.clone());
     r
@@ -284,12 +368,29 @@ pub(crate) fn ref_count(ptr: usize) -> u32 {
     lock(&REGISTRY).by_ptr.get(&ptr).map_or(0, |e| e.refs)
 }
 
-/// Adds a reference. Platforms and devices are not counted.
+/// Registers a new sub-device of `parent`, with one reference.
+pub(crate) fn sub_device(handle: Handle, parent: &Arc<Record>) -> Arc<Record> {
+    let platform = match &parent.data {
+        Data::Device { platform, .. } => platform.clone(),
+        _ => parent.clone(),
+    };
+    register(
+        ObjectKind::Device,
+        handle,
+        Data::Device {
+            platform,
+            cache: InfoCache::default(),
+            parent: Some(parent.clone()),
+        },
+    )
+}
+
+/// Adds a reference. Platforms and root devices are not counted.
 pub(crate) fn retain(ptr: *const c_void, kind: ObjectKind) -> bool {
     let mut reg = lock(&REGISTRY);
     match reg.by_ptr.get_mut(&(ptr as usize)) {
         Some(e) if !ptr.is_null() && e.record.kind == kind => {
-            if !matches!(kind, ObjectKind::Platform | ObjectKind::Device) {
+            if e.record.counted() {
                 e.refs = e.refs.saturating_add(1);
             }
             true
@@ -308,7 +409,11 @@ pub(crate) fn release(ptr: *const c_void, kind: ObjectKind) -> Option<Vec<Arc<Re
         _ => return None,
     }
     let mut dead = Vec::new();
-    if matches!(kind, ObjectKind::Platform | ObjectKind::Device) {
+    if reg
+        .by_ptr
+        .get(&(ptr as usize))
+        .is_some_and(|e| !e.record.counted())
+    {
         return Some(dead);
     }
     let mut todo = vec![ptr as usize];
@@ -351,6 +456,7 @@ pub(crate) mod tests {
             Data::Context {
                 devices: vec![d],
                 properties: vec![],
+                destructors: Destructors::default(),
             },
         )
     }

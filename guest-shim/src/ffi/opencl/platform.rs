@@ -208,22 +208,6 @@ pub unsafe extern "C" fn clGetDeviceInfo(
     }
 }
 
-/// Root devices are not refcounted: success for a valid device.
-#[no_mangle]
-pub extern "C" fn clRetainDevice(device: cl_device_id) -> cl_int {
-    status("clRetainDevice", || {
-        objects::get(device, ObjectKind::Device)
-            .map(|_| ())
-            .ok_or(CL_INVALID_DEVICE)
-    })
-}
-
-/// Root devices are not refcounted: success for a valid device.
-#[no_mangle]
-pub extern "C" fn clReleaseDevice(device: cl_device_id) -> cl_int {
-    clRetainDevice(device)
-}
-
 /// A hint; nothing to do.
 #[no_mangle]
 pub extern "C" fn clUnloadCompiler() -> cl_int {

@@ -70,7 +70,7 @@ pub(crate) unsafe fn join_sources(
 ///
 /// # Safety
 /// `list` is NULL or holds `n` entries.
-unsafe fn devices_in(
+pub(crate) unsafe fn devices_in(
     context: &Record,
     n: cl_uint,
     list: *const cl_device_id,
@@ -95,8 +95,33 @@ unsafe fn devices_in(
         .collect()
 }
 
-fn register_program(id: u64, context: Arc<Record>, devices: Vec<Arc<Record>>) -> *mut c_void {
-    objects::register(ObjectKind::Program, id, Data::Program { context, devices }).cl_ptr()
+/// The devices a program made for `devs` of `ctx` is for: those, or
+/// all of the context's when none are named.
+pub(super) fn program_devices(ctx: &Record, devs: Vec<Arc<Record>>) -> Vec<Arc<Record>> {
+    if !devs.is_empty() {
+        return devs;
+    }
+    match &ctx.data {
+        Data::Context { devices, .. } => devices.clone(),
+        _ => vec![],
+    }
+}
+
+pub(crate) fn register_program(
+    id: u64,
+    context: Arc<Record>,
+    devices: Vec<Arc<Record>>,
+) -> *mut c_void {
+    objects::register(
+        ObjectKind::Program,
+        id,
+        Data::Program {
+            context,
+            devices,
+            destructors: Default::default(),
+        },
+    )
+    .cl_ptr()
 }
 
 /// # Safety
@@ -123,10 +148,7 @@ pub unsafe extern "C" fn clCreateProgramWithSource(
             Response::ClCreateProgramWithSource(_) => {}
             other => return Err(unexpected(&other)),
         }
-        let devices = match &ctx.data {
-            Data::Context { devices, .. } => devices.clone(),
-            _ => vec![],
-        };
+        let devices = program_devices(&ctx, vec![]);
         Ok(register_program(id, ctx, devices))
     };
     // SAFETY: the caller's contract.

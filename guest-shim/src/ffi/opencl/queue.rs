@@ -178,6 +178,9 @@ pub extern "C" fn clFlush(command_queue: cl_command_queue) -> cl_int {
 pub extern "C" fn clFinish(command_queue: cl_command_queue) -> cl_int {
     status("clFinish", || {
         let q = get_queue(command_queue)?;
+        // While another thread may still set a user event the queue waits
+        // on, wait in bounded slices first (see `event::settle`).
+        event::settle(q.handle, vec![])?;
         match call(Request::ClFinish(QueueOp { queue: q.handle }), &[], &mut [])? {
             Response::ClFinish(_) => {
                 event::fire_queue_callbacks(&q);
