@@ -4,6 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
+pub mod forwarded;
+pub mod forwarded_programs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
