@@ -110,7 +110,8 @@ impl TryFrom<RunArgs> for Config {
         if args.case_timeout == 0 {
             return Err(ConfigError::Zero("--case-timeout"));
         }
-        let cases = catalogue(&sizes, &args.workloads);
+        let mut cases = catalogue(&sizes, &args.workloads);
+        cases.retain(|c| c.runs_on(args.api));
         if cases.is_empty() {
             return Err(ConfigError::Empty);
         }

@@ -28,6 +28,21 @@ pub enum HostMem {
     HostAlloc,
 }
 
+/// What the images workload times on a 2D RGBA8 image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ImageOp {
+    /// A blocking write of the whole image from host memory.
+    Write,
+    /// A blocking read of the whole image into host memory.
+    Read,
+    /// A kernel reading every pixel through a sampler into a buffer.
+    Sample,
+}
+
+/// Width of the images workload's images, in pixels (RGBA8: 4 KiB rows);
+/// the height follows from the size.
+pub const IMAGE_WIDTH: usize = 1024;
+
 /// Element types of the alignedTypes workload: sizes 1 to 32 bytes, some
 /// naturally aligned vector types and some plain structs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,6 +142,9 @@ pub enum Case {
     LaunchRate { launches: usize },
     /// One blocking transfer of `bytes` (a few bytes).
     SmallCopy { dir: Direction, bytes: usize },
+    /// `op` on a 2D RGBA8 image of `bytes` ([`IMAGE_WIDTH`] pixels wide);
+    /// OpenCL only.
+    Image { op: ImageOp, bytes: usize },
 }
 
 /// How a case's samples (nanoseconds each) read as a figure of merit.
@@ -142,7 +160,7 @@ pub enum Unit {
 
 /// Workload families, in report order: the thesis workloads, then the
 /// micro-benchmarks.
-pub const FAMILIES: [&str; 10] = [
+pub const FAMILIES: [&str; 11] = [
     "vectorAdd",
     "matrixMul",
     "BlackScholes",
@@ -152,6 +170,7 @@ pub const FAMILIES: [&str; 10] = [
     "asyncAPI",
     "clock",
     "alignedTypes",
+    "images",
     "micro",
 ];
 
@@ -178,6 +197,7 @@ impl Case {
             Case::AsyncApi { .. } => "asyncAPI",
             Case::Clock { .. } => "clock",
             Case::AlignedTypes { .. } => "alignedTypes",
+            Case::Image { .. } => "images",
             Case::NullSync | Case::LaunchRate { .. } | Case::SmallCopy { .. } => "micro",
         }
     }
@@ -187,7 +207,13 @@ impl Case {
     /// path, whose native cost is near zero, so their ratio is large by
     /// construction and says nothing about applications.
     pub fn in_geomean(&self) -> bool {
-        self.family() != "micro"
+        !matches!(self.family(), "micro" | "images")
+    }
+
+    /// Whether `api` can run the case: images are OpenCL's alone (CUDA
+    /// arrays and textures are not forwarded).
+    pub fn runs_on(&self, api: crate::api::Api) -> bool {
+        !matches!(self, Case::Image { .. }) || api == crate::api::Api::OpenCl
     }
 
     /// How samples read.
@@ -197,6 +223,7 @@ impl Case {
             // Whole elements only.
             Case::AlignedTypes { ty, bytes } => Unit::Bytes(bytes / ty.size() * ty.size()),
             Case::LaunchRate { launches } => Unit::Ops(launches),
+            Case::Image { bytes, .. } => Unit::Bytes(bytes),
             // Small copies are about latency, not bandwidth.
             _ => Unit::Time,
         }
@@ -220,6 +247,7 @@ impl Case {
             Case::Bandwidth { .. } => 10,
             Case::Clock { .. } => 50,
             Case::AlignedTypes { .. } => 10,
+            Case::Image { .. } => 10,
             Case::NullSync => 2000,
             Case::LaunchRate { .. } => 20,
             Case::SmallCopy { .. } => 1000,
@@ -269,6 +297,7 @@ impl fmt::Display for Case {
             Case::NullSync => write!(f, "null sync round trip"),
             Case::LaunchRate { launches } => write!(f, "empty-kernel launches x{launches}"),
             Case::SmallCopy { dir, bytes } => write!(f, "small copy {dir:?} {}", size_label(bytes)),
+            Case::Image { op, bytes } => write!(f, "image {op:?} {}", size_label(bytes)),
         }
     }
 }
@@ -285,6 +314,7 @@ pub struct Sizes {
     pub async_ints: usize,
     pub clock_groups: usize,
     pub aligned_bytes: usize,
+    pub image_bytes: usize,
     pub launches: usize,
 }
 
@@ -301,6 +331,7 @@ impl Sizes {
             async_ints: 1 << 24,
             clock_groups: 1024,
             aligned_bytes: 16 << 20,
+            image_bytes: 16 << 20,
             launches: 1000,
         }
     }
@@ -317,6 +348,7 @@ impl Sizes {
             async_ints: 1 << 16,
             clock_groups: 64,
             aligned_bytes: 256 << 10,
+            image_bytes: 256 << 10,
             launches: 100,
         }
     }
@@ -393,6 +425,14 @@ pub fn catalogue(sizes: &Sizes, families: &[String]) -> Vec<Case> {
             bytes: sizes.aligned_bytes,
         }));
     }
+    if wanted("images") {
+        for op in [ImageOp::Write, ImageOp::Read, ImageOp::Sample] {
+            cases.push(Case::Image {
+                op,
+                bytes: sizes.image_bytes,
+            });
+        }
+    }
     if wanted("micro") {
         cases.push(Case::NullSync);
         cases.push(Case::LaunchRate {
@@ -454,5 +494,19 @@ mod tests {
         assert_eq!(c.unit(), Unit::Bytes(16 << 20));
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Case>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn images_are_opencl_only_and_outside_the_geomean() {
+        let c = Case::Image {
+            op: ImageOp::Sample,
+            bytes: 16 << 20,
+        };
+        assert_eq!(c.to_string(), "image Sample 16 MiB");
+        assert_eq!(c.unit(), Unit::Bytes(16 << 20));
+        assert!(!c.in_geomean());
+        assert!(c.runs_on(crate::api::Api::OpenCl));
+        assert!(!c.runs_on(crate::api::Api::Cuda));
+        assert!(Case::NullSync.runs_on(crate::api::Api::Cuda));
     }
 }

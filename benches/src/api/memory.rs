@@ -12,7 +12,7 @@ use super::device::Device;
 use super::{sample, timed, WorkloadError};
 use crate::check;
 use crate::problem;
-use crate::workload::{AlignedType, Direction, HostMem};
+use crate::workload::{AlignedType, Direction, HostMem, ImageOp};
 
 /// What the memory workloads need of an API beyond [`Device`].
 pub(crate) trait Memory: Device {
@@ -43,6 +43,22 @@ pub(crate) trait Memory: Device {
         dst: &Self::Buf<u8>,
         n: usize,
     ) -> Result<Self::Launch, WorkloadError>;
+
+    /// The images workload: `op` on a 2D RGBA8 image of `bytes`, `warmup`
+    /// untimed and `reps` timed runs, each verified. Only APIs with images
+    /// (OpenCL) have it.
+    fn image(
+        &mut self,
+        op: ImageOp,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        let _ = (op, bytes, warmup, reps);
+        Err(WorkloadError::Unavailable(
+            "images are an OpenCL workload".into(),
+        ))
+    }
 }
 
 /// The host side of a transfer.

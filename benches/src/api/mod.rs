@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `device` | what every API's device offers the workloads |
 //! | `compute` | vectorAdd, matrixMul, BlackScholes, fastWalshTransform, convolutionSeparable |
-//! | `memory` | bandwidthTest, alignedTypes, small copies |
+//! | `memory` | bandwidthTest, alignedTypes, small copies; images (OpenCL's own) |
 //! | `timing` | null round trip and launch rate; asyncAPI's and clock's shared parts |
 //! | [`opencl`] | OpenCL, through the ICD loader (native ICDs, or our shim) |
 //! | [`cuda`] | the CUDA driver API, through `libcuda.so.1` (NVIDIA's driver, or our shim) |
@@ -202,6 +202,7 @@ impl<D: Compute + Memory + Timing> Backend for D {
             Case::AlignedTypes { ty, bytes } => {
                 memory::aligned_types(self, ty, bytes, w, r).map(samples)
             }
+            Case::Image { op, bytes } => self.image(op, bytes, w, r).map(samples),
             Case::SmallCopy { dir, bytes } => match dir {
                 Direction::D2D => Err(WorkloadError::Unavailable(
                     "small copies are H2D or D2H".into(),

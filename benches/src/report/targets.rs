@@ -24,6 +24,9 @@ pub struct TargetCheck {
 pub const BANDWIDTH_TARGET_MIN_BYTES: usize = 16 << 20;
 /// …which reach at least this fraction of native bandwidth.
 pub const BANDWIDTH_TARGET: f64 = 0.9;
+/// OpenCL: image writes, reads and sampler kernels on images of at least
+/// [`BANDWIDTH_TARGET_MIN_BYTES`] reach this fraction of native.
+pub const IMAGE_TARGET: f64 = 0.9;
 /// Geometric-mean target on a CPU runtime, and on a GPU.
 pub const GEOMEAN_TARGET_CPU: f64 = 1.10;
 pub const GEOMEAN_TARGET_GPU: f64 = 1.05;
@@ -105,6 +108,19 @@ pub fn judge(rows: &[Row], g: &Geomeans, api: Api, gpu: bool) -> Vec<TargetCheck
             "no transfer that large in this run",
         ),
     ];
+    if api == Api::OpenCl {
+        out.push(fraction_target(
+            format!(
+                "OpenCL: images at ≥ {mib} MiB (write, read, sampler kernel) ≥ \
+                 {IMAGE_TARGET:.1}× native"
+            ),
+            rows.iter().filter(|r| {
+                matches!(r.case, Case::Image { bytes, .. } if bytes >= BANDWIDTH_TARGET_MIN_BYTES)
+            }),
+            IMAGE_TARGET,
+            "no image that large in this run",
+        ));
+    }
     if api != Api::Cuda {
         return out;
     }
@@ -171,7 +187,8 @@ mod tests {
         ];
         let g = geomeans(&rows);
         let t = judge(&rows, &g, Api::OpenCl, false);
-        assert_eq!(t.len(), 2, "no CUDA targets for OpenCL");
+        assert_eq!(t.len(), 3, "no CUDA targets for OpenCL");
+        assert_eq!(t[2].met, None, "no image in this run");
         assert_eq!(t[1].met, Some(false));
         assert!(
             t[1].measured
@@ -184,6 +201,21 @@ mod tests {
         assert_eq!(t[1].met, None);
         assert_eq!(t[0].met, Some(true));
         assert!(t[0].target.contains("1.05"));
+    }
+
+    #[test]
+    fn opencl_images_are_judged_at_sixteen_mebibytes() {
+        use crate::workload::ImageOp;
+        let image = |op, bytes, n: f64, v: f64| row(Case::Image { op, bytes }, n, v);
+        let rows = vec![
+            image(ImageOp::Write, 16 << 20, 100.0, 105.0),
+            image(ImageOp::Sample, 16 << 20, 100.0, 120.0),
+            image(ImageOp::Read, 1 << 20, 100.0, 400.0),
+        ];
+        let t = judge(&rows, &geomeans(&rows), Api::OpenCl, false);
+        let img = t.iter().find(|c| c.target.contains("images")).unwrap();
+        assert_eq!(img.met, Some(false));
+        assert!(img.measured.contains("image Sample 16 MiB"), "{img:?}");
     }
 
     #[test]
@@ -211,7 +243,7 @@ mod tests {
             host_alloc(Direction::H2D, 64 << 10, 10.0, 100.0),
         ];
         let t = judge(&rows, &geomeans(&rows), Api::Cuda, true);
-        assert_eq!(t.len(), 6, "{t:?}");
+        assert_eq!(t.len(), 6, "no image target for CUDA: {t:?}");
         let find = |s: &str| t.iter().find(|c| c.target.contains(s)).unwrap();
         let sync = find("cuCtxSynchronize");
         assert_eq!(sync.met, Some(true));

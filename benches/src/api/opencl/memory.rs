@@ -14,7 +14,7 @@ use super::{arg, arg_buf, Cl, Launch, OpenCl, Source};
 use crate::api::device::Device;
 use crate::api::memory::Memory;
 use crate::api::WorkloadError;
-use crate::workload::AlignedType;
+use crate::workload::{AlignedType, ImageOp};
 
 const ALIGNED_TYPES: Source =
     Source::plain("aligned_types", include_str!("kernels/aligned_types.cl"));
@@ -114,5 +114,15 @@ impl Memory for OpenCl {
         arg_buf(&k, 1, dst)?;
         arg(&k, 2, count)?;
         Ok(Launch::new(k, &[n], None))
+    }
+
+    fn image(
+        &mut self,
+        op: ImageOp,
+        bytes: usize,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>, WorkloadError> {
+        super::images::run(self, op, bytes, warmup, reps)
     }
 }

@@ -6,12 +6,14 @@
 //! |---|---|
 //! | `compute` | the compute workloads' kernels and launches |
 //! | `memory` | host-allocated memory, device copies, alignedTypes' kernels |
+//! | `images` | the images workload: 2D image writes, reads, a sampler kernel |
 //! | `timing` | asyncAPI, clock, the launch-rate kernel |
 //!
 //! Kernel sources live in `kernels/*.cl`. The device operations the shared
 //! workloads run on (`api::device`) are implemented here.
 
 mod compute;
+mod images;
 mod memory;
 mod timing;
 
