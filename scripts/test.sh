@@ -2,9 +2,10 @@
 # The test command: installs dependencies, checks the house rules
 # (scripts/lint.sh: rustfmt, clippy, rustdoc, the MSRV, the fuzz targets'
 # build), then builds and runs the whole test suite (unit, property,
-# integration and end-to-end through the daemon on POCL), the booted-guest
-# test (two QEMU guests over vhost-user-vsock) and the benchmark harness's
-# smoke run.
+# integration and end-to-end through the daemon on POCL), the benchmark
+# harness's smoke run, piglit's OpenCL tests natively and through the shim
+# (the CI subset; scripts/piglit-cl.sh runs the whole profile) and the
+# booted-guest test (two QEMU guests over vhost-user-vsock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -29,6 +30,11 @@ target/release/vcompute-bench run --quick --out target/vcompute-bench-quick
 # Time to first call through fresh worker processes, warm and cold: a
 # smoke run of the measurement (each probe checks its kernel's result).
 target/release/vcompute-bench coldstart --samples 2 --gap-ms 100
+
+# piglit's OpenCL tests (the subset in scripts/piglit/cl-ci.txt, some 30 s),
+# natively and through a daemon, compared test by test against the known
+# differences in scripts/piglit/cl-expected.txt.
+scripts/piglit-cl.sh --ci
 
 # Booted guests: a Debian cloud kernel under QEMU (TCG), the shim inside,
 # the daemon as the VMs' vhost-user-vsock device.
