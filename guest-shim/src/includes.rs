@@ -5,10 +5,12 @@
 //! daemon lays them out under a private directory and points the options
 //! there.
 //!
-//! The search follows clang's: a quoted include looks in the including
-//! file's directory (the working directory for the program's own source),
-//! then in each `-I` directory in order; an angled include only in the
-//! `-I` directories. Headers that include headers are followed. Every
+//! The search follows the daemon's compiler (clang under POCL): a quoted
+//! include looks in the including file's directory, then in the working
+//! directory (POCL adds `-I.`) and each `-I` directory in order; an angled
+//! include in the working directory and the `-I` directories. An absolute
+//! name is not sent: the compiler opens it on the host, where the sandbox
+//! refuses it. Headers that include headers are followed. Every
 //! directive is followed whether or not the preprocessor would take it
 //! (sending a header too many is harmless); an include whose name is a
 //! macro cannot be resolved here and is left to the compiler, which then
@@ -20,12 +22,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Component, Path, PathBuf};
 
-/// Most header files sent with one build.
-pub const MAX_HEADERS: usize = 256;
-
-/// Most header bytes sent with one build: kernels' header sets are a few
-/// hundred KiB at most (big libraries' OpenCL headers included).
-pub const MAX_HEADER_BYTES: usize = 8 << 20;
+pub use protocol::limits::{MAX_HEADER_BYTES, MAX_HEADER_FILES as MAX_HEADERS};
 
 /// Why the headers of a build could not be gathered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -142,15 +139,24 @@ pub fn gather(
     while let Some((dir, text)) = todo.pop_front() {
         for (name, quoted) in directives(&text) {
             let name = Path::new(&name);
-            let candidates: Vec<PathBuf> = if name.is_absolute() {
-                vec![absolute(cwd, name)]
-            } else {
-                quoted
-                    .then(|| absolute(&dir, name))
-                    .into_iter()
-                    .chain(dirs.iter().map(|d| absolute(d, name)))
-                    .collect()
-            };
+            if name.is_absolute() {
+                // The daemon's compiler opens an absolute name as it is, on
+                // the host, where the sandbox refuses it: the guest's file
+                // would never be read, so it is not sent.
+                continue;
+            }
+            // POCL searches the working directory first for both forms (it
+            // adds `-I.`), then the `-I` directories; a quoted name is
+            // looked for next to its includer before that.
+            let candidates: Vec<PathBuf> = quoted
+                .then(|| absolute(&dir, name))
+                .into_iter()
+                .chain(
+                    std::iter::once(cwd.to_path_buf())
+                        .chain(dirs.iter().cloned())
+                        .map(|d| absolute(&d, name)),
+                )
+                .collect();
             for path in candidates {
                 if files.contains_key(&path) {
                     break;
@@ -209,10 +215,10 @@ mod tests {
             ("/work/sub/c.h", "#define C 1\n"),
             ("/inc/d.h", "#  include <e.h>\n"),
             ("/inc/e.h", "#define E 1\n"),
-            ("/work/e.h", "#define WRONG 1\n"),
+            ("/work/e.h", "#define E 2\n"),
             ("/etc/passwd", "root:x:0:0\n"),
         ];
-        let src = "#include \"a.h\"\n#include <d.h>\n#include \"missing.h\"\n#include MACRO\nkernel void k() {}";
+        let src = "#include \"a.h\"\n#include <d.h>\n#include \"missing.h\"\n#include MACRO\n#include \"/etc/passwd\"\nkernel void k() {}";
         let g = gather(
             src,
             "-cl-std=CL2.0 -I /inc -DX=1",
@@ -223,14 +229,14 @@ mod tests {
         assert_eq!(g.dirs, vec![PathBuf::from("/inc")]);
         assert_eq!(g.options, "-cl-std=CL2.0 -DX=1");
         let names: Vec<_> = g.files.keys().map(|p| p.display().to_string()).collect();
-        // b.h's "c.h" is next to b.h; d.h's <e.h> is found on -I, never in
-        // the working directory.
+        // b.h's "c.h" is next to b.h; d.h's <e.h> is found in the working
+        // directory before -I, as POCL searches (it adds `-I.` first).
         assert_eq!(
             names,
             [
                 "/inc/d.h",
-                "/inc/e.h",
                 "/work/a.h",
+                "/work/e.h",
                 "/work/sub/b.h",
                 "/work/sub/c.h"
             ]

@@ -42,6 +42,15 @@ pub const MAX_RESPONSE_BODY: usize = MAX_INFO_LEN as usize + 64;
 /// a batch returns a large body).
 pub const RESPONSE_AREA_LEN: usize = MAX_FRAMES_PER_CHAIN * crate::HEADER_LEN + MAX_RESPONSE_BODY;
 
+/// Most header files one build sends: real kernels' header sets are tens
+/// of files (big libraries' OpenCL headers included).
+pub const MAX_HEADER_FILES: usize = 256;
+
+/// Most header bytes one build sends, all files together: a few hundred
+/// KiB in practice; the bound keeps a build's request well inside
+/// [`MAX_BODY_LEN`] with its source.
+pub const MAX_HEADER_BYTES: usize = 8 << 20;
+
 /// Longest string argument (kernel name, build options, client name).
 pub const MAX_STRING_LEN: usize = 64 << 10;
 

@@ -277,8 +277,41 @@ pub struct BuildProgram {
     pub program: Handle,
     /// Device handles; empty means all of the context's devices.
     pub devices: Vec<Handle>,
-    /// Build options.
+    /// Build options, without `-I` (see [`GuestHeaders`]).
     pub options: String,
+    /// The guest's header files the build can include.
+    pub headers: GuestHeaders,
+}
+
+/// The header files of a build, found in the guest: the compiler runs in
+/// the daemon and must see the program's own headers, nothing of the host.
+/// The daemon lays `files` out under a directory of its own, mirroring the
+/// guest's paths, and searches `cwd` then `dirs` there, as the compiler
+/// searches the working directory and the `-I` directories natively.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct GuestHeaders {
+    /// The program's working directory (absolute).
+    pub cwd: String,
+    /// The `-I` directories, absolute, in order.
+    pub dirs: Vec<String>,
+    /// `(absolute path, contents)` of each file a source can include.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl GuestHeaders {
+    fn check(&self) -> Result<(), DecodeError> {
+        check_string(&self.cwd, "working directory")?;
+        check_list(self.dirs.len(), MAX_LIST_LEN, "include directories")?;
+        check_list(self.files.len(), MAX_HEADER_FILES, "header files")?;
+        self.dirs
+            .iter()
+            .try_for_each(|d| check_string(d, "include directory"))?;
+        let total = self.files.iter().try_fold(0usize, |sum, (path, bytes)| {
+            check_string(path, "header path")?;
+            Ok::<_, DecodeError>(sum.saturating_add(bytes.len()))
+        })?;
+        check_list(total, MAX_HEADER_BYTES, "header bytes")
+    }
 }
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`, whose native form is an array of
@@ -581,7 +614,8 @@ impl Validate for CreateProgramWithBinary {
 impl Validate for BuildProgram {
     fn validate(&self) -> Result<(), DecodeError> {
         check_list(self.devices.len(), MAX_DEVICES, "device list")?;
-        check_string(&self.options, "build options")
+        check_string(&self.options, "build options")?;
+        self.headers.check()
     }
 }
 impl Validate for CreateKernel {

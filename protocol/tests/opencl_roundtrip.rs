@@ -231,6 +231,7 @@ fn program_request() -> impl Strategy<Value = Request> {
                     devices,
                     options,
                     headers,
+                    files: Default::default(),
                 })
             }),
         (any::<[u64; 2]>(), handles(), name(), handles()).prop_map(
@@ -443,6 +444,7 @@ fn limits_of_the_new_messages_hold() {
         devices: vec![],
         options: String::new(),
         headers: vec![(1, "x".repeat(limits::MAX_STRING_LEN + 1))],
+        files: Default::default(),
     });
     assert!(decode(&headers).is_err());
 }

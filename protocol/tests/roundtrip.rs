@@ -161,13 +161,15 @@ fn opencl_request() -> impl Strategy<Value = Request> {
         (
             any::<u64>(),
             prop::collection::vec(any::<u64>(), 0..4),
-            ".{0,64}"
+            ".{0,64}",
+            guest_headers()
         )
-            .prop_map(|(program, devices, options)| {
+            .prop_map(|(program, devices, options, headers)| {
                 Request::ClBuildProgram(BuildProgram {
                     program,
                     devices,
                     options,
+                    headers,
                 })
             }),
         (common(), any::<bool>()).prop_map(|(common, barrier)| Request::ClEnqueueMarker(
@@ -916,4 +918,18 @@ fn cuda_helpers() {
         cuda::result::INVALID_CONTEXT
     );
     assert_eq!(CuObjectKind::Stream.invalid(), cuda::result::INVALID_HANDLE);
+}
+
+/// The header files a build carries: a working directory, `-I`
+/// directories and files with arbitrary contents.
+fn guest_headers() -> impl Strategy<Value = vcompute_protocol::opencl::GuestHeaders> {
+    (
+        "/[a-z/]{0,16}",
+        prop::collection::vec("/[a-z/]{1,16}", 0..3),
+        prop::collection::vec(
+            ("/[a-z/]{1,24}", prop::collection::vec(any::<u8>(), 0..64)),
+            0..4,
+        ),
+    )
+        .prop_map(|(cwd, dirs, files)| vcompute_protocol::opencl::GuestHeaders { cwd, dirs, files })
 }

@@ -141,6 +141,9 @@ impl Spawner {
             .env("HOME", scratch)
             .env("XDG_CACHE_HOME", scratch)
             .env("VCOMPUTE_WORKER_NUMBER", n.to_string())
+            // The runtime's "current directory" (POCL adds `-I.` to every
+            // build) is the worker's own, never the daemon's.
+            .current_dir(scratch)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -330,6 +330,7 @@ fn build_record(id: u64) -> Vec<u8> {
         program: 1,
         devices: vec![],
         options: String::new(),
+        headers: Default::default(),
     });
     encode_request(&mut f, id, 0, &build, 0, 0).unwrap();
     let mut rec = Vec::new();

@@ -91,6 +91,9 @@ fn setup(config: &Config, control: &Control) -> Result<ConnSetup, String> {
         .allow_rw
         .extend(config.workers.kernel_cache.iter().cloned());
     let enforcement = sandbox::enter(&rules, &scratch).map_err(|e| report(&e))?;
+    // Inside the sandbox the compiler can read only the guest's own
+    // headers, laid out in the scratch directory.
+    executor::opencl::enable_guest_headers(&scratch);
     match control.recv_from_supervisor() {
         Ok((ToWorker::Key(key), _)) => {
             executor::opencl::set_binary_key(key);

@@ -19,6 +19,8 @@ pub struct CompileProgram {
     pub options: String,
     /// `(header program, include name)` pairs.
     pub headers: Vec<(Handle, String)>,
+    /// The guest's header files the compilation can include.
+    pub files: super::GuestHeaders,
 }
 
 /// `clLinkProgram`: creates a program from compiled programs and
@@ -97,7 +99,8 @@ impl Validate for CompileProgram {
         check_list(self.headers.len(), MAX_LIST_LEN, "input headers")?;
         self.headers
             .iter()
-            .try_for_each(|(_, name)| check_string(name, "header name"))
+            .try_for_each(|(_, name)| check_string(name, "header name"))?;
+        self.files.check()
     }
 }
 impl Validate for LinkProgram {

@@ -17,7 +17,7 @@ use protocol::opencl::{
 use protocol::{Request, Response};
 
 use super::objects::{self, Record};
-use super::program::{devices_in, program_devices, register_program};
+use super::program::{devices_in, program_devices, register_program, with_headers};
 use super::{call, client, creating, status, unexpected};
 use crate::ffi::{c_string, slice_in, write_opt};
 
@@ -83,11 +83,13 @@ pub unsafe extern "C" fn clCompileProgram(
             .collect::<Result<Vec<_>, _>>()?;
         // SAFETY: the caller's contract.
         let options = unsafe { c_string(options) }.unwrap_or_default();
+        let (options, files) = with_headers(&prog, &options)?;
         let req = Request::ClCompileProgram(CompileProgram {
             program: prog.handle,
             devices: devs.iter().map(|d| d.handle).collect(),
             options,
             headers: headers.iter().map(|h| h.handle).zip(names).collect(),
+            files,
         });
         compiled = true;
         match call(req, &[], &mut [])? {
@@ -146,7 +148,7 @@ pub unsafe extern "C" fn clLinkProgram(
             other => return Err(unexpected(&other)),
         };
         let devices = program_devices(&ctx, devs);
-        Ok((register_program(id, ctx, devices), linked))
+        Ok((register_program(id, ctx, devices, None), linked))
     };
     let (prog, rc) = match crate::ffi::guard("clLinkProgram", Err(CL_OUT_OF_HOST_MEMORY), body) {
         Ok((p, rc)) => (p, rc),
@@ -191,7 +193,7 @@ pub unsafe extern "C" fn clCreateProgramWithIL(
             other => return Err(unexpected(&other)),
         }
         let devices = program_devices(&ctx, vec![]);
-        Ok(register_program(id, ctx, devices))
+        Ok(register_program(id, ctx, devices, None))
     };
     // SAFETY: the caller's contract.
     unsafe { creating("clCreateProgramWithIL", errcode_ret, body) }
@@ -228,7 +230,7 @@ pub unsafe extern "C" fn clCreateProgramWithBuiltInKernels(
             Response::ClCreateProgramWithBuiltIns(_) => {}
             other => return Err(unexpected(&other)),
         }
-        Ok(register_program(id, ctx, devs))
+        Ok(register_program(id, ctx, devs, None))
     };
     // SAFETY: the caller's contract.
     unsafe { creating("clCreateProgramWithBuiltInKernels", errcode_ret, body) }

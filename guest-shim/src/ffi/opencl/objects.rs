@@ -155,6 +155,9 @@ pub(crate) enum Data {
         context: Arc<Record>,
         devices: Vec<Arc<Record>>,
         destructors: Destructors,
+        /// The source of a program made from source: builds send the
+        /// header files it includes (see `crate::includes`).
+        source: Option<Arc<str>>,
     },
     Kernel {
         program: Arc<Record>,

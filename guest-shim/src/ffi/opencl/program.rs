@@ -1,16 +1,18 @@
 //! Programs: from source or binaries, builds, and their info.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use opencl_sys::{
     cl_context, cl_device_id, cl_int, cl_program, cl_program_build_info, cl_program_info, cl_uint,
-    CL_INVALID_CONTEXT, CL_INVALID_DEVICE, CL_INVALID_PROGRAM, CL_INVALID_VALUE, CL_SUCCESS,
+    CL_INVALID_BUILD_OPTIONS, CL_INVALID_CONTEXT, CL_INVALID_DEVICE, CL_INVALID_PROGRAM,
+    CL_INVALID_VALUE, CL_OUT_OF_RESOURCES, CL_SUCCESS,
 };
 use protocol::limits::MAX_DEVICES;
 use protocol::opencl::{
-    BuildProgram, CreateProgramWithBinary, CreateProgramWithSource, GetProgramBinaries, InfoKind,
-    ObjectKind,
+    BuildProgram, CreateProgramWithBinary, CreateProgramWithSource, GetProgramBinaries,
+    GuestHeaders, InfoKind, ObjectKind,
 };
 use protocol::{Request, Response};
 
@@ -18,6 +20,8 @@ use super::info::{object_info, query};
 use super::objects::{self, Data, Record};
 use super::{call, client, creating, release_entry, retain_entry, status, unexpected};
 use crate::ffi::{c_string, slice_in, write_opt};
+use crate::includes::{self, IncludeError};
+use crate::log::CALLS;
 
 /// `CL_PROGRAM_BINARIES`
 const PROGRAM_BINARIES: u32 = 0x1166;
@@ -111,6 +115,7 @@ pub(crate) fn register_program(
     id: u64,
     context: Arc<Record>,
     devices: Vec<Arc<Record>>,
+    source: Option<Arc<str>>,
 ) -> *mut c_void {
     objects::register(
         ObjectKind::Program,
@@ -119,9 +124,43 @@ pub(crate) fn register_program(
             context,
             devices,
             destructors: Default::default(),
+            source,
         },
     )
     .cl_ptr()
+}
+
+/// The options of a build of `prog` without their `-I` directories, and
+/// the guest header files the build can include, found as the compiler
+/// would find them (`crate::includes`).
+pub(super) fn with_headers(prog: &Record, options: &str) -> Result<(String, GuestHeaders), cl_int> {
+    let source = match &prog.data {
+        Data::Program { source, .. } => source.clone(),
+        _ => None,
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let g = includes::gather(
+        source.as_deref().unwrap_or(""),
+        options,
+        &cwd,
+        includes::read_file,
+    )
+    .map_err(|e| match e {
+        IncludeError::MissingDir => CL_INVALID_BUILD_OPTIONS,
+        IncludeError::TooMany | IncludeError::TooLarge => {
+            CALLS.log(format_args!("OpenCL build failed: {e}"));
+            CL_OUT_OF_RESOURCES
+        }
+    })?;
+    let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    Ok((
+        g.options,
+        GuestHeaders {
+            cwd: text(&cwd),
+            dirs: g.dirs.iter().map(|d| text(d)).collect(),
+            files: g.files.into_iter().map(|(p, b)| (text(&p), b)).collect(),
+        },
+    ))
 }
 
 /// # Safety
@@ -138,6 +177,7 @@ pub unsafe extern "C" fn clCreateProgramWithSource(
         let ctx = objects::get(context, ObjectKind::Context).ok_or(CL_INVALID_CONTEXT)?;
         // SAFETY: the caller's contract.
         let source = unsafe { join_sources(count, strings.cast_const(), lengths) }?;
+        let kept = source.clone();
         let id = client()?.new_handle();
         let req = Request::ClCreateProgramWithSource(CreateProgramWithSource {
             id,
@@ -149,7 +189,7 @@ pub unsafe extern "C" fn clCreateProgramWithSource(
             other => return Err(unexpected(&other)),
         }
         let devices = program_devices(&ctx, vec![]);
-        Ok(register_program(id, ctx, devices))
+        Ok(register_program(id, ctx, devices, Some(kept.into())))
     };
     // SAFETY: the caller's contract.
     unsafe { creating("clCreateProgramWithSource", errcode_ret, body) }
@@ -210,7 +250,7 @@ pub unsafe extern "C" fn clCreateProgramWithBinary(
                 unsafe { binary_status.add(i).write_unaligned(s) };
             }
         }
-        Ok(register_program(id, ctx, devs))
+        Ok(register_program(id, ctx, devs, None))
     };
     // SAFETY: the caller's contract.
     unsafe { creating("clCreateProgramWithBinary", errcode_ret, body) }
@@ -261,10 +301,12 @@ pub unsafe extern "C" fn clBuildProgram(
         let devs = unsafe { devices_in(&ctx, num_devices, device_list) }?;
         // SAFETY: the caller's contract.
         let options = unsafe { c_string(options) }.unwrap_or_default();
+        let (options, headers) = with_headers(&prog, &options)?;
         let req = Request::ClBuildProgram(BuildProgram {
             program: prog.handle,
             devices: devs.iter().map(|d| d.handle).collect(),
             options,
+            headers,
         });
         built = true;
         match call(req, &[], &mut [])? {

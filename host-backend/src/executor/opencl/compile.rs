@@ -22,6 +22,7 @@ use protocol::opencl::{
 };
 
 use super::handles::{native, KernelObj, Object, ProgramObj};
+use super::headers;
 use super::program::{asks_arg_info, options_allowed};
 use super::OpenClExecutor;
 use crate::executor::ExecError;
@@ -66,7 +67,9 @@ impl OpenClExecutor {
             names.push(CString::new(name.as_str()).map_err(|_| native(CL_INVALID_VALUE))?);
         }
         let name_refs: Vec<&std::ffi::CStr> = names.iter().map(CString::as_c_str).collect();
-        let options = CString::new(format!("{} -cl-kernel-arg-info", req.options))
+        // The guest's headers stay on disk until the compilation returns.
+        let (_laid, include) = headers::lay_out(&req.files).map_err(native)?;
+        let options = CString::new(format!("{include} {} -cl-kernel-arg-info", req.options))
             .map_err(|_| native(CL_INVALID_COMPILER_OPTIONS))?;
         cl3::program::compile_program(
             program,

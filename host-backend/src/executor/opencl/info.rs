@@ -20,6 +20,7 @@ use protocol::opencl::{
 use super::advertise;
 use super::binaries;
 use super::handles::native;
+use super::headers;
 use super::OpenClExecutor;
 use crate::executor::ExecError;
 
@@ -183,6 +184,7 @@ impl OpenClExecutor {
         let value = match req.kind {
             InfoKind::Platform | InfoKind::Device => advertise::filter(req.kind, p, value)?,
             InfoKind::MemObject if p == CL_MEM_FLAGS => self.guest_mem_flags(req.object, value)?,
+            InfoKind::ProgramBuild if p == CL_PROGRAM_BUILD_LOG => headers::guest_log(value),
             _ => value,
         };
         let truncatable = req.kind == InfoKind::ProgramBuild && p == CL_PROGRAM_BUILD_LOG;

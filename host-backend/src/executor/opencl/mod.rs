@@ -9,6 +9,7 @@
 //! | `advertise.rs` | platform and device info limited to what a session can use |
 //! | `devices.rs` | sub-devices, timers, destructor callbacks |
 //! | `program.rs` | programs, builds, binaries, kernels and their arguments |
+//! | `headers.rs` | a build's guest header files, laid out for the compiler |
 //! | `binaries.rs` | the tag on program binaries handed out, checked when they return |
 //! | `compile.rs` | separate compilation, linking, IL and built-in programs, kernel clones |
 //! | `enqueue.rs` | buffers and every enqueue, finish, flush, waits, user events |
@@ -30,6 +31,7 @@ mod compile;
 mod devices;
 mod enqueue;
 mod handles;
+mod headers;
 mod images;
 mod info;
 mod markers;
@@ -546,6 +548,13 @@ impl OpenClExecutor {
 /// session. False if a key was already in use.
 pub fn set_binary_key(key: [u8; 16]) -> bool {
     binaries::set_key(key)
+}
+
+/// Lets builds include the guest's header files, laid out below
+/// `scratch` (see `headers.rs`). Only a sandboxed worker calls this: there
+/// the compiler can read nothing else of the host.
+pub fn enable_guest_headers(scratch: &std::path::Path) -> bool {
+    headers::enable(scratch)
 }
 
 /// A fresh random key for [`set_binary_key`].

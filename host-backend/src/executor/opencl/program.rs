@@ -1,9 +1,10 @@
 //! Programs, builds, binaries, kernels and kernel arguments.
 //!
 //! Three guards keep a guest's program from reaching the host:
-//! - the compiler runs in the daemon, so a source may not `#include` (the
-//!   only files it could name are host files, and a build log would echo
-//!   them) and build options are limited to those that read no files;
+//! - the compiler runs in the daemon, so what a source `#include`s are the
+//!   guest's own files, laid out in a sandboxed worker (`headers.rs`; a
+//!   daemon serving in-process refuses every `#include`), and build
+//!   options are otherwise limited to those that read no files;
 //! - a binary may be native code for a CPU runtime, so only binaries this
 //!   daemon itself produced are loaded (`binaries.rs`);
 //! - a by-value argument could carry a forged runtime pointer, so argument
@@ -31,6 +32,7 @@ use protocol::opencl::{
 
 use super::binaries;
 use super::handles::{invalid, native, ArgClass, ArgSlot, KernelObj, Object, ProgramObj};
+use super::headers;
 use super::OpenClExecutor;
 use crate::executor::ExecError;
 use protocol::opencl::ObjectKind;
@@ -164,7 +166,9 @@ impl OpenClExecutor {
     ) -> Result<Empty, ExecError> {
         self.check_new(req.id)?;
         let ctx = self.table.context(req.context)?;
-        if reads_files(&req.source) {
+        // Includes are laid out from the guest's own files, in a sandboxed
+        // worker only (see `headers`).
+        if !headers::enabled() && reads_files(&req.source) {
             return Err(native(CL_INVALID_VALUE));
         }
         // The runtime takes a string of length 0 to be NUL-terminated, so
@@ -228,8 +232,10 @@ impl OpenClExecutor {
         if !options_allowed(&req.options) {
             return Err(native(CL_INVALID_BUILD_OPTIONS));
         }
+        // The guest's headers stay on disk until the build returns.
+        let (_laid, include) = headers::lay_out(&req.headers).map_err(native)?;
         // Argument info lets `set_kernel_arg` tell pointers from values.
-        let options = CString::new(format!("{} -cl-kernel-arg-info", req.options))
+        let options = CString::new(format!("{include} {} -cl-kernel-arg-info", req.options))
             .map_err(|_| native(CL_INVALID_BUILD_OPTIONS))?;
         let built = cl3::program::build_program(
             program.get(),

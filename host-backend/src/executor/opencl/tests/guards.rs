@@ -46,6 +46,7 @@ fn forged_stale_and_wrong_kind_handles() {
             program: 10,
             devices: vec![],
             options: String::new(),
+            headers: Default::default(),
         }),
     );
     assert_eq!(native_err(r), CL_INVALID_PROGRAM);
@@ -502,6 +503,7 @@ fn host_files_and_foreign_binaries_refused() {
                 program: 21,
                 devices: vec![],
                 options: options.into(),
+                headers: Default::default(),
             }),
         );
         assert_eq!(native_err(r), CL_INVALID_BUILD_OPTIONS, "{options}");
@@ -512,6 +514,7 @@ fn host_files_and_foreign_binaries_refused() {
             program: 21,
             devices: vec![],
             options: "-DX=1 -cl-fast-relaxed-math -w".into(),
+            headers: Default::default(),
         }),
     );
     assert!(r.is_ok(), "{r:?}");
@@ -544,6 +547,7 @@ fn host_files_and_foreign_binaries_refused() {
             program: 22,
             devices: vec![],
             options: String::new(),
+            headers: Default::default(),
         }),
     );
     kernel(&mut ex, 23, 22, "vadd");

@@ -179,6 +179,7 @@ fn build(
             program: id,
             devices: vec![device],
             options: String::new(),
+            headers: Default::default(),
         }),
     )
 }

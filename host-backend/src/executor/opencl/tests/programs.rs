@@ -29,6 +29,7 @@ fn compile(ex: &mut dyn Executor, program: Handle, options: &str) -> Result<Resp
             devices: vec![],
             options: options.into(),
             headers: vec![],
+            files: Default::default(),
         }),
     )
 }
@@ -134,6 +135,7 @@ fn compiled_programs_link_and_run_and_clones_keep_their_arguments() {
             devices: vec![],
             options: String::new(),
             headers: vec![(20, name.into())],
+            files: Default::default(),
         })
     };
     for bad in ["../h.h", "/etc/passwd", "a/../../b"] {
@@ -174,6 +176,7 @@ fn argument_info_follows_the_guests_options() {
             program: 22,
             devices: vec![d],
             options: "-cl-kernel-arg-info -w".into(),
+            headers: Default::default(),
         }),
     );
     kernel(&mut ex, 23, 22, "k");
