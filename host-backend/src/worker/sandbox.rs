@@ -256,35 +256,28 @@ fn set_rlimits(config: &SandboxConfig) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// The PCI root complexes' device trees (`/sys/devices/pci0000:00`, ...).
-fn pci_trees() -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir("/sys/devices") else {
+/// The entries of `dir` whose names `keep` accepts.
+fn entries(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(d) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    dir.filter_map(Result::ok)
+    d.filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("pci"))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
         .collect()
+}
+
+/// The PCI root complexes' device trees (`/sys/devices/pci0000:00`, ...).
+fn pci_trees() -> Vec<PathBuf> {
+    entries("/sys/devices", |n| n.starts_with("pci"))
 }
 
 /// The NVIDIA per-GPU device nodes present (`/dev/nvidia0`, ...).
 fn gpu_nodes() -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir("/dev") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("nvidia"))
-                .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect()
+    entries("/dev", |n| {
+        n.strip_prefix("nvidia")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 fn restrict_files(config: &SandboxConfig, scratch: &Path) -> Result<Enforcement, SandboxError> {
