@@ -39,6 +39,10 @@ pub enum DecodeError {
     /// A decoded value breaks a semantic limit (list too long, bad dimension).
     #[error("value out of range: {0}")]
     OutOfRange(&'static str),
+    /// A device header with an unknown op, a ragged or oversized table, or
+    /// descriptor counts that cannot describe a chain.
+    #[error("bad device header")]
+    BadDeviceHeader,
 }
 
 /// The code carried in a response's status field when

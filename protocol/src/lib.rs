@@ -9,6 +9,7 @@
 //! | [`frame`] | frames in a chain or stream, request/response encoding |
 //! | [`message`] | opcodes with stable numbers; the `Request`/`Response` enums |
 //! | [`stream`] | records: frames with inline bulk over a byte stream |
+//! | [`device`] | the virtio-compute device: ID, features, config space, the device header that carries a guest process's session |
 //! | [`session`] | session open, version and feature negotiation |
 //! | [`opencl`] | OpenCL message bodies and handle rules; images, transfers, programs, devices, and the bytes a rectangle spans (`opencl::layout`) |
 //! | [`cuda`] | CUDA driver API message bodies, pointer and handle rules, `CUresult` codes |
@@ -23,6 +24,7 @@
 pub mod codec;
 pub mod cuda;
 pub mod cuda_graph;
+pub mod device;
 pub mod error;
 pub mod fatbin;
 pub mod frame;
@@ -50,6 +52,3 @@ pub const CONTROL_QUEUE: usize = 0;
 pub const REQUEST_QUEUE: usize = 1;
 /// Descriptors per virtqueue the device offers.
 pub const QUEUE_SIZE: u16 = 256;
-/// The virtio device ID the daemon reports. Not assigned by the virtio
-/// specification; chosen from the experimental range and configurable.
-pub const DEFAULT_DEVICE_ID: u32 = 0xffc0;
