@@ -146,3 +146,69 @@ fn host_files_stay_out_of_reach_and_unseen() {
         }
     }
 }
+
+/// Program directories POCL has cached below `cache`.
+fn cached_programs(cache: &Path) -> usize {
+    let Ok(buckets) = std::fs::read_dir(cache.join("pocl")) else {
+        return 0;
+    };
+    buckets
+        .flatten()
+        .filter(|b| b.path().is_dir())
+        .map(|b| std::fs::read_dir(b.path()).map_or(0, |d| d.count()))
+        .sum()
+}
+
+/// A kernel cache shared by workers serves the second connection's build
+/// of the same program, with and without header files: the options a
+/// build is given do not depend on the worker or on the build's turn.
+#[test]
+fn the_same_build_in_another_worker_hits_a_shared_kernel_cache() {
+    if !have_native_opencl() {
+        return;
+    }
+    let dir = tree();
+    let cache = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&["--kernel-cache", cache.path().to_str().unwrap()]);
+    let programs = [
+        (
+            "#include <nine.h>\n__kernel void k(__global int *o) { o[0] = NINE; }",
+            "-I include",
+            "result 9",
+        ),
+        (
+            "__kernel void k(__global int *o) { o[0] = 4; }",
+            "",
+            "result 4",
+        ),
+    ];
+    for (src, opts, want) in programs {
+        let first = build(&Target::Shim(&daemon), dir.path(), src, opts);
+        assert!(first.contains(&want.to_string()), "{first:?}");
+        let after_first = cached_programs(cache.path());
+        assert!(after_first > 0, "nothing cached in {:?}", cache.path());
+        // Each build runs in a fresh worker (one per connection).
+        let second = build(&Target::Shim(&daemon), dir.path(), src, opts);
+        assert_eq!(first, second);
+        assert_eq!(
+            cached_programs(cache.path()),
+            after_first,
+            "the second build of {src:?} was compiled again"
+        );
+    }
+    // Other headers: another entry, never the first build's.
+    std::fs::write(
+        dir.path().join("include/deep/eight.h"),
+        "#define EIGHT 80\n",
+    )
+    .unwrap();
+    let before = cached_programs(cache.path());
+    let other = build(
+        &Target::Shim(&daemon),
+        dir.path(),
+        programs[0].0,
+        programs[0].1,
+    );
+    assert!(other.contains(&"result 81".to_string()), "{other:?}");
+    assert!(cached_programs(cache.path()) > before);
+}

@@ -9,15 +9,23 @@
 //! `/etc/passwd` gets a build error. A daemon serving in-process (no
 //! sandbox) keeps refusing every `#include`.
 //!
-//! Each build gets a fresh directory mirroring the guest's paths; the
-//! options point the compiler at the guest's working directory and `-I`
-//! directories there; the directory is removed when the build returns.
-//! Build logs show the guest's paths, not the directory's.
+//! A build's headers go in a directory mirroring the guest's paths, named
+//! by a hash of the headers (their paths, bytes, the working directory and
+//! the `-I` directories); the options point the compiler at the guest's
+//! working directory and `-I` directories there, relative to the worker's
+//! working directory (its scratch directory) where it can. The same headers
+//! therefore give the same options in every worker, so a kernel cache
+//! shared by workers (`--kernel-cache`) still hits, and different headers
+//! give different options, so it never serves a build made with other
+//! headers. A build without header files adds no options at all. The
+//! directory is removed when the last build using it returns. Build logs
+//! show the guest's paths, not the directory's.
 
+use std::collections::HashMap;
+use std::hash::Hasher;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use cl3::error_codes::{CL_INVALID_BUILD_OPTIONS, CL_INVALID_VALUE, CL_OUT_OF_RESOURCES};
 use protocol::opencl::GuestHeaders;
@@ -28,13 +36,40 @@ const MAX_PATH: usize = 4096;
 /// Longest path component (Linux's `NAME_MAX`).
 const MAX_NAME: usize = 255;
 
-static BASE: OnceLock<PathBuf> = OnceLock::new();
-static NEXT: AtomicU64 = AtomicU64::new(0);
+/// Name of the directory below the scratch directory that holds the
+/// builds' headers.
+const DIR_NAME: &str = ".vcompute-includes";
 
-/// Lets builds include the guest's headers, laid out below
-/// `scratch/includes`. Called by a worker once it is sandboxed.
+/// Hex digits of a build directory's name (a 128-bit hash).
+const HASH_DIGITS: usize = 32;
+
+/// Where builds' headers go: `abs` to write them, `opt` to name them in
+/// the compiler's options (relative when the process runs in scratch).
+#[derive(Debug)]
+struct Base {
+    abs: PathBuf,
+    opt: PathBuf,
+}
+
+static BASE: OnceLock<Base> = OnceLock::new();
+
+/// Build directories in use, by name, with their number of users.
+static IN_USE: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+
+/// Lets builds include the guest's headers, laid out below `scratch`.
+/// Called by a worker once it is sandboxed.
 pub fn enable(scratch: &Path) -> bool {
-    BASE.set(scratch.join("includes")).is_ok()
+    let abs = scratch.join(DIR_NAME);
+    let in_scratch = std::env::current_dir()
+        .ok()
+        .zip(scratch.canonicalize().ok())
+        .is_some_and(|(cwd, s)| cwd == s);
+    let opt = if in_scratch {
+        PathBuf::from(DIR_NAME)
+    } else {
+        abs.clone()
+    };
+    BASE.set(Base { abs, opt }).is_ok()
 }
 
 /// True in a sandboxed worker (see [`enable`]).
@@ -42,16 +77,83 @@ pub(super) fn enabled() -> bool {
     BASE.get().is_some()
 }
 
-/// A build's headers on disk; removed when dropped.
+/// A build's headers on disk; removed when the last build using them
+/// drops its `Laid`.
 #[derive(Debug)]
 pub(super) struct Laid {
     dir: PathBuf,
+    name: String,
+}
+
+impl Laid {
+    /// Takes a use of the directory `name` below `base`, laying it out with
+    /// `lay` if no build is using it (under the lock, so that a second
+    /// build with the same headers never sees it half written).
+    fn take(
+        base: &Path,
+        name: String,
+        lay: impl FnOnce(&Path) -> Result<(), i32>,
+    ) -> Result<Self, i32> {
+        let mut guard = IN_USE.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = guard.get_or_insert_with(HashMap::new);
+        let dir = base.join(&name);
+        if let Some(users) = map.get_mut(&name) {
+            *users += 1;
+            return Ok(Laid { dir, name });
+        }
+        // A directory left by a build that did not finish is rebuilt.
+        let _ = std::fs::remove_dir_all(&dir);
+        let laid = std::fs::create_dir_all(&dir)
+            .map_err(|_| CL_OUT_OF_RESOURCES)
+            .and_then(|()| lay(&dir));
+        if let Err(e) = laid {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        map.insert(name.clone(), 1);
+        Ok(Laid { dir, name })
+    }
 }
 
 impl Drop for Laid {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let mut guard = IN_USE.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(map) = guard.as_mut() else { return };
+        let last = match map.get_mut(&self.name) {
+            Some(users) if *users > 1 => {
+                *users -= 1;
+                false
+            }
+            _ => true,
+        };
+        if last {
+            map.remove(&self.name);
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// The build directory's name: a hash of everything that decides what the
+/// compiler sees.
+fn dir_name(h: &GuestHeaders) -> String {
+    let mut hasher = siphasher::sip128::SipHasher::new();
+    let mut put = |b: &[u8]| {
+        hasher.write_u64(b.len() as u64);
+        hasher.write(b);
+    };
+    put(h.cwd.as_bytes());
+    for d in &h.dirs {
+        put(d.as_bytes());
+    }
+    put(b"");
+    for (path, bytes) in &h.files {
+        put(path.as_bytes());
+        put(bytes);
+    }
+    format!(
+        "{:032x}",
+        siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
+    )
 }
 
 /// `path` below `root`, if it is an absolute guest path of plain
@@ -73,9 +175,10 @@ fn below(root: &Path, path: &str) -> Option<PathBuf> {
 
 /// An include directory for the compiler's options: it cannot carry
 /// blanks (options are split on them).
-fn dir_option(root: &Path, dir: &str) -> Result<String, i32> {
+fn dir_option(root: &Path, opt_root: &Path, dir: &str) -> Result<String, i32> {
     let d = below(root, dir).ok_or(CL_INVALID_BUILD_OPTIONS)?;
-    let s = d.to_str().ok_or(CL_INVALID_BUILD_OPTIONS)?;
+    let named = below(opt_root, dir).ok_or(CL_INVALID_BUILD_OPTIONS)?;
+    let s = named.to_str().ok_or(CL_INVALID_BUILD_OPTIONS)?;
     if s.chars().any(char::is_whitespace) {
         return Err(CL_INVALID_BUILD_OPTIONS);
     }
@@ -96,28 +199,34 @@ pub(super) fn lay_out(h: &GuestHeaders) -> Result<(Option<Laid>, String), i32> {
             Err(CL_INVALID_BUILD_OPTIONS)
         };
     };
-    let dir = base.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
-    std::fs::create_dir_all(&dir).map_err(|_| CL_OUT_OF_RESOURCES)?;
-    let laid = Laid { dir };
-    for (path, bytes) in &h.files {
-        let to = below(&laid.dir, path).ok_or(CL_INVALID_VALUE)?;
-        let write = || -> io::Result<()> {
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&to, bytes)
-        };
-        // A path that is also another file's directory cannot be laid out.
-        write().map_err(|_| CL_INVALID_VALUE)?;
+    if h.files.is_empty() {
+        // Nothing to include: the options stay the program's own.
+        return Ok((None, String::new()));
     }
+    let name = dir_name(h);
+    let laid = Laid::take(&base.abs, name, |dir| {
+        for (path, bytes) in &h.files {
+            let to = below(dir, path).ok_or(CL_INVALID_VALUE)?;
+            let write = || -> io::Result<()> {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&to, bytes)
+            };
+            // A path that is also another file's directory cannot be laid out.
+            write().map_err(|_| CL_INVALID_VALUE)?;
+        }
+        Ok(())
+    })?;
+    let opt_dir = base.opt.join(&laid.name);
     // The working directory first, as POCL natively adds `-I.` before the
     // program's own options.
     let mut opts = Vec::with_capacity(h.dirs.len() + 1);
     if !h.cwd.is_empty() {
-        opts.push(dir_option(&laid.dir, &h.cwd)?);
+        opts.push(dir_option(&laid.dir, &opt_dir, &h.cwd)?);
     }
     for d in &h.dirs {
-        opts.push(dir_option(&laid.dir, d)?);
+        opts.push(dir_option(&laid.dir, &opt_dir, d)?);
     }
     Ok((Some(laid), opts.join(" ")))
 }
@@ -131,29 +240,46 @@ pub(super) fn guest_log(log: Vec<u8>) -> Vec<u8> {
     }
 }
 
-fn rewrite_log(log: Vec<u8>, base: &Path) -> Vec<u8> {
-    let Some(base_s) = base.to_str() else {
-        return log;
-    };
-    let text = String::from_utf8_lossy(&log);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = &*text;
-    let prefix = format!("{base_s}/");
-    while let Some(at) = rest.find(&prefix) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + prefix.len()..];
-        // Skip the build's number; what follows is the guest's path.
-        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+fn rewrite_log(log: Vec<u8>, base: &Base) -> Vec<u8> {
+    let mut out = String::from_utf8_lossy(&log).into_owned();
+    for prefix in [&base.abs, &base.opt] {
+        if let Some(p) = prefix.to_str() {
+            out = strip_build_dirs(&out, &format!("{p}/"));
+        }
     }
-    out.push_str(rest);
     let out = hide_refusals(&out);
-    let scratch = base.parent().and_then(Path::to_str).unwrap_or("");
+    let scratch = base.abs.parent().and_then(Path::to_str).unwrap_or("");
     let out = if scratch.len() > 1 {
         out.replace(scratch, "")
     } else {
         out
     };
     out.into_bytes()
+}
+
+/// `text` with every `prefix` followed by a build directory's name taken
+/// out: what follows is the guest's own absolute path.
+fn strip_build_dirs(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let after = &rest[at + prefix.len()..];
+        let hash = after
+            .get(..HASH_DIGITS)
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
+        match hash {
+            Some(_) => {
+                out.push_str(&rest[..at]);
+                rest = &after[HASH_DIGITS..];
+            }
+            None => {
+                out.push_str(&rest[..at + prefix.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The compiler's "cannot open file 'X': Permission denied" (the sandbox
@@ -199,7 +325,7 @@ mod tests {
         let long = format!("/{}", "x".repeat(MAX_NAME + 1));
         assert_eq!(below(root, &long), None);
         assert_eq!(
-            dir_option(root, "/with space"),
+            dir_option(root, root, "/with space"),
             Err(CL_INVALID_BUILD_OPTIONS)
         );
     }
@@ -215,17 +341,32 @@ mod tests {
 
     #[test]
     fn logs_show_the_guests_paths() {
-        let base = Path::new("/tmp/w/worker-3/includes");
-        let log = concat!(
-            "/tmp/w/worker-3/includes/12/home/u/k.h:3:1: error: x\n",
-            "/tmp/w/worker-3/pocl/kcache/t.cl:1:10: note: here\n"
-        )
-        .as_bytes()
-        .to_vec();
-        let out = String::from_utf8(rewrite_log(log, base)).unwrap();
+        let base = Base {
+            abs: PathBuf::from("/tmp/w/worker-3/.vcompute-includes"),
+            opt: PathBuf::from(".vcompute-includes"),
+        };
+        let hash = "0123456789abcdef0123456789abcdef";
+        let log = format!(
+            "/tmp/w/worker-3/.vcompute-includes/{hash}/home/u/k.h:3:1: error: x\n\
+             .vcompute-includes/{hash}/home/u/j.h:1:1: note: from\n\
+             /tmp/w/worker-3/pocl/kcache/t.cl:1:10: note: here\n"
+        );
+        let out = String::from_utf8(rewrite_log(log.into_bytes(), &base)).unwrap();
         assert_eq!(
             out,
-            "/home/u/k.h:3:1: error: x\n/pocl/kcache/t.cl:1:10: note: here\n"
+            "/home/u/k.h:3:1: error: x\n/home/u/j.h:1:1: note: from\n/pocl/kcache/t.cl:1:10: note: here\n"
         );
+    }
+
+    #[test]
+    fn the_same_headers_name_the_same_directory_and_others_another() {
+        let h = |bytes: &[u8]| GuestHeaders {
+            cwd: "/home/u".into(),
+            dirs: vec!["/home/u/inc".into()],
+            files: vec![("/home/u/inc/k.h".into(), bytes.to_vec())],
+        };
+        assert_eq!(dir_name(&h(b"#define N 1")), dir_name(&h(b"#define N 1")));
+        assert_ne!(dir_name(&h(b"#define N 1")), dir_name(&h(b"#define N 2")));
+        assert_eq!(dir_name(&h(b"")).len(), HASH_DIGITS);
     }
 }
