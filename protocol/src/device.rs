@@ -239,7 +239,9 @@ impl DeviceHeader {
         if bytes.len() < DEVICE_HEADER_LEN {
             return Err(DecodeError::Truncated);
         }
-        if bytes.len() > MAX_DEVICE_HEADER_LEN || !(bytes.len() - DEVICE_HEADER_LEN).is_multiple_of(2) {
+        if bytes.len() > MAX_DEVICE_HEADER_LEN
+            || !(bytes.len() - DEVICE_HEADER_LEN).is_multiple_of(2)
+        {
             return Err(DecodeError::BadDeviceHeader);
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
