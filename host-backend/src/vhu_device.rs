@@ -69,6 +69,21 @@ impl Slot {
         self.session.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The session for a control-queue chain. Its frames (`SessionOpen`,
+    /// `SessionClose`) end whatever the session runs, so a request of the
+    /// session that holds the lock in a wait on the guest is abandoned
+    /// first: otherwise the control queue, and every other session's Open
+    /// and Close behind it, would wait for that request.
+    fn lock_for_control(&self) -> MutexGuard<'_, Session> {
+        if let Ok(s) = self.session.try_lock() {
+            return s;
+        }
+        self.abandon.abandon();
+        let s = self.lock();
+        self.abandon.resume();
+        s
+    }
+
     /// Ends the session: its waits on the guest first, so that a request
     /// still running returns and the lock can be taken; then its executor.
     fn end(&self) {
@@ -301,7 +316,11 @@ impl VhuDevice {
         let Some(slot) = self.table().open.get(&id).cloned() else {
             return (DeviceStatus::UnknownSession, 0);
         };
-        let mut session = slot.lock();
+        let mut session = if queue == CONTROL_QUEUE {
+            slot.lock_for_control()
+        } else {
+            slot.lock()
+        };
         match device_chain::run(mem, parsed, queue_class(queue), &mut session, scratch) {
             Ok(n) => (DeviceStatus::Ok, n),
             Err(e) => {

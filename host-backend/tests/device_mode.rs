@@ -769,6 +769,22 @@ fn close_and_reset_end_sessions_stuck_in_a_wait() {
         "a closed session still answered"
     );
 
+    // A SessionClose frame on the control queue (a program ending while
+    // another of its threads waits) ends the wait rather than holding up
+    // the control queue, and every other session's Open and Close.
+    let stuck = ready_session(&mut g);
+    let chain = post_wait_on_own_event(&mut g, stuck);
+    assert_eq!(
+        g.dev_requests(0, stuck, &[Request::SessionClose(Empty {})]),
+        vec![Outcome::Ok(Response::SessionClose(Empty {}))]
+    );
+    assert!(
+        g.dev_finish(1, &chain, Duration::from_secs(10)).is_some(),
+        "the stuck request never completed after SessionClose"
+    );
+    assert_eq!(g.dev_close(stuck), DeviceStatus::Ok);
+    assert_eq!(g.dev_requests(1, other, &[ping()]), vec![pong()]);
+
     // A device reset while a request waits: the request completes, every
     // session is gone, and the re-initialised device serves again.
     let stuck = ready_session(&mut g);
