@@ -45,7 +45,15 @@
 //! A bulk segment may span several descriptors (the pages of a user buffer
 //! that are not physically contiguous); the device joins them into one
 //! segment, in place when there is one descriptor, through a copy
-//! otherwise.
+//! otherwise (at most [`MAX_COPIED_BULK_LEN`] bytes a chain).
+//!
+//! A chain that does not match its header (directions, counts, the status
+//! descriptor's size, descriptors outside guest memory) gets
+//! [`DeviceStatus::BadChain`] and runs nothing; when not even a status
+//! descriptor can be found (the first device-writable descriptor, of
+//! [`STATUS_LEN`] bytes), the chain is completed with used length 0. The
+//! used length of a chain with a status is `STATUS_LEN` plus the response
+//! bytes written.
 
 use crate::error::DecodeError;
 use crate::limits::{MAX_BULK_PER_FRAME, MAX_DESCRIPTORS_PER_CHAIN, MAX_FRAMES_PER_CHAIN};
@@ -145,6 +153,13 @@ pub const MAX_DEVICE_HEADER_LEN: usize = DEVICE_HEADER_LEN + 2 * MAX_TABLE_ENTRI
 /// Size of the status a device writes for every device-mode chain.
 pub const STATUS_LEN: usize = 16;
 
+/// Most bytes of bulk segments one chain may carry in segments of several
+/// descriptors. Such a segment is copied through daemon memory (one
+/// descriptor is lent in place), so this bounds what one chain makes the
+/// daemon allocate; a larger transfer is split, as one longer than
+/// `MAX_TRANSFER_LEN` is.
+pub const MAX_COPIED_BULK_LEN: u64 = 256 << 20;
+
 /// What a device-mode chain asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
@@ -224,7 +239,9 @@ impl DeviceHeader {
         if bytes.len() < DEVICE_HEADER_LEN {
             return Err(DecodeError::Truncated);
         }
-        if bytes.len() > MAX_DEVICE_HEADER_LEN || !(bytes.len() - DEVICE_HEADER_LEN).is_multiple_of(2) {
+        if bytes.len() > MAX_DEVICE_HEADER_LEN
+            || !(bytes.len() - DEVICE_HEADER_LEN).is_multiple_of(2)
+        {
             return Err(DecodeError::BadDeviceHeader);
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
@@ -440,7 +457,9 @@ mod tests {
         assert_eq!(DeviceStatus::from_u32(77), DeviceStatus::BadChain);
     }
 
-    // PCI device 0x1040 + ID must stay <= 0x107f, 61-63 are crosvm's, and
-    // the specification assigns up to 49.
-    const _: () = assert!(DEVICE_ID <= 60 && DEVICE_ID > 49);
+    #[test]
+    fn device_id_is_usable_by_linux_virtio_pci() {
+        // PCI device 0x1040 + ID must stay <= 0x107f, and 61-63 are crosvm's.
+        const { assert!(DEVICE_ID <= 60 && DEVICE_ID > 49) };
+    }
 }
