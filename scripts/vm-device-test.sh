@@ -142,14 +142,16 @@ grep -q "VCOMPUTE: VADD OK n=262144" "$s" || fail "the vector add did not verify
 grep -q "VCOMPUTE: AUTO VADD OK n=65536" "$s" || fail "no vector add with VCOMPUTE_ENDPOINT unset"
 grep -q "VCOMPUTE: PARALLEL VADD OK x2" "$s" || fail "the two vector adds at once did not verify"
 grep -q "VCOMPUTE: AFTER-KILL VADD OK" "$s" || fail "no vector add after a killed program"
+grep -q "VCOMPUTE: ABI OK" "$s" || fail "the driver's ABI checks did not pass"
 grep "VCOMPUTE:" "$s" | grep -v "BENCH" | sed "s/^/guest: /"
 
 # Sessions: clinfo, vadd, the unset-endpoint vadd, two at once, the killed
-# loop, vadd again (+ the device benchmark), then the final loop. Every one
+# loop, vadd again, the ABI check's two (+ the device benchmark), then the
+# final loop. Every one
 # before the final loop has closed: the count logged just before the final
 # loop's open is 0.
-want=8
-[ "$bench" = 1 ] && want=9
+want=10
+[ "$bench" = 1 ] && want=11
 n=$(opens)
 [ "$n" -eq "$want" ] || fail "the daemon saw $n device sessions opened, expected $want"
 counts=$(session_counts)

@@ -71,6 +71,8 @@ chmod 755 "$root/init"
 echo "$port" > "$root/etc/vcompute-port"
 
 cc -O2 -Wall -o "$root/opt/vcompute/vadd" scripts/vm/vadd.c -lOpenCL
+[ -n "${DRIVER_KO:-}" ] &&
+    cc -O2 -Wall -I guest-driver -o "$root/opt/vcompute/vcompute-abi" scripts/vm/vcompute-abi.c
 cp "$shim" "$root/opt/vcompute/libvcompute_shim.so"
 strip --strip-debug "$root/opt/vcompute/libvcompute_shim.so"
 cp "$(command -v clinfo)" "$root/bin/clinfo"

@@ -1,0 +1,149 @@
+/*
+ * Checks the guest driver's ioctl ABI from a guest program (run by
+ * scripts/vm/init-device against /dev/vcompute0): each open file is its
+ * own session, and every malformed submit is refused with the errno that
+ * vcompute_uapi.h documents, before the device sees it; the file still
+ * works afterwards. Prints "ABI OK checks=N" or the first failure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vcompute_uapi.h"
+
+static int checks;
+
+#define CHECK(cond, ...)                                   \
+	do {                                               \
+		checks++;                                  \
+		if (!(cond)) {                             \
+			printf("ABI FAIL line %d: ", __LINE__); \
+			printf(__VA_ARGS__);               \
+			printf("\n");                      \
+			exit(1);                           \
+		}                                          \
+	} while (0)
+
+static unsigned char req[64], resp[4096];
+
+/* A well-formed submit of garbage frames (the device answers it). */
+static struct vcompute_submit base(void)
+{
+	struct vcompute_submit s;
+
+	memset(&s, 0, sizeof(s));
+	s.queue = VCOMPUTE_REQUEST_QUEUE;
+	s.req_addr = (uintptr_t)req;
+	s.req_len = sizeof(req);
+	s.resp_addr = (uintptr_t)resp;
+	s.resp_len = sizeof(resp);
+	return s;
+}
+
+static int submit(int fd, struct vcompute_submit *s)
+{
+	return ioctl(fd, VCOMPUTE_IOC_SUBMIT, s) < 0 ? errno : 0;
+}
+
+#define REFUSED(fd, s, want, what)                                          \
+	do {                                                                \
+		int e = submit(fd, &(s));                                   \
+		CHECK(e == (want), "%s: errno %d (%s), expected %d", what, \
+		      e, strerror(e), want);                                \
+	} while (0)
+
+int main(int argc, char **argv)
+{
+	const char *node = argc > 1 ? argv[1] : "/dev/vcompute0";
+	struct vcompute_info i1, i2;
+	struct vcompute_buf bufs[2];
+	struct vcompute_submit s;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd = open(node, O_RDWR), fd2;
+	void *ro, *gone;
+
+	CHECK(fd >= 0, "open %s: %s", node, strerror(errno));
+	fd2 = open(node, O_RDWR);
+	CHECK(fd2 >= 0, "second open: %s", strerror(errno));
+	CHECK(ioctl(fd, VCOMPUTE_IOC_INFO, &i1) == 0, "INFO: %s", strerror(errno));
+	CHECK(ioctl(fd2, VCOMPUTE_IOC_INFO, &i2) == 0, "INFO: %s", strerror(errno));
+	CHECK(i1.session != 0 && i2.session != 0 && i1.session != i2.session,
+	      "two files, sessions %u and %u", i1.session, i2.session);
+	CHECK(i1.protocol_version == VCOMPUTE_PROTOCOL_VERSION && i1.num_request_queues >= 1,
+	      "info: protocol %u, %u request queues", i1.protocol_version,
+	      i1.num_request_queues);
+	CHECK(ioctl(fd, _IO('V', 99)) < 0 && errno == ENOTTY, "unknown ioctl: errno %d", errno);
+
+	s = base(); s.queue = 2;
+	REFUSED(fd, s, EINVAL, "queue 2");
+	s = base(); s.flags = 0x80;
+	REFUSED(fd, s, EINVAL, "unknown flag");
+	s = base(); s.reserved = 1;
+	REFUSED(fd, s, EINVAL, "reserved");
+	s = base(); s.req_len = 0;
+	REFUSED(fd, s, EINVAL, "empty request");
+	s = base(); s.req_len = VCOMPUTE_MAX_REQUEST_AREA_LEN + 1ull;
+	REFUSED(fd, s, EINVAL, "request area too long");
+	s = base(); s.resp_len = 0;
+	REFUSED(fd, s, EINVAL, "empty response area");
+	s = base(); s.resp_len = VCOMPUTE_MAX_RESPONSE_LEN + 1ull;
+	REFUSED(fd, s, EINVAL, "response area too long");
+	s = base(); s.n_in = VCOMPUTE_MAX_BUFS; s.n_out = 1;
+	REFUSED(fd, s, EINVAL, "too many buffers");
+	s = base(); s.n_in = 0xffffffffu; s.n_out = 2;
+	REFUSED(fd, s, EINVAL, "buffer count overflow");
+	bufs[0].addr = (uintptr_t)resp;
+	bufs[0].len = VCOMPUTE_MAX_BULK_BYTES + 1ull;
+	s = base(); s.in_bufs = (uintptr_t)bufs; s.n_in = 1;
+	REFUSED(fd, s, EINVAL, "bulk buffer too long");
+	bufs[0].len = VCOMPUTE_MAX_BULK_BYTES / 2 + 1;
+	bufs[1] = bufs[0];
+	s = base(); s.in_bufs = (uintptr_t)bufs; s.n_in = 2;
+	REFUSED(fd, s, EINVAL, "bulk bytes too many together");
+	bufs[0].addr = UINT64_MAX - 8;
+	bufs[0].len = 64;
+	s = base(); s.in_bufs = (uintptr_t)bufs; s.n_in = 1;
+	REFUSED(fd, s, EINVAL, "buffer wrapping the address space");
+
+	/* Pointers the program does not own, or may not write. */
+	gone = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro = mmap(NULL, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(gone != MAP_FAILED && ro != MAP_FAILED, "mmap");
+	munmap(gone, page);
+	s = base(); s.req_addr = (uintptr_t)gone;
+	REFUSED(fd, s, EFAULT, "unmapped request");
+	s = base(); s.resp_addr = (uintptr_t)ro; s.resp_len = page;
+	REFUSED(fd, s, EFAULT, "read-only response area");
+	bufs[0].addr = (uintptr_t)ro;
+	bufs[0].len = page;
+	s = base(); s.out_bufs = (uintptr_t)bufs; s.n_out = 1;
+	REFUSED(fd, s, EFAULT, "read-only out-bulk");
+	s = base(); s.in_bufs = (uintptr_t)gone; s.n_in = 1;
+	REFUSED(fd, s, EFAULT, "unmapped buffer array");
+	CHECK(ioctl(fd, VCOMPUTE_IOC_SUBMIT, (void *)gone) < 0 && errno == EFAULT,
+	      "unmapped argument: errno %d", errno);
+	/* A read-only buffer the device only reads is fine: garbage frames
+	 * reach the device, which answers with a status of its own. */
+	bufs[0].addr = (uintptr_t)ro;
+	bufs[0].len = page;
+	s = base(); s.in_bufs = (uintptr_t)bufs; s.n_in = 1;
+	memset(req, 0xa5, sizeof(req));
+	REFUSED(fd, s, 0, "garbage frames with a read-only in-bulk");
+	CHECK(s.status <= VCOMPUTE_STATUS_UNAVAILABLE, "status %u", s.status);
+	CHECK(s.status != VCOMPUTE_STATUS_OK || s.response_len <= sizeof(resp),
+	      "response_len %u", s.response_len);
+
+	/* Both files still work and still hold their sessions. */
+	CHECK(ioctl(fd, VCOMPUTE_IOC_INFO, &i2) == 0 && i2.session == i1.session,
+	      "session after refusals");
+	close(fd2);
+	close(fd);
+	printf("ABI OK checks=%d\n", checks);
+	return 0;
+}
