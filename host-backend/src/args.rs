@@ -12,7 +12,8 @@ use crate::executor::ExecutorKind;
 use crate::limits::{
     session_limits, DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_DEVICE_MEMORY, DEFAULT_MAX_OBJECTS,
     DEFAULT_MAX_SESSIONS, DEFAULT_POLL_US, DEFAULT_VSOCK_PORT, DEFAULT_WARM_WORKERS,
-    DEFAULT_WORKER_MAX_FILES, MAX_POLL_US, MAX_WARM_WORKERS, MIN_WORKER_MAX_FILES,
+    DEFAULT_WORKER_MAX_FILES, MAX_MAX_SESSIONS, MAX_POLL_US, MAX_WARM_WORKERS,
+    MIN_WORKER_MAX_FILES,
 };
 
 /// Which runtime replays guest calls.
@@ -42,10 +43,17 @@ impl From<ExecutorArg> for ExecutorKind {
 #[command(name = "vhost-device-compute", version, about)]
 pub struct Args {
     /// Unix socket to listen on for vhost-user frontends (replaced if it
-    /// exists): the virtio-compute device, or with --vsock-cid a
-    /// vhost-user-vsock device.
+    /// exists): the virtio-compute device (for the shim as frontend, or
+    /// with --device for a VMM), or with --vsock-cid a vhost-user-vsock
+    /// device.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+
+    /// Serve --socket as a VM's virtio-compute device (device mode): the
+    /// VMM attaches the socket, the guest's kernel driver gives each guest
+    /// process a session (at most --max-sessions at once).
+    #[arg(long)]
+    pub device: bool,
 
     /// Stream listener, `unix:PATH` (replaced if it exists): host-local
     /// clients, and the socket Firecracker and Cloud Hypervisor connect a
@@ -67,6 +75,9 @@ pub struct Args {
     pub executor: ExecutorArg,
 
     /// Most concurrent guest connections; extra ones are closed at once.
+    /// With --device also the most sessions one device serves at once
+    /// (its config space's max_sessions); with --vsock-cid the most guest
+    /// connections to the port.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
 
@@ -157,6 +168,15 @@ pub enum ConfigError {
     /// `--max-sessions 0` would refuse every guest.
     #[error("--max-sessions must be at least 1")]
     ZeroSessions,
+    /// More sessions than [`MAX_MAX_SESSIONS`].
+    #[error("--max-sessions {0} exceeds the maximum of {MAX_MAX_SESSIONS}")]
+    TooManySessions(usize),
+    /// `--device` without `--socket`.
+    #[error("--device needs --socket (the socket the VMM attaches)")]
+    DeviceWithoutSocket,
+    /// `--device` and `--vsock-cid` name two devices for one socket.
+    #[error("--device and --vsock-cid cannot be combined: the socket serves one device")]
+    DeviceAndVsock,
     /// `--max-objects 0` would fail every guest's first call.
     #[error("--max-objects must be at least 1")]
     ZeroObjects,
@@ -228,6 +248,9 @@ impl TryFrom<Args> for Config {
         if a.max_sessions == 0 {
             return Err(ConfigError::ZeroSessions);
         }
+        if a.max_sessions > MAX_MAX_SESSIONS {
+            return Err(ConfigError::TooManySessions(a.max_sessions));
+        }
         if a.max_objects == 0 {
             return Err(ConfigError::ZeroObjects);
         }
@@ -258,6 +281,12 @@ impl TryFrom<Args> for Config {
                 port: a.vsock_port,
             }),
         };
+        if a.device && a.socket.is_none() {
+            return Err(ConfigError::DeviceWithoutSocket);
+        }
+        if a.device && vsock.is_some() {
+            return Err(ConfigError::DeviceAndVsock);
+        }
         let workers = worker_config(&a)?;
         if let Some(fd) = a.worker_control {
             // SAFETY: F_GETFD only queries the descriptor's flags.
@@ -273,6 +302,7 @@ impl TryFrom<Args> for Config {
                 socket: a.socket,
                 listen,
                 vsock,
+                device: a.device,
                 max_sessions: a.max_sessions,
                 limits: session_limits(a.max_objects, a.max_device_memory),
                 poll: Duration::from_micros(a.poll_us),
@@ -431,6 +461,31 @@ mod tests {
             c(&["--listen", "unix:/nonexistent-dir/l"]),
             Err(ConfigError::NoSocketDir(_))
         ));
+    }
+
+    #[test]
+    fn device_mode() {
+        let c = |v: &[&str]| {
+            let mut all = vec!["vhost-device-compute"];
+            all.extend_from_slice(v);
+            Config::try_from(Args::try_parse_from(all).unwrap())
+        };
+        let d = c(&["--socket", "/tmp/d.sock", "--device", "--max-sessions", "8"]).unwrap();
+        assert!(d.server.device);
+        assert_eq!(d.server.max_sessions, 8);
+        assert!(!c(&["--socket", "/tmp/d.sock"]).unwrap().server.device);
+        assert_eq!(
+            c(&["--listen", "unix:/tmp/l", "--device"]).err(),
+            Some(ConfigError::DeviceWithoutSocket)
+        );
+        assert_eq!(
+            c(&["--socket", "/tmp/d.sock", "--device", "--vsock-cid", "3"]).err(),
+            Some(ConfigError::DeviceAndVsock)
+        );
+        assert_eq!(
+            c(&["--socket", "/tmp/d.sock", "--max-sessions", "4097"]).err(),
+            Some(ConfigError::TooManySessions(4097))
+        );
     }
 
     #[test]

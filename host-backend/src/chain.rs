@@ -1,6 +1,7 @@
-//! Walking one descriptor chain: split it into its areas, check the request
-//! frames, hand them to `dispatch` with their bulk segments lent in
-//! place, and write the responses back.
+//! Walking one direct-mode descriptor chain: split it into its areas, check
+//! the request frames, hand them to `dispatch` with their bulk segments lent
+//! in place, and write the responses back. The frame-running part
+//! ([`run_batch`]) is shared with device mode ([`crate::device_chain`]).
 //!
 //! The layout (see [`protocol::frame`]):
 //!
@@ -250,8 +251,45 @@ fn run(
         out_desc,
     } = scratch;
 
-    // Pass 1: every header must decode and the bulk counts must add up before
-    // anything runs.
+    run_batch(
+        session,
+        class,
+        request,
+        (in_desc.len(), out_desc.len()),
+        || {
+            let ins = lend(mem, in_desc, InSeg::guest)?;
+            Ok((ins, lend(mem, out_desc, OutSeg::guest)?))
+        },
+        &mut out,
+        buf,
+    );
+    Ok(out.written as u32)
+}
+
+/// The bulk segments a batch's frames are given, in chain order.
+pub(crate) type Segments<'m> = (Vec<InSeg<'m>>, Vec<OutSeg<'m>>);
+
+/// Runs the frames of `request` (a chain's concatenated request frames) in
+/// `session`, each with its share of the chain's bulk segments, storing
+/// their responses in `out`; what every virtqueue transport shares (direct
+/// mode here, device mode in [`crate::device_chain`]).
+///
+/// Pass 1: every frame header must decode (else the batch is answered with
+/// one `Malformed` error) and the frames' bulk counts must add up to
+/// `counts` (the chain's in- and out-segments; else one `BadDescriptor`
+/// error). Only then does `lend` hand out the segments (its error answers
+/// the batch as well), and pass 2 runs the frames in order. `buf` is
+/// scratch space for encoding. A request area without frames runs nothing
+/// and answers nothing.
+pub(crate) fn run_batch<'m, R: Responses>(
+    session: &mut Session,
+    class: QueueClass,
+    request: &[u8],
+    counts: (usize, usize),
+    lend: impl FnOnce() -> Result<Segments<'m>, ProtocolError>,
+    out: &mut R,
+    buf: &mut Vec<u8>,
+) {
     let mut first: Option<Header> = None;
     let (mut frames, mut in_sum, mut out_sum) = (0usize, 0usize, 0usize);
     let mut reject = None;
@@ -270,29 +308,28 @@ fn run(
         }
     }
     if frames == 0 && reject.is_none() {
-        return Ok(0);
+        return;
     }
-    if reject.is_none() && (in_sum != in_desc.len() || out_sum != out_desc.len()) {
+    if reject.is_none() && (in_sum, out_sum) != counts {
         debug!(
             in_sum,
             out_sum,
-            in_desc = in_desc.len(),
-            out_desc = out_desc.len(),
+            in_segments = counts.0,
+            out_segments = counts.1,
             "bulk counts do not match the chain"
         );
         reject = Some(ProtocolError::BadDescriptor);
     }
     let bufs = match reject {
         Some(e) => Err(e),
-        None => lend(mem, in_desc, InSeg::guest)
-            .and_then(|i| Ok((i, lend(mem, out_desc, OutSeg::guest)?))),
+        None => lend(),
     };
     let (in_bufs, out_bufs) = match bufs {
         Ok(b) => b,
         Err(e) => {
             let first = first.map(|h| (h.request_id, h.opcode));
-            dispatch::reject(session, first, e, &mut out, buf);
-            return Ok(out.written as u32);
+            dispatch::reject(session, first, e, out, buf);
+            return;
         }
     };
 
@@ -311,8 +348,7 @@ fn run(
         out_off += no;
         (frame, bulk)
     });
-    dispatch::run_frames(session, class, frames, &mut out, buf);
-    Ok(out.written as u32)
+    dispatch::run_frames(session, class, frames, out, buf);
 }
 
 #[cfg(test)]

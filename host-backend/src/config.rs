@@ -102,7 +102,12 @@ pub struct ServerConfig {
     pub listen: Option<PathBuf>,
     /// vsock device mode on `socket`.
     pub vsock: Option<VsockConfig>,
-    /// Most concurrent connections.
+    /// Device mode on `socket`: the virtio-compute device of a VM, whose
+    /// driver gives each guest process a session (not with `vsock`).
+    pub device: bool,
+    /// Most concurrent connections; in device mode also the most sessions
+    /// one device serves at once (its config space's `max_sessions`), in
+    /// vsock device mode the most guest connections.
     pub max_sessions: usize,
     /// Bounds handed to each session's executor.
     pub limits: SessionLimits,

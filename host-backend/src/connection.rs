@@ -4,8 +4,10 @@
 //! supervisor handed it.
 //!
 //! - [`VhostConn`]: a vhost-user frontend, accepted from a listening socket:
-//!   the virtio-compute device, or (with a vsock configuration) a VM's
-//!   vhost-user-vsock device whose guest connections each get a session.
+//!   the virtio-compute device with one session (direct mode), or a VM's
+//!   virtio-compute device whose driver opens a session per guest process
+//!   (device mode), or (with a vsock configuration) a VM's vhost-user-vsock
+//!   device whose guest connections each get a session.
 //! - [`serve_stream`]: a stream connection (unix socket) with one session.
 //!
 //! A session's thread may be blocked in a wait only its guest could have
@@ -32,6 +34,7 @@ use crate::executor::ExecutorFactory;
 use crate::limits::SessionLimits;
 use crate::session::Session;
 use crate::vhu_compute::VhuCompute;
+use crate::vhu_device::VhuDevice;
 use crate::vsock::{VhuVsock, WAKE_EVENT};
 
 /// Why a connection could not be set up.
@@ -66,8 +69,12 @@ pub struct ConnSetup {
     pub poll: Duration,
     /// vsock device mode: the vhost-user socket carries a VM's vsock device.
     pub vsock: Option<VsockConfig>,
-    /// Most guest connections one vsock device serves at once.
-    pub max_vsock_conns: usize,
+    /// Device mode: the vhost-user socket carries a VM's virtio-compute
+    /// device, whose driver opens a session per guest process.
+    pub device: bool,
+    /// Most guest connections one vsock device serves at once, and most
+    /// sessions one device serves at once.
+    pub max_sessions: usize,
 }
 
 impl ConnSetup {
@@ -79,7 +86,8 @@ impl ConnSetup {
             limits: config.limits,
             poll: config.poll,
             vsock: config.vsock,
-            max_vsock_conns: config.max_sessions,
+            device: config.device,
+            max_sessions: config.max_sessions,
         }
     }
 }
@@ -91,12 +99,14 @@ impl std::fmt::Debug for ConnSetup {
             .field("limits", &self.limits)
             .field("poll", &self.poll)
             .field("vsock", &self.vsock)
+            .field("device", &self.device)
             .finish()
     }
 }
 
 enum Device {
     Compute(VhostUserDaemon<Arc<VhuCompute>>, Arc<VhuCompute>),
+    Sessions(VhostUserDaemon<Arc<VhuDevice>>, Arc<VhuDevice>),
     Vsock(VhostUserDaemon<Arc<VhuVsock>>),
 }
 
@@ -109,6 +119,7 @@ impl std::fmt::Debug for VhostConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.device {
             Device::Compute(..) => "compute",
+            Device::Sessions(..) => "device",
             Device::Vsock(_) => "vsock",
         };
         f.debug_struct("VhostConn").field("device", &kind).finish()
@@ -121,6 +132,20 @@ impl VhostConn {
     pub fn accept(listener: &mut Listener, setup: &ConnSetup) -> Result<VhostConn, ConnError> {
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
         let device = match setup.vsock {
+            None if setup.device => {
+                let backend = Arc::new(VhuDevice::new(
+                    setup.factory.clone(),
+                    setup.limits,
+                    setup.max_sessions,
+                    setup.poll,
+                    mem.clone(),
+                ));
+                let mut daemon =
+                    VhostUserDaemon::new("vcompute-device".into(), backend.clone(), mem)
+                        .map_err(ConnError::Daemon)?;
+                daemon.start(listener).map_err(ConnError::Start)?;
+                Device::Sessions(daemon, backend)
+            }
             None => {
                 let backend = Arc::new(VhuCompute::new(
                     setup.factory.clone(),
@@ -138,7 +163,7 @@ impl VhostConn {
                     VhuVsock::new(
                         v.guest_cid,
                         v.port,
-                        setup.max_vsock_conns,
+                        setup.max_sessions,
                         setup.factory.clone(),
                         setup.limits,
                         mem.clone(),
@@ -167,6 +192,7 @@ impl VhostConn {
     pub fn shutdown_handle(&self) -> Option<ShutdownHandle> {
         match &self.device {
             Device::Compute(d, _) => d.shutdown_handle(),
+            Device::Sessions(d, _) => d.shutdown_handle(),
             Device::Vsock(d) => d.shutdown_handle(),
         }
     }
@@ -183,6 +209,14 @@ impl VhostConn {
                 // could have ended; end it, or joining it never returns.
                 backend.abandon_session();
                 // Stops the worker threads and drops the session with them.
+                drop(daemon);
+            }
+            Device::Sessions(mut daemon, backend) => {
+                if let Err(e) = daemon.wait() {
+                    debug!(error = %e, "device connection ended with an error");
+                }
+                // As above, for every session of the device.
+                backend.abandon_sessions();
                 drop(daemon);
             }
             Device::Vsock(mut daemon) => {

@@ -62,6 +62,11 @@ pub enum FromWorker {
         /// The client name the guest gave (untrusted).
         client: String,
     },
+    /// A device-mode connection has this many sessions open now.
+    OpenSessions {
+        /// Sessions open.
+        open: u32,
+    },
     /// A call ran past the watchdog's limit; the worker exits at once.
     Watchdog {
         /// The limit, in seconds.

@@ -1,6 +1,7 @@
 //! What a worker process watches in the sessions it serves, set once per
-//! process: when each call started (for the watchdog) and which clients
-//! opened sessions (for the supervisor's view). In the in-process server
+//! process: when each call started (for the watchdog), which clients
+//! opened sessions and how many a device has open (for the supervisor's
+//! view). In the in-process server
 //! nothing is installed and both cost one atomic load.
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -33,6 +34,7 @@ pub struct Hooks {
     epoch: Instant,
     slots: Mutex<Vec<Arc<CallSlot>>>,
     on_session: Box<dyn Fn(&str) + Send + Sync>,
+    on_open_sessions: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -48,7 +50,18 @@ impl Hooks {
             epoch: Instant::now(),
             slots: Mutex::new(Vec::new()),
             on_session,
+            on_open_sessions: None,
         }
+    }
+
+    /// Also reports how many sessions a device-mode connection has open,
+    /// each time that changes, to `on_open_sessions`.
+    pub fn with_open_sessions(
+        mut self,
+        on_open_sessions: Box<dyn Fn(usize) + Send + Sync>,
+    ) -> Self {
+        self.on_open_sessions = Some(on_open_sessions);
+        self
     }
 
     /// Milliseconds since the hooks were made.
@@ -122,6 +135,13 @@ impl Drop for CallGuard {
 pub fn session_opened(client: &str) {
     if let Some(h) = get() {
         (h.on_session)(client);
+    }
+}
+
+/// Reports that a device-mode connection has `open` sessions now.
+pub fn open_sessions(open: usize) {
+    if let Some(f) = get().and_then(|h| h.on_open_sessions.as_ref()) {
+        f(open);
     }
 }
 

@@ -15,8 +15,10 @@
 //! | [`server`] | the in-process server: a thread per connection (embedders, tests) |
 //! | [`connection`] | serving one connection (vhost-user or stream), wherever it runs |
 //! | [`vhu_compute`] | the virtio-compute `VhostUserBackend` impl: queues, adaptive polling |
-//! | [`vhu_glue`] | what both `VhostUserBackend` impls share: memory, exit events, draining a queue |
-//! | [`chain`] | walking one descriptor chain: areas, bulk, responses |
+//! | [`vhu_device`] | the virtio-compute device in device mode: sessions by device header, config space, a thread per queue |
+//! | [`vhu_glue`] | what the `VhostUserBackend` impls share: memory, exit events, draining and polling a queue |
+//! | [`chain`] | walking one direct-mode descriptor chain: areas, bulk, responses; running a chain's frames |
+//! | [`device_chain`] | walking one device-mode descriptor chain: device header, areas, segments of several descriptors, status |
 //! | `dispatch` | per-frame dispatch shared by chains and stream records |
 //! | [`stream`] | serving one stream connection: records in, records out |
 //! | [`segment`] | bulk segments lent to an executor for one request |
@@ -38,6 +40,7 @@ pub mod chain;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod device_chain;
 mod dispatch;
 pub mod executor;
 pub mod hooks;
@@ -54,6 +57,7 @@ mod test_util;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vhu_compute;
+pub mod vhu_device;
 pub mod vhu_glue;
 pub mod vsock;
 pub mod worker;

@@ -10,6 +10,10 @@ use std::time::Duration;
 /// a busy host with small VMs without exhausting GPU contexts.
 pub const DEFAULT_MAX_SESSIONS: usize = 64;
 
+/// Largest `--max-sessions`: every session may hold a runtime context and
+/// a worker's descriptors and memory; far more than one GPU serves at once.
+pub const MAX_MAX_SESSIONS: usize = 4096;
+
 /// Default for `--max-objects`: live objects (buffers, kernels, events...) in
 /// one session. Real programs stay in the thousands; 65536 stops a runaway
 /// guest long before the daemon's handle tables grow large.

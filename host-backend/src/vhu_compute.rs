@@ -10,16 +10,14 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::{NUM_QUEUES, QUEUE_SIZE};
 use tracing::debug;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use vhost_user_backend::{VhostUserBackend, VringRwLock};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
-use virtio_queue::QueueT;
-use vm_memory::GuestAddressSpace;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
@@ -28,7 +26,7 @@ use crate::executor::{Abandon, ExecutorFactory};
 use crate::limited_info;
 use crate::limits::SessionLimits;
 use crate::session::{Counters, Session};
-use crate::vhu_glue::{check_event, Glue, GuestMem, Notify, WorkerError};
+use crate::vhu_glue::{check_event, Glue, GuestMem, WorkerError};
 
 struct Conn {
     session: Session,
@@ -94,88 +92,15 @@ impl VhuCompute {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Pops and completes every available chain on `vring`; returns how
-    /// many there were.
-    fn drain(&self, index: usize, vring: &VringRwLock) -> Result<usize, WorkerError> {
-        self.glue.drain(vring, Notify::EachChain, |chain| {
-            let mut conn = self.lock_conn();
-            let Conn { session, scratch } = &mut *conn;
-            process_chain(chain, index, session, scratch)
-        })
-    }
-
-    /// Spins for up to `self.poll` waiting for the guest to make a chain
-    /// available; true if one arrived.
-    fn poll_avail(&self, vring: &VringRwLock) -> bool {
-        if self.poll.is_zero() {
-            return false;
-        }
-        let atomic = self.glue.memory();
-        let mem = atomic.memory();
-        let start = Instant::now();
-        loop {
-            {
-                let state = vring.get_ref();
-                let q = state.get_queue();
-                if !q.ready() {
-                    return false;
-                }
-                match q.avail_idx(&*mem, Ordering::Acquire) {
-                    Ok(idx) if idx.0 != q.next_avail() => return true,
-                    Ok(_) => {}
-                    Err(_) => return false,
-                }
-            }
-            if start.elapsed() >= self.poll {
-                return false;
-            }
-            // Yield rather than spin: when the cores are all busy, the
-            // thread we wait for (the peer, or the runtime's workers it
-            // waits for) may be queued behind this one on the same core.
-            std::thread::yield_now();
-        }
-    }
-
-    /// Drains the queue, then polls it for up to `self.poll`, then (with
-    /// EVENT_IDX) re-enables notifications and goes round again if work
-    /// slipped in meanwhile.
-    ///
-    /// A guest can publish an avail index that claims chains the queue will
-    /// not pop (`pop_descriptor_chain` refuses an index more than a queue
-    /// size ahead). Two drains in a row that pop nothing end the loop, so
-    /// such a ring cannot keep the worker spinning.
+    /// Serves a kicked queue (see [`Glue::serve_queue`]).
     fn handle_queue(&self, index: usize, vring: &VringRwLock) -> Result<(), WorkerError> {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
-        let mut empty_rounds = 0;
-        loop {
-            if event_idx {
-                vring
-                    .disable_notification()
-                    .map_err(WorkerError::UsedRing)?;
-            }
-            if self.drain(index, vring)? == 0 {
-                empty_rounds += 1;
-            } else {
-                empty_rounds = 0;
-            }
-            let stuck = empty_rounds >= 2;
-            if !stuck && self.poll_avail(vring) {
-                continue;
-            }
-            if !event_idx {
-                return Ok(());
-            }
-            if !vring.enable_notification().map_err(WorkerError::UsedRing)? {
-                return Ok(());
-            }
-            if stuck {
-                debug!(
-                    queue = index,
-                    "avail index ahead of what the queue will pop"
-                );
-                return Ok(());
-            }
-        }
+        self.glue
+            .serve_queue(index, vring, event_idx, self.poll, |chain| {
+                let mut conn = self.lock_conn();
+                let Conn { session, scratch } = &mut *conn;
+                process_chain(chain, index, session, scratch)
+            })
     }
 }
 
@@ -263,6 +188,7 @@ mod tests {
 
     use super::*;
     use crate::executor::{Executor, ExecutorError};
+    use vhost_user_backend::VringT;
 
     struct NoExecutors;
     impl ExecutorFactory for NoExecutors {

@@ -1,12 +1,17 @@
-//! What the daemon's two `VhostUserBackend` impls (the virtio-compute
-//! device, [`crate::vhu_compute`], and the vsock device, [`crate::vsock`])
-//! share: guest memory as the frontend last mapped it, the worker threads'
-//! exit events, the check of a worker's event, and the loop that pops a
-//! queue's chains and completes them.
+//! What the daemon's `VhostUserBackend` impls (the virtio-compute device in
+//! direct mode, [`crate::vhu_compute`], and in device mode,
+//! [`crate::vhu_device`], and the vsock device, [`crate::vsock`]) share:
+//! guest memory as the frontend last mapped it, the worker threads' exit
+//! events, the check of a worker's event, the loop that pops a queue's
+//! chains and completes them, and the adaptive polling around it.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use tracing::debug;
 
 use vhost_user_backend::{VringRwLock, VringT};
 use virtio_queue::{DescriptorChain, QueueT};
@@ -176,5 +181,86 @@ impl Glue {
             vring.signal_used_queue().map_err(WorkerError::Signal)?;
         }
         Ok(n)
+    }
+
+    /// Spins for up to `poll` waiting for the guest to make a chain
+    /// available on `vring`; true if one arrived.
+    fn poll_avail(&self, vring: &VringRwLock, poll: Duration) -> bool {
+        if poll.is_zero() {
+            return false;
+        }
+        let atomic = self.memory();
+        let mem = atomic.memory();
+        let start = Instant::now();
+        loop {
+            {
+                let state = vring.get_ref();
+                let q = state.get_queue();
+                if !q.ready() {
+                    return false;
+                }
+                match q.avail_idx(&*mem, Ordering::Acquire) {
+                    Ok(idx) if idx.0 != q.next_avail() => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+            if start.elapsed() >= poll {
+                return false;
+            }
+            // Yield rather than spin: when the cores are all busy, the
+            // thread we wait for (the peer, or the runtime's workers it
+            // waits for) may be queued behind this one on the same core.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Serves a kicked queue: drains it (each chain through `process`,
+    /// the guest signalled after each), then polls it for up to `poll`,
+    /// then (with EVENT_IDX) re-enables notifications and goes round again
+    /// if work slipped in meanwhile.
+    ///
+    /// A guest can publish an avail index that claims chains the queue will
+    /// not pop (`pop_descriptor_chain` refuses an index more than a queue
+    /// size ahead). Two drains in a row that pop nothing end the loop, so
+    /// such a ring cannot keep the worker spinning.
+    pub fn serve_queue(
+        &self,
+        index: usize,
+        vring: &VringRwLock,
+        event_idx: bool,
+        poll: Duration,
+        mut process: impl FnMut(Chain) -> u32,
+    ) -> Result<(), WorkerError> {
+        let mut empty_rounds = 0;
+        loop {
+            if event_idx {
+                vring
+                    .disable_notification()
+                    .map_err(WorkerError::UsedRing)?;
+            }
+            if self.drain(vring, Notify::EachChain, &mut process)? == 0 {
+                empty_rounds += 1;
+            } else {
+                empty_rounds = 0;
+            }
+            let stuck = empty_rounds >= 2;
+            if !stuck && self.poll_avail(vring, poll) {
+                continue;
+            }
+            if !event_idx {
+                return Ok(());
+            }
+            if !vring.enable_notification().map_err(WorkerError::UsedRing)? {
+                return Ok(());
+            }
+            if stuck {
+                debug!(
+                    queue = index,
+                    "avail index ahead of what the queue will pop"
+                );
+                return Ok(());
+            }
+        }
     }
 }

@@ -32,6 +32,7 @@ fn connect_disconnect_cycles_leak_no_fds_or_threads() {
             socket: Some(socket.clone()),
             listen: None,
             vsock: None,
+            device: false,
             max_sessions: 1,
             limits: session_limits(1000, 0),
             poll: Duration::from_micros(50),

@@ -38,6 +38,7 @@ impl Running {
                 socket: Some(socket.clone()),
                 listen: None,
                 vsock: None,
+                device: false,
                 max_sessions,
                 limits: session_limits(1000, 0),
                 poll: Duration::from_micros(50),

@@ -23,6 +23,7 @@ fn serve_until(signal: i32) {
             socket: Some(socket.clone()),
             listen: None,
             vsock: None,
+            device: false,
             max_sessions: 4,
             limits: session_limits(1000, 0),
             poll: Duration::ZERO,

@@ -45,17 +45,21 @@
 //! A bulk segment may span several descriptors (the pages of a user buffer
 //! that are not physically contiguous); the device joins them into one
 //! segment, in place when there is one descriptor, through a copy
-//! otherwise.
+//! otherwise (at most [`MAX_COPIED_BULK_LEN`] bytes a chain).
+//!
+//! A chain that does not match its header (directions, counts, the status
+//! descriptor's size, descriptors outside guest memory) gets
+//! [`DeviceStatus::BadChain`] and runs nothing; when not even a status
+//! descriptor can be found (the first device-writable descriptor, of
+//! [`STATUS_LEN`] bytes), the chain is completed with used length 0. The
+//! used length of a chain with a status is `STATUS_LEN` plus the response
+//! bytes written.
 
 use crate::error::DecodeError;
 use crate::limits::{MAX_BULK_PER_FRAME, MAX_DESCRIPTORS_PER_CHAIN, MAX_FRAMES_PER_CHAIN};
 
 /// The virtio device ID of virtio-compute (provisional; see the module docs).
 pub const DEVICE_ID: u32 = 56;
-
-// Linux virtio-pci's PCI device 0x1040 + ID must stay <= 0x107f, 61-63 are
-// crosvm's, and the specification assigns up to 49.
-const _: () = assert!(DEVICE_ID <= 60 && DEVICE_ID > 49);
 
 /// Device feature bit: the device reports its configuration through the
 /// config space ([`DeviceConfig`]). A driver under a carrier device whose
@@ -148,6 +152,13 @@ pub const MAX_DEVICE_HEADER_LEN: usize = DEVICE_HEADER_LEN + 2 * MAX_TABLE_ENTRI
 
 /// Size of the status a device writes for every device-mode chain.
 pub const STATUS_LEN: usize = 16;
+
+/// Most bytes of bulk segments one chain may carry in segments of several
+/// descriptors. Such a segment is copied through daemon memory (one
+/// descriptor is lent in place), so this bounds what one chain makes the
+/// daemon allocate; a larger transfer is split, as one longer than
+/// `MAX_TRANSFER_LEN` is.
+pub const MAX_COPIED_BULK_LEN: u64 = 256 << 20;
 
 /// What a device-mode chain asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,5 +455,11 @@ mod tests {
         };
         assert_eq!(StatusRecord::decode(&s.encode()).unwrap(), s);
         assert_eq!(DeviceStatus::from_u32(77), DeviceStatus::BadChain);
+    }
+
+    #[test]
+    fn device_id_is_usable_by_linux_virtio_pci() {
+        // PCI device 0x1040 + ID must stay <= 0x107f, and 61-63 are crosvm's.
+        const { assert!(DEVICE_ID <= 60 && DEVICE_ID > 49) };
     }
 }

@@ -321,6 +321,8 @@ impl Supervisor {
     fn vhost_kind(&self) -> &'static str {
         if self.config.server.vsock.is_some() {
             "vsock-device"
+        } else if self.config.server.device {
+            "device"
         } else {
             "vhost-user"
         }

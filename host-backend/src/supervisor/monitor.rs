@@ -96,6 +96,9 @@ fn run(pid: u32, mut w: Watched, shared: &Shared, events: &Sender<Event>) {
                 Ok(FromWorker::Session { client }) => {
                     shared.state.session(pid, logged_name(&client));
                 }
+                Ok(FromWorker::OpenSessions { open }) => {
+                    shared.state.open_sessions(pid, open);
+                }
                 Ok(FromWorker::Watchdog { .. }) => watchdog = true,
                 Ok(m) => {
                     let _ = events.send(Event::Message(m));

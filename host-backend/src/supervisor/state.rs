@@ -79,6 +79,8 @@ pub struct Record {
     pub client: Option<String>,
     /// Sessions opened on it.
     pub sessions: u64,
+    /// Sessions open now, as a device-mode worker last said.
+    pub open_sessions: Option<u32>,
     /// When it started.
     pub started: Instant,
 }
@@ -121,6 +123,7 @@ impl State {
                 kind: "warm",
                 client: None,
                 sessions: 0,
+                open_sessions: None,
                 started: at,
             },
         );
@@ -145,6 +148,13 @@ impl State {
         if let Some(r) = self.lock().live.get_mut(&pid) {
             r.sessions += 1;
             r.client = Some(client);
+        }
+    }
+
+    /// A device-mode worker has `open` sessions open now.
+    pub fn open_sessions(&self, pid: u32, open: u32) {
+        if let Some(r) = self.lock().live.get_mut(&pid) {
+            r.open_sessions = Some(open);
         }
     }
 
@@ -207,7 +217,7 @@ impl State {
             *by_kind.entry(r.kind).or_default() += 1;
         }
         let mut body = String::new();
-        for kind in ["warm", "vhost-user", "stream"] {
+        for kind in ["warm", "vhost-user", "device", "stream"] {
             let n = by_kind.get(kind).copied().unwrap_or(0);
             let _ = writeln!(body, "vcompute_workers{{kind=\"{kind}\"}} {n}");
         }
@@ -274,6 +284,20 @@ impl State {
                 labels(**pid, r.kind, r.client.as_deref()),
                 r.sessions
             );
+        }
+        let _ = write!(
+            body,
+            "# HELP vcompute_worker_open_sessions Sessions open now on each device-mode worker.\n\
+             # TYPE vcompute_worker_open_sessions gauge\n"
+        );
+        for (pid, r) in &live {
+            if let Some(open) = r.open_sessions {
+                let _ = writeln!(
+                    body,
+                    "vcompute_worker_open_sessions{{{}}} {open}",
+                    labels(**pid, r.kind, r.client.as_deref())
+                );
+            }
         }
         let _ = write!(
             body,
@@ -349,6 +373,12 @@ mod tests {
                 "{line}"
             );
         }
+        assert!(!text.contains("vcompute_worker_open_sessions{"));
+        st.open_sessions(4242, 3);
+        assert!(st
+            .render()
+            .contains("vcompute_worker_open_sessions{pid=\"4242\""));
+        assert!(st.render().contains("\"} 3\n"));
         st.ended(4242, ExitReason::Signal(libc::SIGSYS));
         let text = st.render();
         assert!(text.contains("vcompute_worker_exits_total{reason=\"signal\"} 1"));

@@ -38,6 +38,7 @@ impl RecordingServer {
                 socket: Some(socket.clone()),
                 listen: Some(socket.with_extension("stream")),
                 vsock: None,
+                device: false,
                 max_sessions: 4,
                 limits: session_limits(1000, 1 << 30),
                 poll: Duration::from_micros(50),

@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::debug;
@@ -102,16 +102,26 @@ fn setup(config: &Config, control: &Control) -> Result<ConnSetup, String> {
         Err(e) => return Err(report(&e)),
     }
     let factory = executor::factory(config.executor).map_err(|e| report(&e))?;
-    let reporter = Mutex::new(control.try_clone().map_err(|e| report(&e))?);
-    hooks::install(Hooks::new(Box::new(move |client| {
-        let msg = FromWorker::Session {
-            client: client.chars().take(crate::log::LOGGED_NAME_CHARS).collect(),
-        };
+    let reporter = Arc::new(Mutex::new(control.try_clone().map_err(|e| report(&e))?));
+    let send = move |msg: FromWorker| {
         let _ = reporter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .send_to_supervisor(&msg);
-    })));
+    };
+    let send_open = send.clone();
+    hooks::install(
+        Hooks::new(Box::new(move |client| {
+            send(FromWorker::Session {
+                client: client.chars().take(crate::log::LOGGED_NAME_CHARS).collect(),
+            });
+        }))
+        .with_open_sessions(Box::new(move |open| {
+            send_open(FromWorker::OpenSessions {
+                open: u32::try_from(open).unwrap_or(u32::MAX),
+            });
+        })),
+    );
     if let Some(limit) = config.workers.max_call {
         let ctl = control.try_clone().map_err(|e| report(&e))?;
         watchdog::start(limit, ctl).map_err(|e| report(&e))?;
