@@ -16,20 +16,29 @@
  * may still write are therefore never unpinned before the device is done
  * with them, or before it was reset (device removal).
  *
+ * Lifetime: each virtio device is a struct device with a char device
+ * (/dev/vcomputeN, through devtmpfs); the struct device's refcount keeps it
+ * while the device is bound, while a file is open and while a request of
+ * that file lives. A char device, not a misc device: open() waits for the
+ * device's answer to Open, which must not happen under misc_open's global
+ * lock.
+ *
  * Locking: each queue has a mutex serializing every virtqueue call on it
  * (add, kick, get_buf, detach). The interrupt callback only schedules the
  * queue's work, which reaps completions in process context, so adding may
  * allocate with GFP_KERNEL (the indirect table of a long chain) and
  * unpinning may sleep.
  */
+#include <linux/cdev.h>
+#include <linux/device.h>
 #include <linux/idr.h>
 #include <linux/ktime.h>
-#include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
@@ -67,12 +76,11 @@ struct vc_queue {
 };
 
 struct vc_dev {
-	struct kref ref; /* the device, each open file */
+	struct device dev; /* refs: the binding, each open file */
+	struct cdev cdev;
 	struct virtio_device *vdev;
 	struct vc_queue q[2];
-	struct miscdevice misc;
-	char name[16];
-	int index;
+	unsigned int max_segment; /* longest descriptor the DMA path maps */
 	struct vcompute_info info; /* session field unused */
 };
 
@@ -106,13 +114,17 @@ struct vc_req {
 	unsigned int nbufs;
 };
 
+/* Most devices one guest binds. */
+#define VC_MINORS 64
+
 static DEFINE_IDA(vc_ida);
+static dev_t vc_devt;
+static struct class *vc_class;
 
 /* ------------------------------------------------------------------ */
 /* Requests */
 
 static void vc_file_free(struct kref *ref);
-static void vc_dev_free(struct kref *ref);
 
 static void vc_req_free(struct vc_req *req)
 {
@@ -368,7 +380,7 @@ static int vc_pin(struct vc_req *req, struct vc_pinned *b, u64 addr, u64 len,
 		return n < 0 ? n : -EFAULT;
 	}
 	return sg_alloc_table_from_pages_segment(&b->sgt, b->pages, b->npages, offset,
-						 len, rounddown(UINT_MAX, PAGE_SIZE),
+						 len, req->file->dev->max_segment,
 						 GFP_KERNEL);
 }
 
@@ -496,15 +508,14 @@ static void vc_file_free(struct kref *ref)
 {
 	struct vc_file *f = container_of(ref, struct vc_file, ref);
 
-	kref_put(&f->dev->ref, vc_dev_free);
+	put_device(&f->dev->dev);
 	kfree(f);
 }
 
 static int vc_open(struct inode *inode, struct file *file)
 {
-	/* misc_open holds misc_mtx, which misc_deregister takes too: the
-	 * device cannot go away before we hold our reference. */
-	struct vc_dev *dev = container_of(file->private_data, struct vc_dev, misc);
+	/* The open cdev holds its parent, dev->dev, until we take our own. */
+	struct vc_dev *dev = container_of(inode->i_cdev, struct vc_dev, cdev);
 	struct vc_file *f = kzalloc(sizeof(*f), GFP_KERNEL);
 	u32 session = 0;
 	int err;
@@ -512,7 +523,7 @@ static int vc_open(struct inode *inode, struct file *file)
 	if (!f)
 		return -ENOMEM;
 	kref_init(&f->ref);
-	kref_get(&dev->ref);
+	get_device(&dev->dev);
 	f->dev = dev;
 	init_waitqueue_head(&f->idle);
 	err = vc_control(f, VCOMPUTE_OP_OPEN, &session);
@@ -569,11 +580,11 @@ static const struct file_operations vc_fops = {
 /* ------------------------------------------------------------------ */
 /* Device */
 
-static void vc_dev_free(struct kref *ref)
+static void vc_dev_release(struct device *d)
 {
-	struct vc_dev *dev = container_of(ref, struct vc_dev, ref);
+	struct vc_dev *dev = container_of(d, struct vc_dev, dev);
 
-	ida_free(&vc_ida, dev->index);
+	ida_free(&vc_ida, MINOR(d->devt));
 	kfree(dev);
 }
 
@@ -583,20 +594,35 @@ static int vc_probe(struct virtio_device *vdev)
 	vq_callback_t *cbs[] = { vc_vq_done, vc_vq_done };
 	struct virtqueue *vqs[2];
 	struct vc_dev *dev;
-	int i, err;
+	int i, err, index;
 
+	index = ida_alloc_max(&vc_ida, VC_MINORS - 1, GFP_KERNEL);
+	if (index < 0)
+		return index;
 	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
-	if (!dev)
+	if (!dev) {
+		ida_free(&vc_ida, index);
 		return -ENOMEM;
-	kref_init(&dev->ref);
+	}
+	/* From here on put_device frees dev and the index. */
+	device_initialize(&dev->dev);
+	dev->dev.devt = MKDEV(MAJOR(vc_devt), index);
+	dev->dev.class = vc_class;
+	dev->dev.parent = &vdev->dev;
+	dev->dev.release = vc_dev_release;
+	err = dev_set_name(&dev->dev, "vcompute%d", index);
+	if (err)
+		goto err_free;
+	cdev_init(&dev->cdev, &vc_fops);
+	dev->cdev.owner = THIS_MODULE;
 	dev->vdev = vdev;
 	vdev->priv = dev;
-	dev->index = ida_alloc(&vc_ida, GFP_KERNEL);
-	if (dev->index < 0) {
-		err = dev->index;
-		kfree(dev);
-		return err;
-	}
+	/* Descriptors no longer than the DMA path maps (bounce buffers of a
+	 * VIRTIO_F_ACCESS_PLATFORM guest), whole pages. */
+	dev->max_segment = rounddown(min_t(size_t, virtio_max_dma_size(vdev), UINT_MAX),
+				     PAGE_SIZE);
+	if (dev->max_segment < PAGE_SIZE)
+		dev->max_segment = PAGE_SIZE;
 
 	if (virtio_has_feature(vdev, VCOMPUTE_F_CONFIG)) {
 		virtio_cread_le(vdev, struct vcompute_config, num_request_queues,
@@ -637,24 +663,19 @@ static int vc_probe(struct virtio_device *vdev)
 	}
 	virtio_device_ready(vdev);
 
-	snprintf(dev->name, sizeof(dev->name), "vcompute%d", dev->index);
-	dev->misc.minor = MISC_DYNAMIC_MINOR;
-	dev->misc.name = dev->name;
-	dev->misc.fops = &vc_fops;
-	dev->misc.mode = mode & 0777;
-	err = misc_register(&dev->misc);
+	err = cdev_device_add(&dev->cdev, &dev->dev);
 	if (err)
 		goto err_reset;
-	dev_info(&vdev->dev, "/dev/%s: device %u, %s config, protocol %u\n", dev->name,
-		 vdev->id.device, dev->info.from_config ? "own" : "carrier",
-		 dev->info.protocol_version);
+	dev_info(&vdev->dev, "/dev/%s: device %u, %s config, protocol %u\n",
+		 dev_name(&dev->dev), vdev->id.device,
+		 dev->info.from_config ? "own" : "carrier", dev->info.protocol_version);
 	return 0;
 
 err_reset:
 	virtio_reset_device(vdev);
 	vdev->config->del_vqs(vdev);
 err_free:
-	kref_put(&dev->ref, vc_dev_free);
+	put_device(&dev->dev);
 	return err;
 }
 
@@ -664,8 +685,8 @@ static void vc_remove(struct virtio_device *vdev)
 	struct vc_req *req;
 	int i;
 
-	/* No new opens (waits for opens in progress). */
-	misc_deregister(&dev->misc);
+	/* No new opens; one already past the lookup finds the queues dead. */
+	cdev_device_del(&dev->cdev, &dev->dev);
 	/* The device stops using the rings and every page they name. */
 	virtio_reset_device(vdev);
 	for (i = 0; i < 2; i++) {
@@ -683,7 +704,7 @@ static void vc_remove(struct virtio_device *vdev)
 	for (i = 0; i < 2; i++)
 		cancel_work_sync(&dev->q[i].reap);
 	/* Open files keep dev; their submits now fail with -ENODEV. */
-	kref_put(&dev->ref, vc_dev_free);
+	put_device(&dev->dev);
 }
 
 static unsigned int vc_features[] = { VCOMPUTE_F_CONFIG };
@@ -721,6 +742,18 @@ static int vc_set_carrier(void)
 	return 0;
 }
 
+/* The node's permissions: the mode parameter. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+static char *vc_devnode(const struct device *d, umode_t *m)
+#else
+static char *vc_devnode(struct device *d, umode_t *m)
+#endif
+{
+	if (m)
+		*m = mode & 0777;
+	return NULL;
+}
+
 static int __init vc_init(void)
 {
 	int err = vc_set_carrier();
@@ -730,12 +763,36 @@ static int __init vc_init(void)
 		       carrier_id);
 		return err;
 	}
-	return register_virtio_driver(&vc_driver);
+	err = alloc_chrdev_region(&vc_devt, 0, VC_MINORS, "vcompute");
+	if (err)
+		return err;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	vc_class = class_create("vcompute");
+#else
+	vc_class = class_create(THIS_MODULE, "vcompute");
+#endif
+	if (IS_ERR(vc_class)) {
+		err = PTR_ERR(vc_class);
+		goto err_region;
+	}
+	vc_class->devnode = vc_devnode;
+	err = register_virtio_driver(&vc_driver);
+	if (err)
+		goto err_class;
+	return 0;
+
+err_class:
+	class_destroy(vc_class);
+err_region:
+	unregister_chrdev_region(vc_devt, VC_MINORS);
+	return err;
 }
 
 static void __exit vc_exit(void)
 {
 	unregister_virtio_driver(&vc_driver);
+	class_destroy(vc_class);
+	unregister_chrdev_region(vc_devt, VC_MINORS);
 }
 
 module_init(vc_init);
