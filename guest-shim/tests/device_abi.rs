@@ -163,6 +163,14 @@ fn every_constant_matches_the_protocol_and_the_mirror() {
 }
 
 #[test]
+fn driver_bounds_stay_within_the_device_s() {
+    // What the driver lets one submit carry, the device must accept.
+    assert!(u64::from(MAX_BULK_BYTES) <= protocol::device::MAX_COPIED_BULK_LEN);
+    assert!(MAX_BUFS as usize <= MAX_TABLE_ENTRIES);
+    assert!(MAX_BUFS as usize + 4 <= MAX_DESCRIPTORS_PER_CHAIN);
+}
+
+#[test]
 fn ioctl_numbers_match() {
     let d = defines();
     for (name, nr, st, have) in [

@@ -54,6 +54,9 @@ const _: () = assert!(
 );
 const _: () = assert!(MAX_SEGMENTS <= MAX_BUFS as usize && MAX_SEGMENTS <= MAX_TABLE_ENTRIES);
 const _: () = assert!(MAX_BULK <= MAX_BULK_BYTES as usize);
+// The device copies a segment of several descriptors through its own
+// memory, at most MAX_COPIED_BULK_LEN bytes a chain.
+const _: () = assert!(MAX_BULK as u64 <= protocol::device::MAX_COPIED_BULK_LEN);
 const _: () = assert!(RESPONSE_AREA_LEN <= MAX_RESPONSE_LEN as usize);
 
 /// `VCOMPUTE_MAX_BUFS`: the driver's cap on bulk buffers per submit.
