@@ -3,7 +3,10 @@
  * scripts/vm/init-device against /dev/vcompute0): each open file is its
  * own session, and every malformed submit is refused with the errno that
  * vcompute_uapi.h documents, before the device sees it; the file still
- * works afterwards. Prints "ABI OK checks=N" or the first failure.
+ * works afterwards. Then the device is unbound from the driver while a
+ * file is open (device removal): the file's calls fail with ENODEV, its
+ * close is clean, and once bound again the device serves a new file.
+ * Prints "ABI OK checks=N" or the first failure.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +60,38 @@ static int submit(int fd, struct vcompute_submit *s)
 		CHECK(e == (want), "%s: errno %d (%s), expected %d", what, \
 		      e, strerror(e), want);                                \
 	} while (0)
+
+static void sysfs_write(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY);
+
+	CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+	CHECK(write(fd, value, strlen(value)) == (ssize_t)strlen(value), "write %s to %s: %s",
+	      value, path, strerror(errno));
+	close(fd);
+}
+
+/* Unbinds the node's virtio device from the driver, checks what the open
+ * file fd sees, closes it (so that the node's number is free again) and
+ * binds the device again. */
+static void unbind_and_bind(int fd, const char *node)
+{
+	char link[256], target[256], *name;
+	struct vcompute_submit s;
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/sys/class/vcompute/%s/device", strrchr(node, '/') + 1);
+	n = readlink(link, target, sizeof(target) - 1);
+	CHECK(n > 0, "readlink %s: %s", link, strerror(errno));
+	target[n] = 0;
+	name = strrchr(target, '/') + 1; /* virtioN */
+	sysfs_write("/sys/bus/virtio/drivers/vcompute/unbind", name);
+	CHECK(access(node, F_OK) != 0, "%s still there after unbind", node);
+	s = base();
+	REFUSED(fd, s, ENODEV, "submit after the device went");
+	CHECK(close(fd) == 0, "close after the device went: %s", strerror(errno));
+	sysfs_write("/sys/bus/virtio/drivers/vcompute/bind", name);
+}
 
 int main(int argc, char **argv)
 {
@@ -143,6 +178,18 @@ int main(int argc, char **argv)
 	CHECK(ioctl(fd, VCOMPUTE_IOC_INFO, &i2) == 0 && i2.session == i1.session,
 	      "session after refusals");
 	close(fd2);
+
+	/* Removal with a file open, then binding again. */
+	unbind_and_bind(fd, node);
+	fd = -1;
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		fd = open(node, O_RDWR);
+		if (fd < 0)
+			usleep(100000);
+	}
+	CHECK(fd >= 0, "open after binding again: %s", strerror(errno));
+	CHECK(ioctl(fd, VCOMPUTE_IOC_INFO, &i2) == 0 && i2.session != 0,
+	      "a session after binding again");
 	close(fd);
 	printf("ABI OK checks=%d\n", checks);
 	return 0;
