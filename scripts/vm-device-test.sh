@@ -110,6 +110,9 @@ sleep 0.5
 fds0=$(count "$daemon" fd)
 threads0=$(count "$daemon" task)
 
+# slub_debug: red zones and poisoning, so that a use-after-free or an
+# overrun of the driver's allocations shows in the kernel log, which the
+# guest checks before it says DONE.
 mem=512M
 extra=""
 [ "$bench" = 1 ] && { mem=1G; extra=" vcompute.bench=1"; }
@@ -117,7 +120,7 @@ SECONDS=0
 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
     -object "memory-backend-memfd,id=mem,size=$mem,share=on" -machine pc,memory-backend=mem \
     -kernel "$vm/vmlinuz" -initrd "$vm/initramfs-device.gz" \
-    -append "console=ttyS0 panic=-1 quiet$extra" \
+    -append "console=ttyS0 panic=-1 quiet slub_debug=FZPU$extra" \
     -chardev "socket,id=c0,path=$dir/dev.sock" \
     -device vhost-user-fs-pci,chardev=c0,tag=vcompute,queue-size=256 \
     "${vsock_args[@]}" \
