@@ -14,7 +14,8 @@
 //!   queue can end a session whose request waits on the request queue.
 //!   Sessions on one queue share its thread: a long call of one holds up
 //!   the chains behind it on that queue.
-//! - The config space ([`DeviceConfig`]) is read-only. Nothing depends on
+//! - The config space ([`DeviceConfig`]) is read-only: writes are ignored
+//!   (and counted, and logged rate-limited). Nothing depends on
 //!   the driver reading it or acking [`protocol::device::F_CONFIG`]: under
 //!   a carrier device the VMM serves a config space of its own.
 
@@ -30,7 +31,9 @@ use protocol::device::{
 use protocol::session::{FEATURE_CUDA, FEATURE_OPENCL};
 use protocol::{CONTROL_QUEUE, NUM_QUEUES, PROTOCOL_VERSION, QUEUE_SIZE};
 use tracing::debug;
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostUserProtocolFeatures, VhostUserVirtioFeatures, VHOST_USER_CONFIG_SIZE,
+};
 use vhost_user_backend::{VhostUserBackend, VringRwLock};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -47,9 +50,10 @@ use crate::session::Session;
 use crate::vhu_glue::{check_event, Chain, Glue, GuestMem, WorkerError};
 use crate::{limited_info, limited_warn};
 
-/// Largest config space a frontend may read (`VHOST_USER_MAX_CONFIG_SIZE`);
-/// bytes past [`protocol::device::CONFIG_LEN`] read as zero.
-const MAX_CONFIG_READ: usize = 256;
+/// Largest config space a frontend may read (vhost-user's
+/// `VHOST_USER_CONFIG_SIZE`); bytes past [`protocol::device::CONFIG_LEN`]
+/// read as zero.
+const MAX_CONFIG_READ: usize = VHOST_USER_CONFIG_SIZE as usize;
 
 /// One open session.
 struct Slot {
@@ -414,18 +418,19 @@ impl VhostUserBackend for VhuDevice {
         }
     }
 
+    /// The config space is read-only: a write is refused by being ignored.
+    /// An error here would end the whole connection (vhost-user-backend
+    /// stops serving a frontend on any failed request), and with it every
+    /// session of the VM.
     fn set_config(&self, offset: u32, buf: &[u8]) -> io::Result<()> {
         bump(&self.counters.config_writes);
         limited_warn!(
             self.warn(),
             offset,
             len = buf.len(),
-            "config space write refused: it is read-only"
+            "config space write ignored: it is read-only"
         );
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the virtio-compute config space is read-only",
-        ))
+        Ok(())
     }
 
     fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
@@ -496,9 +501,10 @@ mod tests {
         assert_eq!(d.get_config(4, 4), 5u32.to_le_bytes());
         // Past the fields: zeros; past what a frontend may read: an error.
         assert_eq!(d.get_config(12, 8)[4..], [0; 4]);
-        assert!(d.get_config(0, 257).is_empty());
+        assert_eq!(d.get_config(4000, 96), vec![0; 96]);
+        assert!(d.get_config(4000, 97).is_empty());
         assert!(d.get_config(u32::MAX, 2).is_empty());
-        assert!(d.set_config(0, &[1, 2, 3, 4]).is_err());
+        d.set_config(4, &[1, 2, 3, 4]).unwrap();
         assert_eq!(d.get_config(4, 4), 5u32.to_le_bytes());
         assert_eq!(d.counters().config_writes, 1);
     }

@@ -1,8 +1,12 @@
 //! A minimal vhost-user frontend and guest driver for driving the daemon in
 //! tests: a file-backed memory region shared through `SET_MEM_TABLE`, two
 //! split virtqueues laid out in it, and a synchronous submit-and-poll loop.
-//! Also a fake executor factory that counts live executors.
+//! `device.rs` beside it adds a device-mode driver: device headers,
+//! sessions, segments of several descriptors. Also a fake executor factory
+//! that counts live executors.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod device;
 
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -17,6 +21,7 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vhost_device_compute::executor::{Bulk, ExecError, Executor, ExecutorError, ExecutorFactory};
 use vhost_device_compute::limits::SessionLimits;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -60,6 +65,9 @@ impl FrameSpec {
 fn ring_base(q: usize) -> u64 {
     q as u64 * 0x1_0000
 }
+
+/// Where [`TestGuest::post`] puts an indirect table, in a queue's ring area.
+const INDIRECT_TABLE: u64 = 0x4000;
 
 /// A fake executor factory; counts executors opened and still alive.
 #[derive(Default)]
@@ -119,14 +127,27 @@ pub struct TestGuest {
     avail_idx: [u16; 2],
     used_seen: [u16; 2],
     next_id: u64,
+    features: u64,
 }
 
 impl TestGuest {
     /// Connects and runs the vhost-user setup for both queues.
     pub fn connect(path: &Path) -> std::io::Result<Self> {
-        let mut frontend =
-            Frontend::connect(path, 2).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Self::setup(&mut frontend).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Self::connect_with(path, 0)
+    }
+
+    /// Connects as a VMM would to a daemon in device mode: also acks
+    /// INDIRECT_DESC (not the device's F_CONFIG, which a carrier device
+    /// filters out).
+    pub fn connect_device(path: &Path) -> std::io::Result<Self> {
+        Self::connect_with(path, 1 << VIRTIO_RING_F_INDIRECT_DESC)
+    }
+
+    fn connect_with(path: &Path, extra: u64) -> std::io::Result<Self> {
+        let err = |e: vhost::Error| std::io::Error::other(e.to_string());
+        let mut frontend = Frontend::connect(path, 2).map_err(err)?;
+        frontend.set_owner().map_err(err)?;
+        let want = Self::features(&mut frontend, extra).map_err(err)?;
         let file = tempfile::tempfile()?;
         file.set_len(MEM_SIZE)?;
         let mem = GuestMemoryMmap::<()>::from_ranges_with_files(&[(
@@ -137,9 +158,7 @@ impl TestGuest {
         .unwrap();
         let region = mem.find_region(GuestAddress(0)).unwrap();
         let info = VhostUserMemoryRegionInfo::from_guest_region(region).unwrap();
-        frontend
-            .set_mem_table(&[info])
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        frontend.set_mem_table(&[info]).map_err(err)?;
         let mut guest = TestGuest {
             frontend,
             mem,
@@ -148,19 +167,19 @@ impl TestGuest {
             avail_idx: [0; 2],
             used_seen: [0; 2],
             next_id: 1,
+            features: want,
         };
         for q in 0..2 {
-            guest
-                .setup_queue(q)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            guest.setup_queue(q).map_err(err)?;
         }
         Ok(guest)
     }
 
-    fn setup(fe: &mut Frontend) -> vhost::Result<()> {
-        fe.set_owner()?;
+    /// Negotiates the features (the base set plus `extra`); returns them.
+    fn features(fe: &mut Frontend, extra: u64) -> vhost::Result<u64> {
         let features = fe.get_features()?;
-        let want = (1u64 << 32) | (1 << 29) | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let want =
+            (1u64 << 32) | (1 << 29) | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() | extra;
         assert_eq!(features & want, want, "daemon lacks a required feature");
         fe.set_features(want)?;
         let proto = fe.get_protocol_features()?;
@@ -169,6 +188,25 @@ impl TestGuest {
         );
         fe.set_protocol_features(proto)?;
         assert_eq!(fe.get_queue_num()?, 2);
+        Ok(want)
+    }
+
+    /// After a `RESET_DEVICE`: negotiates the features again and sets up
+    /// both queues afresh, as a driver re-probing the device does.
+    pub fn reinit(&mut self) -> vhost::Result<()> {
+        let extra = self.features & (1 << VIRTIO_RING_F_INDIRECT_DESC);
+        self.features = Self::features(&mut self.frontend, extra)?;
+        self.kicks.clear();
+        self.calls.clear();
+        for q in 0..2 {
+            let zeros = vec![0u8; 0x1_0000];
+            self.mem
+                .write_slice(&zeros, GuestAddress(ring_base(q)))
+                .unwrap();
+            self.avail_idx[q] = 0;
+            self.used_seen[q] = 0;
+            self.setup_queue(q)?;
+        }
         Ok(())
     }
 
@@ -203,17 +241,43 @@ impl TestGuest {
     /// Puts one chain of `(gpa, len, writable)` descriptors on queue `q`,
     /// kicks, and waits for it to be used; returns the used length.
     pub fn submit(&mut self, q: usize, descs: &[(u64, u32, bool)]) -> Option<u32> {
+        self.post(q, descs, false);
+        self.wait_used(q, Duration::from_secs(5))
+    }
+
+    /// Puts one chain on queue `q` and kicks, without waiting; with
+    /// `indirect` the descriptors go in an indirect table that one ring
+    /// descriptor points to. One chain per queue may be outstanding.
+    pub fn post(&mut self, q: usize, descs: &[(u64, u32, bool)], indirect: bool) {
         let base = ring_base(q);
+        let table = if indirect {
+            base + INDIRECT_TABLE
+        } else {
+            base
+        };
+        assert!(
+            !indirect || INDIRECT_TABLE + 16 * descs.len() as u64 <= 0x1_0000,
+            "indirect table too long for the test ring area"
+        );
         for (i, &(addr, len, write)) in descs.iter().enumerate() {
             let last = i + 1 == descs.len();
             let flags: u16 = (if last { 0 } else { 1 }) | (if write { 2 } else { 0 });
-            let d = base + 16 * i as u64;
+            let d = table + 16 * i as u64;
             self.mem.write_obj(addr, GuestAddress(d)).unwrap();
             self.mem.write_obj(len, GuestAddress(d + 8)).unwrap();
             self.mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
             self.mem
                 .write_obj(if last { 0u16 } else { i as u16 + 1 }, GuestAddress(d + 14))
                 .unwrap();
+        }
+        if indirect {
+            // One ring descriptor with VIRTQ_DESC_F_INDIRECT.
+            self.mem.write_obj(table, GuestAddress(base)).unwrap();
+            self.mem
+                .write_obj(16 * descs.len() as u32, GuestAddress(base + 8))
+                .unwrap();
+            self.mem.write_obj(4u16, GuestAddress(base + 12)).unwrap();
+            self.mem.write_obj(0u16, GuestAddress(base + 14)).unwrap();
         }
         let avail = base + 0x1000;
         let idx = self.avail_idx[q];
@@ -227,8 +291,13 @@ impl TestGuest {
             .unwrap();
         fence(Ordering::SeqCst);
         self.kicks[q].write(1).unwrap();
-        let used = base + 0x2000;
-        let deadline = Instant::now() + Duration::from_secs(5);
+    }
+
+    /// Waits up to `timeout` for the next used entry of queue `q`; returns
+    /// its used length.
+    pub fn wait_used(&mut self, q: usize, timeout: Duration) -> Option<u32> {
+        let used = ring_base(q) + 0x2000;
+        let deadline = Instant::now() + timeout;
         loop {
             let used_idx: u16 = self.mem.read_obj(GuestAddress(used + 2)).unwrap();
             if used_idx != self.used_seen[q] {
