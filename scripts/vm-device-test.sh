@@ -151,14 +151,14 @@ grep -q "VCOMPUTE: ABI OK" "$s" || fail "the driver's ABI checks did not pass"
 grep "VCOMPUTE:" "$s" | grep -v "BENCH" | sed "s/^/guest: /"
 
 # Sessions: clinfo, vadd, the unset-endpoint vadd, two at once, the killed
-# loop, vadd again, the ABI check's three (two files, and one after the
-# device was unbound and bound again) (+ the device benchmark), then the
-# final loop (the guest waits out the limiter's window before it, so its
-# open is logged): its session is the 11th (12th) the device opened and
+# loop, vadd again, the ABI check's four (two files, one for a timed-out
+# chain, one after the device was unbound and bound again), (the device
+# benchmark,) then the final loop (the guest waits out the limiter's window before it, so its
+# open is logged): its session is the 12th (13th) the device opened and
 # the only one open, so every earlier program's session was closed when it
 # exited or was killed.
-want=11
-[ "$bench" = 1 ] && want=12
+want=12
+[ "$bench" = 1 ] && want=13
 last_open=$(grep "device session opened" "$dir/daemon.log" | tail -n 1)
 [ -n "$last_open" ] || fail "the daemon logged no device session"
 id=$(field "$last_open" session)

@@ -3,7 +3,8 @@
  * scripts/vm/init-device against /dev/vcompute0): each open file is its
  * own session, and every malformed submit is refused with the errno that
  * vcompute_uapi.h documents, before the device sees it; the file still
- * works afterwards. Then the device is unbound from the driver while a
+ * works afterwards. A chain that outlives its timeout fails with
+ * ETIMEDOUT and leaves the file usable. Then the device is unbound from the driver while a
  * file is open (device removal): the file's calls fail with ENODEV, its
  * close is clean, and once bound again the device serves a new file.
  * Prints "ABI OK checks=N" or the first failure.
@@ -173,6 +174,40 @@ int main(int argc, char **argv)
 	CHECK(s.status <= VCOMPUTE_STATUS_UNAVAILABLE, "status %u", s.status);
 	CHECK(s.status != VCOMPUTE_STATUS_OK || s.response_len <= sizeof(resp),
 	      "response_len %u", s.response_len);
+
+	/* A chain that outlives its timeout: ETIMEDOUT, and the driver keeps
+	 * its pages pinned until the device is done with them (the device
+	 * gathers the 28 MiB in-bulk before it reads the frames; one jiffy
+	 * is at most a few ms). The close then waits for it, and the guest
+	 * later checks that the kernel logged nothing. */
+	{
+		size_t big = 28u << 20;
+		unsigned char *p = mmap(NULL, big, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		int fd3 = open(node, O_RDWR), e = 0, tries;
+
+		CHECK(p != MAP_FAILED && fd3 >= 0, "28 MiB and a third file");
+		memset(p, 0x5a, big);
+		bufs[0].addr = (uintptr_t)p;
+		bufs[0].len = big;
+		for (tries = 0; tries < 20; tries++) {
+			s = base();
+			s.in_bufs = (uintptr_t)bufs;
+			s.n_in = 1;
+			s.timeout_ms = 1;
+			e = submit(fd3, &s);
+			CHECK(e == 0 || e == ETIMEDOUT, "timed submit: errno %d (%s)", e,
+			      strerror(e));
+			if (e == ETIMEDOUT)
+				break;
+		}
+		CHECK(e == ETIMEDOUT, "no timeout in %d submits of 28 MiB with 1 ms", tries);
+		/* The file stays usable while the abandoned chain runs. */
+		s = base();
+		REFUSED(fd3, s, 0, "a submit after a timed-out one");
+		CHECK(close(fd3) == 0, "close after a timeout: %s", strerror(errno));
+		munmap(p, big);
+	}
 
 	/* Both files still work and still hold their sessions. */
 	CHECK(ioctl(fd, VCOMPUTE_IOC_INFO, &i2) == 0 && i2.session == i1.session,
