@@ -86,7 +86,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     pub bandwidth_sizes: Vec<usize>,
     /// Use a running daemon at this endpoint instead of starting one (any
-    /// `VCOMPUTE_ENDPOINT` value: vhost-user:PATH, unix:PATH, vsock:CID:PORT).
+    /// `VCOMPUTE_ENDPOINT` value: device:PATH, vhost-user:PATH, unix:PATH, vsock:CID:PORT).
     #[arg(long)]
     pub endpoint: Option<String>,
     /// Transport to the daemon this harness starts (ignored with --endpoint).

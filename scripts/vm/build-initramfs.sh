@@ -7,6 +7,9 @@
 #                  with scripts/vm/init as PID 1
 # Usage: scripts/vm/build-initramfs.sh SHIM_SO [PORT]
 # With BENCH_BIN=path/to/vcompute-bench the benchmark worker is included too.
+# With DRIVER_KO=path/to/vcompute.ko (scripts/vm/build-driver.sh) the guest
+# driver is included and scripts/vm/init-device is PID 1 instead; the
+# result is then initramfs-device.gz.
 # Needs busybox-static, cpio, clinfo, ocl-icd-opencl-dev and a C compiler
 # (scripts/deps.sh installs them).
 set -euo pipefail
@@ -56,11 +59,20 @@ file "$root/bin/busybox" 2>/dev/null | grep -q "statically linked" ||
     ldd /bin/busybox 2>&1 | grep -q "not a dynamic" ||
     { echo "build-initramfs: /bin/busybox is not static (apt-get install busybox-static)" >&2; exit 1; }
 cp "$out"/modules/*.ko "$root/lib/modules/"
-cp scripts/vm/init "$root/init"
+image=initramfs.gz
+if [ -n "${DRIVER_KO:-}" ]; then
+    cp "$DRIVER_KO" "$root/lib/modules/vcompute.ko"
+    cp scripts/vm/init-device "$root/init"
+    image=initramfs-device.gz
+else
+    cp scripts/vm/init "$root/init"
+fi
 chmod 755 "$root/init"
 echo "$port" > "$root/etc/vcompute-port"
 
 cc -O2 -Wall -o "$root/opt/vcompute/vadd" scripts/vm/vadd.c -lOpenCL
+[ -n "${DRIVER_KO:-}" ] &&
+    cc -O2 -Wall -I guest-driver -o "$root/opt/vcompute/vcompute-abi" scripts/vm/vcompute-abi.c
 cp "$shim" "$root/opt/vcompute/libvcompute_shim.so"
 strip --strip-debug "$root/opt/vcompute/libvcompute_shim.so"
 cp "$(command -v clinfo)" "$root/bin/clinfo"
@@ -79,5 +91,5 @@ done | sort -u | while read -r lib; do
     cp -L "$lib" "$root$lib"
 done
 
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initramfs.gz"
-echo "build-initramfs: $out/vmlinuz ($(cat "$out/kernel-package")), $out/initramfs.gz ($(du -h "$out/initramfs.gz" | cut -f1))"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/$image"
+echo "build-initramfs: $out/vmlinuz ($(cat "$out/kernel-package")), $out/$image ($(du -h "$out/$image" | cut -f1))"

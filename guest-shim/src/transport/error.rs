@@ -12,13 +12,16 @@ use std::time::Duration;
 use super::ENDPOINT_ENV;
 
 /// The endpoint forms [`ENDPOINT_ENV`] accepts, as said in messages.
-pub const ENDPOINT_FORMS: &str = "vhost-user:PATH, unix:PATH or vsock:CID:PORT";
+pub const ENDPOINT_FORMS: &str = "device:PATH, vhost-user:PATH, unix:PATH or vsock:CID:PORT";
 
 /// Errors moving bytes to or from the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// [`ENDPOINT_ENV`] is not set.
-    #[error("{ENDPOINT_ENV} is not set (expected {ENDPOINT_FORMS})")]
+    /// [`ENDPOINT_ENV`] is not set (and there is no device node to use).
+    #[error(
+        "{ENDPOINT_ENV} is not set and {} does not exist (expected {ENDPOINT_FORMS})",
+        super::device::DEFAULT_NODE
+    )]
     EndpointUnset,
     /// The endpoint does not parse.
     #[error("bad endpoint {value:?} ({ENDPOINT_ENV} expects {ENDPOINT_FORMS})")]
@@ -155,6 +158,18 @@ pub enum LinkError {
         /// The chain waited for.
         head: u16,
     },
+    /// The device refused the chain in a way no later chain recovers
+    /// from (the session is gone or was never set up), or completed it
+    /// with a response longer than its area.
+    #[error("the device refused the chain ({status:?})")]
+    DeviceRefused {
+        /// The device's status.
+        status: protocol::device::DeviceStatus,
+    },
+    /// The driver's submit call failed with the chain's outcome unknown
+    /// (the device went away, the call was interrupted).
+    #[error("the device driver failed the chain")]
+    Device(#[source] io::Error),
     /// The daemon sent a record that does not decode.
     #[error("the daemon sent a malformed response record")]
     BadRecord(#[source] protocol::DecodeError),
@@ -193,6 +208,18 @@ pub enum ChainError {
         /// The limit.
         max: usize,
     },
+    /// The device refused this chain (it could not read it, or it went
+    /// to the wrong queue); the session stays usable.
+    #[error("the device refused the chain ({status:?})")]
+    DeviceRefused {
+        /// The device's status.
+        status: protocol::device::DeviceStatus,
+    },
+    /// The driver refused the chain before the device saw it (a buffer it
+    /// cannot pin, more descriptors than a chain may carry, a bound it
+    /// enforces).
+    #[error("the device driver refused the chain")]
+    Driver(#[source] io::Error),
     /// A posted call's writable segment lies outside shared memory.
     #[error("a posted call's writable segment is not in shared memory")]
     OutNotShared,
@@ -249,11 +276,12 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "bad endpoint \"tcp:x\" (VCOMPUTE_ENDPOINT expects \
-             vhost-user:PATH, unix:PATH or vsock:CID:PORT)"
+             device:PATH, vhost-user:PATH, unix:PATH or vsock:CID:PORT)"
         );
         assert_eq!(
             TransportError::EndpointUnset.to_string(),
-            "VCOMPUTE_ENDPOINT is not set (expected vhost-user:PATH, unix:PATH or vsock:CID:PORT)"
+            "VCOMPUTE_ENDPOINT is not set and /dev/vcompute0 does not exist \
+             (expected device:PATH, vhost-user:PATH, unix:PATH or vsock:CID:PORT)"
         );
         assert!(e.names_endpoint());
         let lost = TransportError::Disconnected(Arc::new(LinkError::Closed));

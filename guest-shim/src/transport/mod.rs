@@ -14,6 +14,7 @@
 //!
 //! | file | role |
 //! |---|---|
+//! | `device.rs` | a virtio-compute device through the guest driver's `/dev/vcomputeN` |
 //! | `vhost_user.rs` | direct mode: the shim is the vhost-user frontend |
 //! | `stream.rs` | records over a byte stream: `AF_VSOCK` or `AF_UNIX` |
 //! | `ring.rs` | the driver side of a split virtqueue |
@@ -26,16 +27,21 @@
 //!
 //! | value | transport |
 //! |---|---|
+//! | `device:/dev/vcompute0` | the virtio-compute device (guest-driver/ loaded) |
 //! | `vhost-user:/path/to/socket` | direct mode (shared-memory virtqueues) |
 //! | `vsock:CID:PORT` | a stream over `AF_VSOCK`; a guest uses CID 2, the host |
 //! | `unix:/path/to/socket` | a stream over `AF_UNIX` |
+//!
+//! When the variable is unset and [`device::DEFAULT_NODE`] exists, the
+//! device is used.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use protocol::QueueClass;
 
 pub mod arena;
+pub mod device;
 mod error;
 pub mod heap;
 pub mod ring;
@@ -51,6 +57,8 @@ pub const ENDPOINT_ENV: &str = "VCOMPUTE_ENDPOINT";
 /// Where the daemon listens, parsed from [`ENDPOINT_ENV`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
+    /// A virtio-compute device node of the guest driver.
+    Device(PathBuf),
     /// Direct mode: connect to a vhost-user socket and be its frontend.
     VhostUser(PathBuf),
     /// A stream to a unix socket.
@@ -73,6 +81,7 @@ impl Endpoint {
         };
         let (scheme, rest) = s.trim().split_once(':').ok_or_else(bad)?;
         match scheme {
+            "device" if !rest.is_empty() => Ok(Endpoint::Device(PathBuf::from(rest))),
             "vhost-user" if !rest.is_empty() => Ok(Endpoint::VhostUser(PathBuf::from(rest))),
             "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
             "vsock" => {
@@ -86,10 +95,28 @@ impl Endpoint {
         }
     }
 
-    /// Reads and parses [`ENDPOINT_ENV`]; unset or empty is
+    /// Reads and parses [`ENDPOINT_ENV`]; unset or empty is the device at
+    /// [`device::DEFAULT_NODE`] if it exists, else
     /// [`TransportError::EndpointUnset`].
     pub fn from_env() -> Result<Self, TransportError> {
-        Self::from_value(std::env::var_os(ENDPOINT_ENV).as_deref())
+        Self::or_default_node(
+            Self::from_value(std::env::var_os(ENDPOINT_ENV).as_deref()),
+            device::node_present,
+        )
+    }
+
+    /// `parsed`, or the device at [`device::DEFAULT_NODE`] when the
+    /// variable was unset and `exists` says the node is there.
+    pub fn or_default_node(
+        parsed: Result<Self, TransportError>,
+        exists: impl Fn(&Path) -> bool,
+    ) -> Result<Self, TransportError> {
+        match parsed {
+            Err(TransportError::EndpointUnset) if exists(Path::new(device::DEFAULT_NODE)) => {
+                Ok(Endpoint::Device(PathBuf::from(device::DEFAULT_NODE)))
+            }
+            r => r,
+        }
     }
 
     /// Parses the value of [`ENDPOINT_ENV`] (`None` when unset).
@@ -107,6 +134,10 @@ impl Endpoint {
     /// Connects the transport this endpoint names.
     pub fn connect(&self) -> Result<Box<dyn Transport>, TransportError> {
         match self {
+            Endpoint::Device(path) => Ok(Box::new(device::DeviceTransport::open(
+                path,
+                &vhost_user::Options::from_env(),
+            )?)),
             Endpoint::VhostUser(path) => Ok(Box::new(vhost_user::VhostUserTransport::connect(
                 path,
                 &vhost_user::Options::from_env(),
@@ -255,6 +286,36 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_parses_device() {
+        assert_eq!(
+            Endpoint::parse("device:/dev/vcompute0").ok(),
+            Some(Endpoint::Device(PathBuf::from("/dev/vcompute0")))
+        );
+    }
+
+    #[test]
+    fn unset_endpoint_picks_the_device_node_only_if_it_exists() {
+        let unset = || Err(TransportError::EndpointUnset);
+        assert_eq!(
+            Endpoint::or_default_node(unset(), |p| p == Path::new("/dev/vcompute0")).ok(),
+            Some(Endpoint::Device(PathBuf::from("/dev/vcompute0")))
+        );
+        assert!(matches!(
+            Endpoint::or_default_node(unset(), |_| false),
+            Err(TransportError::EndpointUnset)
+        ));
+        // A set variable wins over the node, and a bad one stays an error.
+        assert_eq!(
+            Endpoint::or_default_node(Endpoint::parse("unix:/v.sock"), |_| true).ok(),
+            Some(Endpoint::Unix(PathBuf::from("/v.sock")))
+        );
+        assert!(matches!(
+            Endpoint::or_default_node(Endpoint::parse("tcp:x"), |_| true),
+            Err(TransportError::BadEndpoint { .. })
+        ));
+    }
+
+    #[test]
     fn endpoint_parses_streams() {
         assert_eq!(
             Endpoint::parse("vsock:2:7000").ok(),
@@ -271,6 +332,7 @@ mod tests {
         for s in [
             "",
             "vhost-user:",
+            "device:",
             "unix:",
             "/run/vc.sock",
             "vsock:3",
