@@ -5,7 +5,8 @@
 # integration and end-to-end through the daemon on POCL), the benchmark
 # harness's smoke run, piglit's OpenCL tests natively and through the shim
 # (the CI subset; scripts/piglit-cl.sh runs the whole profile) and the
-# booted-guest test (two QEMU guests over vhost-user-vsock).
+# booted-guest tests (two QEMU guests over vhost-user-vsock; one guest
+# with the guest driver and the daemon as its virtio-compute device).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -39,3 +40,9 @@ scripts/piglit-cl.sh --ci
 # Booted guests: a Debian cloud kernel under QEMU (TCG), the shim inside,
 # the daemon as the VMs' vhost-user-vsock device.
 scripts/vm-test.sh
+
+# A booted guest with the virtio-compute device: the guest driver built for
+# the test kernel, the daemon in device mode behind QEMU's carrier device,
+# clinfo, vector adds from two programs at once, a killed program and a
+# killed VM.
+scripts/vm-device-test.sh
