@@ -1,7 +1,7 @@
 //! Walking one direct-mode descriptor chain: split it into its areas, check
 //! the request frames, hand them to `dispatch` with their bulk segments lent
 //! in place, and write the responses back. The frame-running part
-//! ([`run_batch`]) is shared with device mode ([`crate::device_chain`]).
+//! (`run_batch`) is shared with device mode ([`crate::device_chain`]).
 //!
 //! The layout (see [`protocol::frame`]):
 //!

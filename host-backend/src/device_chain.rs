@@ -7,7 +7,7 @@
 //! directions, counts and the status descriptor's size. [`run`] then checks
 //! every area against guest memory and the limits, lends each bulk segment
 //! of one descriptor in place and copies one of several through daemon
-//! memory, runs the frames with [`crate::chain::run_batch`] (the same frame
+//! memory, runs the frames with `chain::run_batch` (the same frame
 //! rules as direct mode), and scatters what was written back to the
 //! descriptors. Any mismatch is a [`LayoutError`]: the caller answers
 //! `BadChain` and nothing has run.
