@@ -67,7 +67,7 @@ impl VhuCompute {
                 session,
                 scratch: Scratch::default(),
             }),
-            glue: Glue::new(mem),
+            glue: Glue::new(mem, NUM_QUEUES),
             event_idx: AtomicBool::new(false),
             poll,
         }
@@ -131,8 +131,11 @@ impl VhostUserBackend for VhuCompute {
     fn reset_device(&self) {
         // A request may hold the session in a wait only the guest could
         // end; abandon it first, or this (the frontend's) thread would
-        // wait for the lock for good.
+        // wait for the lock for good. Then wait for the chains in flight
+        // to be completed, so that none is completed into the rings the
+        // frontend sets up after the reset.
         self.abandon.abandon();
+        let _idle = self.glue.idle();
         let mut conn = self.lock_conn();
         limited_info!(
             conn.session.warn_limiter(),
@@ -140,6 +143,15 @@ impl VhostUserBackend for VhuCompute {
         );
         conn.session.reset();
         self.abandon.resume();
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        self.glue.stop_queue(
+            queue_index as usize,
+            || self.abandon.abandon(),
+            || self.abandon.resume(),
+        );
+        Ok(())
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -277,14 +289,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_reset_while_a_request_waits_on_the_guest_returns() {
+    /// A backend with a session open whose request on queue 1, a wait
+    /// that ends only when the session is abandoned (as a wait on the
+    /// guest's own user event does), is running on a worker thread.
+    struct Waiting {
+        be: Arc<VhuCompute>,
+        mem: GuestMemoryMmap,
+        used: GuestAddress,
+        worker: std::thread::JoinHandle<io::Result<()>>,
+    }
+
+    fn a_request_waiting_on_the_guest() -> Waiting {
         use protocol::opencl::WaitForEvents;
         use protocol::session::{FEATURE_OPENCL, PROTOCOL_VERSION};
         use protocol::SessionOpen;
 
-        // The fake executor's wait ends only when its session is
-        // abandoned, as a wait on the guest's own user event does.
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let atomic = GuestMemoryAtomic::new(mem.clone());
         let be = Arc::new(VhuCompute::new(
@@ -348,16 +367,53 @@ mod tests {
             std::thread::spawn(move || be.handle_event(1, EventSet::IN, &vrings, 0))
         };
         std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(used_idx(&mem, queues[1].used_addr()), 0, "the wait ended");
+        Waiting {
+            used: queues[1].used_addr(),
+            be,
+            mem,
+            worker,
+        }
+    }
+
+    /// Runs `f` on its own thread; panics unless it returns within 10 s.
+    fn returns(f: impl FnOnce() + Send + 'static) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let resetter = be.clone();
         std::thread::spawn(move || {
-            resetter.reset_device();
+            f();
             let _ = tx.send(());
         });
         rx.recv_timeout(Duration::from_secs(10))
-            .expect("the reset waited for the guest's wait");
-        worker.join().unwrap().unwrap();
-        assert!(be.counters().opens == 1);
+            .expect("it waited for the guest's wait");
+    }
+
+    #[test]
+    fn a_reset_while_a_request_waits_on_the_guest_returns() {
+        let w = a_request_waiting_on_the_guest();
+        let be = w.be.clone();
+        returns(move || be.reset_device());
+        // The chain was completed before the reset returned, so not into
+        // rings set up after it.
+        assert_eq!(used_idx(&w.mem, w.used), 1);
+        w.worker.join().unwrap().unwrap();
+        assert!(w.be.counters().opens == 1);
+    }
+
+    #[test]
+    fn stopping_a_queue_waits_for_its_chain_in_flight() {
+        let w = a_request_waiting_on_the_guest();
+        let be = w.be.clone();
+        // GET_VRING_BASE: the vhost-user layer has marked the queue not
+        // ready, then asks the backend to stop it.
+        returns(move || be.stop_vring(1).unwrap());
+        assert_eq!(
+            used_idx(&w.mem, w.used),
+            1,
+            "the queue's stop returned with its chain still in flight"
+        );
+        w.worker.join().unwrap().unwrap();
+        // The session survives a stop (a pause is not a reset).
+        assert!(w.be.counters().opens == 1);
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl VhuDevice {
             max_sessions,
             sessions: Mutex::default(),
             scratch: (0..NUM_QUEUES).map(|_| Mutex::default()).collect(),
-            glue: Glue::new(mem),
+            glue: Glue::new(mem, NUM_QUEUES),
             event_idx: AtomicBool::new(false),
             poll,
             counters: AtomicCounters::default(),
@@ -221,6 +221,15 @@ impl VhuDevice {
         let slots: Vec<Arc<Slot>> = self.table().open.values().cloned().collect();
         for s in slots {
             s.abandon.abandon();
+        }
+    }
+
+    /// Undoes [`VhuDevice::abandon_sessions`]: the sessions' later waits
+    /// behave as before.
+    fn resume_sessions(&self) {
+        let slots: Vec<Arc<Slot>> = self.table().open.values().cloned().collect();
+        for s in slots {
+            s.abandon.resume();
         }
     }
 
@@ -416,7 +425,21 @@ impl VhostUserBackend for VhuDevice {
     }
 
     fn reset_device(&self) {
+        // Every wait on the guest ends first, so that the chains in flight
+        // finish; none of them is then completed into the rings the
+        // frontend sets up after the reset.
+        self.abandon_sessions();
+        let _idle = self.glue.idle();
         self.end_all();
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        self.glue.stop_queue(
+            queue_index as usize,
+            || self.abandon_sessions(),
+            || self.resume_sessions(),
+        );
+        Ok(())
     }
 
     fn set_event_idx(&self, enabled: bool) {

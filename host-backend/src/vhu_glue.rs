@@ -3,12 +3,13 @@
 //! [`crate::vhu_device`], and the vsock device, [`crate::vsock`]) share:
 //! guest memory as the frontend last mapped it, the worker threads' exit
 //! events, the check of a worker's event, the loop that pops a queue's
-//! chains and completes them, and the adaptive polling around it.
+//! chains and completes them, the adaptive polling around it, and the stop
+//! of a queue that waits for its chain in flight.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -115,20 +116,78 @@ impl Drop for ExitEvents {
     }
 }
 
+/// How long [`Glue::stop_queue`] lets a chain in flight finish on its own
+/// before it ends the chain's waits on the guest.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// The state every device backend keeps for the vhost-user layer.
 #[derive(Debug)]
 pub struct Glue {
     mem: RwLock<GuestMem>,
     exit: ExitEvents,
+    /// One per queue, held while the queue is served: from the pop of a
+    /// chain to its used entry and the guest's notification.
+    serving: Vec<Mutex<()>>,
 }
 
 impl Glue {
-    /// Glue over the (possibly still empty) guest memory `mem`.
-    pub fn new(mem: GuestMem) -> Self {
+    /// Glue for a device of `queues` queues over the (possibly still
+    /// empty) guest memory `mem`.
+    pub fn new(mem: GuestMem, queues: usize) -> Self {
         Glue {
             mem: RwLock::new(mem),
             exit: ExitEvents::default(),
+            serving: (0..queues).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    fn serving(&self, index: usize) -> Result<MutexGuard<'_, ()>, WorkerError> {
+        let m = self.serving.get(index).ok_or(WorkerError::UnknownEvent(
+            u16::try_from(index).unwrap_or(u16::MAX),
+        ))?;
+        Ok(m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `VhostUserBackend::stop_vring` (the frontend's `GET_VRING_BASE`, by
+    /// which it stops a queue, before a reset, a pause or a migration):
+    /// returns once no chain of queue `index` is in flight. The queue is
+    /// already marked not ready, so none is popped after this; without the
+    /// wait, a chain still running would put its used entry into rings the
+    /// frontend may have set up afresh meanwhile. A chain that has not
+    /// finished after [`STOP_GRACE`] may be in a wait only the guest could
+    /// end, which it cannot while its queue is stopped: `abandon` ends such
+    /// waits and `resume` (once the chain is done) lets later waits behave
+    /// as before.
+    pub fn stop_queue(&self, index: usize, abandon: impl FnOnce(), resume: impl FnOnce()) {
+        let Some(m) = self.serving.get(index) else {
+            return;
+        };
+        let start = Instant::now();
+        loop {
+            match m.try_lock() {
+                Ok(_) | Err(TryLockError::Poisoned(_)) => return,
+                Err(TryLockError::WouldBlock) if start.elapsed() < STOP_GRACE => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TryLockError::WouldBlock) => break,
+            }
+        }
+        debug!(
+            queue = index,
+            "queue stopped with a chain in flight; ending its waits on the guest"
+        );
+        abandon();
+        drop(m.lock().unwrap_or_else(PoisonError::into_inner));
+        resume();
+    }
+
+    /// Waits until no chain of any queue is in flight, then returns the
+    /// guards that keep it so (for a device reset).
+    pub fn idle(&self) -> Vec<MutexGuard<'_, ()>> {
+        self.serving
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect()
     }
 
     /// Guest memory as last mapped.
@@ -149,10 +208,22 @@ impl Glue {
         self.exit.create()
     }
 
-    /// Pops every chain available on `vring`, completes each with the used
-    /// length `process` returns, and signals the guest as `notify` says.
-    /// Returns how many chains there were.
+    /// Pops every chain available on `vring`, queue `index`, completes each
+    /// with the used length `process` returns, and signals the guest as
+    /// `notify` says. Returns how many chains there were.
     pub fn drain(
+        &self,
+        index: usize,
+        vring: &VringRwLock,
+        notify: Notify,
+        process: impl FnMut(Chain) -> u32,
+    ) -> Result<usize, WorkerError> {
+        let _serving = self.serving(index)?;
+        self.drain_held(vring, notify, process)
+    }
+
+    /// [`Glue::drain`], with the queue's serving lock held by the caller.
+    fn drain_held(
         &self,
         vring: &VringRwLock,
         notify: Notify,
@@ -232,6 +303,7 @@ impl Glue {
         poll: Duration,
         mut process: impl FnMut(Chain) -> u32,
     ) -> Result<(), WorkerError> {
+        let _serving = self.serving(index)?;
         let mut empty_rounds = 0;
         loop {
             if event_idx {
@@ -239,7 +311,7 @@ impl Glue {
                     .disable_notification()
                     .map_err(WorkerError::UsedRing)?;
             }
-            if self.drain(vring, Notify::EachChain, &mut process)? == 0 {
+            if self.drain_held(vring, Notify::EachChain, &mut process)? == 0 {
                 empty_rounds += 1;
             } else {
                 empty_rounds = 0;

@@ -83,7 +83,7 @@ impl VhuVsock {
                 muxer: Muxer::new(guest_cid, port, max_conns, factory, limits, wake.clone()),
                 warn: WarnLimiter::new(),
             }),
-            glue: Glue::new(mem),
+            glue: Glue::new(mem, NUM_QUEUES),
             wake,
         })
     }
@@ -111,33 +111,34 @@ impl VhuVsock {
     fn process_tx(&self, st: &mut State, vring: &VringRwLock) -> Result<(), WorkerError> {
         let atomic = self.glue.memory();
         let mem = atomic.memory();
-        self.glue.drain(vring, Notify::Once, |mut chain| {
-            let first = chain.clone().next();
-            match VsockPacket::from_tx_virtq_chain(&*mem, &mut chain, MAX_PKT_DATA) {
-                Ok(pkt) => {
-                    let h = header_of(&pkt);
-                    let mut data = vec![0u8; h.len as usize];
-                    let copied = match pkt.data_slice() {
-                        Some(s) => s.copy_to(&mut data),
-                        None => 0,
-                    };
-                    data.truncate(copied);
-                    st.muxer.on_packet(&h, &data);
+        self.glue
+            .drain(usize::from(TX), vring, Notify::Once, |mut chain| {
+                let first = chain.clone().next();
+                match VsockPacket::from_tx_virtq_chain(&*mem, &mut chain, MAX_PKT_DATA) {
+                    Ok(pkt) => {
+                        let h = header_of(&pkt);
+                        let mut data = vec![0u8; h.len as usize];
+                        let copied = match pkt.data_slice() {
+                            Some(s) => s.copy_to(&mut data),
+                            None => 0,
+                        };
+                        data.truncate(copied);
+                        st.muxer.on_packet(&h, &data);
+                    }
+                    Err(e) => {
+                        limited_warn!(st.warn, error = %e, "guest sent a malformed vsock packet");
+                        let raw = first.and_then(|d| {
+                            let mut b = [0u8; PKT_HEADER_SIZE];
+                            (d.len() as usize >= PKT_HEADER_SIZE)
+                                .then(|| mem.read_slice(&mut b, d.addr()).ok().map(|()| b))
+                                .flatten()
+                        });
+                        st.muxer
+                            .on_bad_packet(raw.map(|b| parse_raw_header(&b)).as_ref());
+                    }
                 }
-                Err(e) => {
-                    limited_warn!(st.warn, error = %e, "guest sent a malformed vsock packet");
-                    let raw = first.and_then(|d| {
-                        let mut b = [0u8; PKT_HEADER_SIZE];
-                        (d.len() as usize >= PKT_HEADER_SIZE)
-                            .then(|| mem.read_slice(&mut b, d.addr()).ok().map(|()| b))
-                            .flatten()
-                    });
-                    st.muxer
-                        .on_bad_packet(raw.map(|b| parse_raw_header(&b)).as_ref());
-                }
-            }
-            0
-        })?;
+                0
+            })?;
         Ok(())
     }
 
@@ -273,6 +274,13 @@ impl VhostUserBackend for VhuVsock {
             "vsock device reset; closing connections"
         );
         st.muxer.shutdown();
+    }
+
+    /// Every chain is popped and completed under the state lock, so once
+    /// it is taken none is in flight.
+    fn stop_vring(&self, _queue_index: u32) -> io::Result<()> {
+        drop(self.lock());
+        Ok(())
     }
 
     fn set_event_idx(&self, _enabled: bool) {}
