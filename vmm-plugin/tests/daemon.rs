@@ -99,6 +99,16 @@ fn negotiation_config_and_session() {
     assert!(drv.host.count(InterruptCause::UsedBuffer) >= 2);
 }
 
+#[test]
+fn notify_through_an_ioeventfd() {
+    let d = daemon_or_skip!(&["--executor", "opencl"]);
+    let mut drv = Driver::with_ioeventfd(&d.socket);
+    assert!(wait_until(Duration::from_secs(10), || drv.dev.connected()));
+    up(&mut drv);
+    open_session(&mut drv);
+    assert!(ping(&mut drv));
+}
+
 const VADD: &str = "__kernel void vadd(__global const float *a, __global const float *b,
                                        __global float *c, uint n) {
     size_t i = get_global_id(0);

@@ -17,6 +17,7 @@ use vmm_plugin::spec::{
     interrupt, reg, status, FEATURE_CONFIG, FEATURE_EVENT_IDX, FEATURE_VERSION_1, NUM_QUEUES,
 };
 use vmm_plugin::{ComputeDevice, DeviceOptions, InterruptCause, VmmHost};
+use vmm_sys_util::eventfd::EventFd;
 
 /// Guest memory size.
 pub const MEM_SIZE: u64 = 8 << 20;
@@ -80,15 +81,28 @@ pub struct TestHost {
     pub mem: GuestMemoryMmap,
     irqs: Mutex<Vec<InterruptCause>>,
     cv: Condvar,
+    /// When set, the host takes the kick eventfds as ioeventfds (as KVM
+    /// would) and the driver's notify goes to them, not to the device.
+    ioevents: Option<Mutex<Vec<EventFd>>>,
 }
 
 impl TestHost {
-    pub fn new(mem: GuestMemoryMmap) -> Arc<Self> {
+    pub fn new(mem: GuestMemoryMmap, ioeventfd: bool) -> Arc<Self> {
         Arc::new(TestHost {
             mem,
             irqs: Mutex::new(Vec::new()),
             cv: Condvar::new(),
+            ioevents: ioeventfd.then(|| Mutex::new(Vec::new())),
         })
+    }
+
+    /// A 4-byte write of `queue` to `QueueNotify`, as the bus delivers it:
+    /// to the ioeventfd when one is registered, else to the device.
+    pub fn notify(&self, dev: &ComputeDevice, queue: u16) {
+        match &self.ioevents {
+            Some(fds) => fds.lock().unwrap()[usize::from(queue)].write(1).unwrap(),
+            None => dev.write(reg::QUEUE_NOTIFY, &u32::from(queue).to_le_bytes()),
+        }
     }
 
     /// How many interrupts of `cause` were raised so far.
@@ -126,6 +140,19 @@ impl VmmHost for TestHost {
         self.irqs.lock().unwrap().push(cause);
         self.cv.notify_all();
     }
+    fn register_notify(&self, queue: u16, kick: &EventFd) -> std::io::Result<bool> {
+        let Some(fds) = &self.ioevents else {
+            return Ok(false);
+        };
+        let mut fds = fds.lock().unwrap();
+        assert_eq!(
+            usize::from(queue),
+            fds.len(),
+            "queues registered out of order"
+        );
+        fds.push(kick.try_clone()?);
+        Ok(true)
+    }
 }
 
 /// Polls `f` until it is true or `timeout` passes.
@@ -154,7 +181,15 @@ pub struct Driver {
 impl Driver {
     /// A device on `socket` with fresh guest memory.
     pub fn new(socket: &Path) -> Self {
-        let host = TestHost::new(shared_memory(MEM_SIZE));
+        Self::with_host(socket, TestHost::new(shared_memory(MEM_SIZE), false))
+    }
+
+    /// A device on `socket` whose host registers ioeventfds.
+    pub fn with_ioeventfd(socket: &Path) -> Self {
+        Self::with_host(socket, TestHost::new(shared_memory(MEM_SIZE), true))
+    }
+
+    fn with_host(socket: &Path, host: Arc<TestHost>) -> Self {
         let dev = ComputeDevice::new(socket, host.clone(), DeviceOptions::default()).unwrap();
         Driver {
             dev,
@@ -299,7 +334,7 @@ impl Driver {
         mem.write_obj(self.avail_idx[q], GuestAddress(avail + 2))
             .unwrap();
         fence(Ordering::SeqCst);
-        self.write32(reg::QUEUE_NOTIFY, q as u32);
+        self.host.notify(&self.dev, q as u16);
     }
 
     /// Waits for the next used element of queue `q`, by used-buffer
@@ -317,6 +352,12 @@ impl Driver {
                 let slot = u64::from(self.used_seen[q] % QSIZE);
                 let len: u32 = mem.read_obj(GuestAddress(used + 4 + 8 * slot + 4)).unwrap();
                 self.used_seen[q] = self.used_seen[q].wrapping_add(1);
+                if self.features & FEATURE_EVENT_IDX != 0 {
+                    // used_event: interrupt me at the next used buffer.
+                    let at = ring_base(q) + 0x1000 + 4 + 2 * u64::from(QSIZE);
+                    mem.write_obj(self.used_seen[q], GuestAddress(at)).unwrap();
+                    fence(Ordering::SeqCst);
+                }
                 self.ack();
                 return Some(len);
             }
