@@ -207,9 +207,8 @@ impl ComputeDevice {
     /// An MMIO write at `offset` into the device's window.
     pub fn write(&self, offset: u64, data: &[u8]) {
         let sh = &self.shared;
-        let mem = sh.host.memory();
         let mut st = sh.lock();
-        let effect = st.regs.write(offset, data, &mem);
+        let effect = st.regs.write(offset, data, || sh.host.memory());
         let tell = match effect {
             Effect::None => false,
             Effect::Notify(q) => {
@@ -237,7 +236,7 @@ impl ComputeDevice {
                 st.regs.set_config(config);
                 false
             }
-            Effect::Activate => self.activate(&mut st, &mem),
+            Effect::Activate => self.activate(&mut st, &sh.host.memory()),
         };
         drop(st);
         if tell {

@@ -159,10 +159,16 @@ impl MmioRegs {
         data.copy_from_slice(&v.to_le_bytes());
     }
 
-    /// A write of `data` at `offset`; `mem` is the guest memory rings must
-    /// lie in. Unaligned, wrongly sized, read-only and out-of-range writes
-    /// are ignored.
-    pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) -> Effect {
+    /// A write of `data` at `offset`; `mem` gives the guest memory rings
+    /// must lie in (asked only when a queue is made ready, so the common
+    /// writes cost nothing). Unaligned, wrongly sized, read-only and
+    /// out-of-range writes are ignored.
+    pub fn write(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        mem: impl FnOnce() -> GuestMemoryMmap,
+    ) -> Effect {
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
             return Effect::None;
         };
@@ -212,7 +218,7 @@ impl MmioRegs {
         }
     }
 
-    fn write_queue(&mut self, offset: u64, v: u32, mem: &GuestMemoryMmap) {
+    fn write_queue(&mut self, offset: u64, v: u32, mem: impl FnOnce() -> GuestMemoryMmap) {
         // Queues are set up after FEATURES_OK and before DRIVER_OK.
         if self.status & (status::FEATURES_OK | status::DRIVER_OK) != status::FEATURES_OK {
             return;
@@ -225,7 +231,7 @@ impl MmioRegs {
                 q.ready = false;
             } else if !q.ready {
                 // A queue with a bad size or bad rings never becomes ready.
-                q.ready = q.check(mem).is_ok();
+                q.ready = q.check(&mem()).is_ok();
             }
             return;
         }

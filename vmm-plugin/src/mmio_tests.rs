@@ -19,7 +19,7 @@ fn rd(r: &MmioRegs, off: u64) -> u32 {
 }
 
 fn wr(r: &mut MmioRegs, off: u64, v: u32) -> Effect {
-    r.write(off, &v.to_le_bytes(), &mem())
+    r.write(off, &v.to_le_bytes(), mem)
 }
 
 fn negotiated() -> MmioRegs {
@@ -170,10 +170,10 @@ fn bad_queues_never_become_ready() {
             (reg::QUEUE_DRIVER_LOW, reg::QUEUE_DRIVER_HIGH, avail),
             (reg::QUEUE_DEVICE_LOW, reg::QUEUE_DEVICE_HIGH, used),
         ] {
-            r.write(lo, &(a as u32).to_le_bytes(), &m);
-            r.write(hi, &((a >> 32) as u32).to_le_bytes(), &m);
+            r.write(lo, &(a as u32).to_le_bytes(), || m.clone());
+            r.write(hi, &((a >> 32) as u32).to_le_bytes(), || m.clone());
         }
-        r.write(reg::QUEUE_READY, &1u32.to_le_bytes(), &m);
+        r.write(reg::QUEUE_READY, &1u32.to_le_bytes(), || m.clone());
         assert_eq!(
             rd(&r, reg::QUEUE_READY),
             0,
@@ -199,7 +199,7 @@ fn any_offset_and_size_is_harmless() {
         for len in [0usize, 1, 2, 3, 4, 5, 8, 16] {
             let mut b = vec![0xaa; len];
             r.read(off, &mut b);
-            r.write(off, &vec![0xff; len], &m);
+            r.write(off, &vec![0xff; len], || m.clone());
         }
     }
     // Config space: byte reads and wide reads, zeros past its end.

@@ -1,6 +1,9 @@
 //! The device against the real daemon binary, driven by the emulated Linux
 //! virtio-mmio driver: negotiation, config space, a session, a vector add
-//! on POCL, a reset mid-request, and a daemon restart.
+//! on POCL, a reset mid-request, and a daemon restart. Each runs against
+//! the daemon in device mode (`--device`: the guest driver's device, many
+//! sessions, config space over `GET_CONFIG`) and in direct mode (one
+//! session per connection, no config space: the device's fallback).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod driver;
@@ -12,18 +15,45 @@ use protocol::opencl::*;
 use protocol::session::{FEATURE_OPENCL, PROTOCOL_VERSION};
 use protocol::{Outcome, Request, Response, SessionOpen};
 use vmm_plugin::spec::{
-    status, DeviceConfig, CONFIG_LEN, FEATURE_CONFIG, FEATURE_EVENT_IDX, FEATURE_VERSION_1,
+    status, DeviceConfig, DeviceStatus, API_OPENCL, CONFIG_LEN, FEATURE_CONFIG, FEATURE_EVENT_IDX,
+    FEATURE_VERSION_1,
 };
 use vmm_plugin::InterruptCause;
 
+/// How the daemon serves the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    Device,
+}
+
+const MAX_SESSIONS: u32 = 8;
+
+/// The daemon in `mode`, or `None` after printing why it cannot run.
+fn daemon(mode: Mode) -> Option<Daemon> {
+    let max = MAX_SESSIONS.to_string();
+    let args: &[&str] = match mode {
+        Mode::Direct => &["--executor", "opencl"],
+        Mode::Device => &["--executor", "opencl", "--device", "--max-sessions", &max],
+    };
+    if mode == Mode::Device && !driver::daemon_has_option("--device") {
+        println!("SKIPPED: this daemon has no device mode (--device)");
+        return None;
+    }
+    match Daemon::start(args) {
+        Ok(d) => Some(d),
+        Err(why) => {
+            println!("SKIPPED: no daemon: {why}");
+            None
+        }
+    }
+}
+
 macro_rules! daemon_or_skip {
-    ($args:expr) => {
-        match Daemon::start($args) {
-            Ok(d) => d,
-            Err(why) => {
-                println!("SKIPPED: no daemon: {why}");
-                return;
-            }
+    ($mode:expr) => {
+        match daemon($mode) {
+            Some(d) => d,
+            None => return,
         }
     };
 }
@@ -46,8 +76,13 @@ fn up(drv: &mut Driver) {
     );
 }
 
-/// Opens the session; returns the features granted.
-fn open_session(drv: &mut Driver) -> u64 {
+/// Opens the session (in device mode, first the device session it lives
+/// in); returns the features granted.
+fn open_session(drv: &mut Driver, mode: Mode) -> u64 {
+    if mode == Mode::Device {
+        let st = drv.dev_open().expect("no answer to Open");
+        assert_eq!(st.status, DeviceStatus::Ok, "{st:?}");
+    }
     let out = drv.call(
         0,
         Request::SessionOpen(SessionOpen {
@@ -73,9 +108,8 @@ fn ping(drv: &mut Driver) -> bool {
     )
 }
 
-#[test]
-fn negotiation_config_and_session() {
-    let d = daemon_or_skip!(&["--executor", "opencl"]);
+fn negotiation_config_and_session(mode: Mode) {
+    let d = daemon_or_skip!(mode);
     let mut drv = connected_driver(&d);
     let offered = drv.device_features();
     assert_ne!(offered & FEATURE_VERSION_1, 0);
@@ -91,21 +125,29 @@ fn negotiation_config_and_session() {
     );
     let config = DeviceConfig::decode(&drv.config()).unwrap();
     assert_eq!(drv.config().len(), CONFIG_LEN);
-    // A daemon without a config space of its own: the local fallback.
-    assert_eq!(config, DeviceConfig::CARRIER);
-    let granted = open_session(&mut drv);
+    match mode {
+        // The daemon's own config space, through GET_CONFIG.
+        Mode::Device => {
+            assert_eq!(config.max_sessions, MAX_SESSIONS, "{config:?}");
+            assert_eq!(config.num_request_queues, 1);
+            assert_ne!(config.api_families & API_OPENCL, 0);
+            assert_eq!(config.protocol_version, u32::from(PROTOCOL_VERSION));
+        }
+        // A daemon without a config space of its own: the local fallback.
+        Mode::Direct => assert_eq!(config, DeviceConfig::CARRIER),
+    }
+    let granted = open_session(&mut drv, mode);
     assert_ne!(granted & FEATURE_OPENCL, 0, "no OpenCL granted");
     assert!(ping(&mut drv));
     assert!(drv.host.count(InterruptCause::UsedBuffer) >= 2);
 }
 
-#[test]
-fn notify_through_an_ioeventfd() {
-    let d = daemon_or_skip!(&["--executor", "opencl"]);
+fn notify_through_an_ioeventfd(mode: Mode) {
+    let d = daemon_or_skip!(mode);
     let mut drv = Driver::with_ioeventfd(&d.socket);
     assert!(wait_until(Duration::from_secs(10), || drv.dev.connected()));
     up(&mut drv);
-    open_session(&mut drv);
+    open_session(&mut drv, mode);
     assert!(ping(&mut drv));
 }
 
@@ -279,24 +321,22 @@ fn vector_add(drv: &mut Driver) {
     assert_eq!(data[0], expect, "device result differs from the CPU's");
 }
 
-#[test]
-fn vector_add_on_pocl() {
-    let d = daemon_or_skip!(&["--executor", "opencl"]);
+fn vector_add_on_pocl(mode: Mode) {
+    let d = daemon_or_skip!(mode);
     let mut drv = connected_driver(&d);
     up(&mut drv);
-    if open_session(&mut drv) & FEATURE_OPENCL == 0 {
+    if open_session(&mut drv, mode) & FEATURE_OPENCL == 0 {
         println!("SKIPPED: the daemon has no OpenCL platform (install pocl-opencl-icd)");
         return;
     }
     vector_add(&mut drv);
 }
 
-#[test]
-fn reset_mid_request_then_reinit_works() {
-    let d = daemon_or_skip!(&["--executor", "opencl"]);
+fn reset_mid_request_then_reinit_works(mode: Mode) {
+    let d = daemon_or_skip!(mode);
     let mut drv = connected_driver(&d);
     up(&mut drv);
-    open_session(&mut drv);
+    open_session(&mut drv, mode);
     // A build takes the daemon a while; reset while it runs.
     drv.call(1, Request::ClGetPlatformIds(Empty {})).unwrap();
     let mut area = Vec::new();
@@ -329,18 +369,17 @@ fn reset_mid_request_then_reinit_works() {
     assert_eq!(drv.status(), 0, "reset must read back as 0");
     // The device is whole again: a new session, a new request.
     up(&mut drv);
-    open_session(&mut drv);
+    open_session(&mut drv, mode);
     assert!(ping(&mut drv));
     // And a full workload still runs after it.
     vector_add(&mut drv);
 }
 
-#[test]
-fn daemon_restart_asks_for_reset_then_serves_again() {
-    let mut d = daemon_or_skip!(&["--executor", "opencl"]);
+fn daemon_restart_asks_for_reset_then_serves_again(mode: Mode) {
+    let mut d = daemon_or_skip!(mode);
     let mut drv = connected_driver(&d);
     up(&mut drv);
-    open_session(&mut drv);
+    open_session(&mut drv, mode);
     assert!(ping(&mut drv));
     let seen = drv.host.count(InterruptCause::ConfigChange);
     d.kill();
@@ -365,10 +404,30 @@ fn daemon_restart_asks_for_reset_then_serves_again() {
         "the device never reconnected"
     );
     up(&mut drv);
-    if open_session(&mut drv) & FEATURE_OPENCL == 0 {
+    if open_session(&mut drv, mode) & FEATURE_OPENCL == 0 {
         println!("SKIPPED: vector add after restart: no OpenCL platform");
         assert!(ping(&mut drv));
         return;
     }
     vector_add(&mut drv);
 }
+
+/// Each scenario in both modes.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod device_mode {
+            $( #[test] fn $name() { super::$name(super::Mode::Device) } )*
+        }
+        mod direct_mode {
+            $( #[test] fn $name() { super::$name(super::Mode::Direct) } )*
+        }
+    };
+}
+
+both_modes!(
+    negotiation_config_and_session,
+    notify_through_an_ioeventfd,
+    vector_add_on_pocl,
+    reset_mid_request_then_reinit_works,
+    daemon_restart_asks_for_reset_then_serves_again,
+);

@@ -11,6 +11,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use protocol::device::{DeviceHeader, DeviceOp, DeviceStatus, StatusRecord, STATUS_LEN};
 use protocol::{encode_request, FrameIter, Outcome, Request};
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 use vmm_plugin::spec::{
@@ -45,6 +46,16 @@ pub type Frame = (Request, Vec<Vec<u8>>, Vec<u32>);
 /// A chain's answer: each frame's request id and outcome, and the bytes of
 /// every writable segment.
 pub type Answered = (Vec<(u64, Outcome)>, Vec<Vec<u8>>);
+
+/// Device mode: where queue `q`'s device header and status live.
+pub fn dev_header_at(q: usize) -> u64 {
+    0x4_0000 + 0x1000 * q as u64
+}
+
+/// Device mode: queue `q`'s status descriptor.
+pub fn status_desc(q: usize) -> (u64, u32, bool) {
+    (0x5_0000 + 0x1000 * q as u64, STATUS_LEN as u32, true)
+}
 
 /// Where queue `q`'s rings live.
 pub fn ring_base(q: usize) -> u64 {
@@ -176,6 +187,8 @@ pub struct Driver {
     next_id: u64,
     /// Features the driver accepted at the last init.
     pub features: u64,
+    /// The device session chains carry (device mode), if one is open.
+    pub session: Option<u32>,
 }
 
 impl Driver {
@@ -198,6 +211,7 @@ impl Driver {
             used_seen: [0; NUM_QUEUES],
             next_id: 1,
             features: 0,
+            session: None,
         }
     }
 
@@ -269,6 +283,7 @@ impl Driver {
         }
         self.avail_idx = [0; NUM_QUEUES];
         self.used_seen = [0; NUM_QUEUES];
+        self.session = None;
         // Fresh rings: zeroed as a new allocation would be.
         self.host
             .mem
@@ -373,11 +388,15 @@ impl Driver {
         }
     }
 
-    /// One direct-mode chain: `[R request area][R bulk..][W response
-    /// area][W bulk..]`. Returns the outcomes and the writable segments.
+    /// One chain of `frames`. Direct mode (no device session):
+    /// `[R request area][R bulk..][W response area][W bulk..]`. Device mode
+    /// (after [`Driver::dev_open`]): `[R device header][R request area]
+    /// [R in-bulk..][W status][W response area][W out-bulk..]`. Returns the
+    /// outcomes and the writable segments; `None` if no answer came or the
+    /// device's status was not Ok.
     pub fn call_frames(&mut self, q: usize, frames: &[Frame]) -> Option<Answered> {
         let mut area = Vec::new();
-        let mut descs = Vec::new();
+        let mut ins = Vec::new();
         let mut at = BULK_AREA;
         for (req, input, output) in frames {
             let id = self.next_id;
@@ -392,17 +411,14 @@ impl Driver {
             )
             .unwrap();
         }
-        descs.push((REQ_AREA, area.len() as u32, false));
         for seg in frames.iter().flat_map(|f| &f.1) {
             self.host.mem.write_slice(seg, GuestAddress(at)).unwrap();
-            descs.push((at, seg.len() as u32, false));
+            ins.push((at, seg.len() as u32, false));
             at += seg.len() as u64;
         }
-        descs.push((RESP_AREA, RESP_LEN, true));
         let mut outs = Vec::new();
         for &len in frames.iter().flat_map(|f| &f.2) {
-            descs.push((at, len, true));
-            outs.push((at, len));
+            outs.push((at, len, true));
             at += u64::from(len);
         }
         assert!(at <= MEM_SIZE);
@@ -410,9 +426,38 @@ impl Driver {
             .mem
             .write_slice(&area, GuestAddress(REQ_AREA))
             .unwrap();
-        self.post(q, &descs);
-        let used = self.wait_used(q, Duration::from_secs(20))?;
-        let mut resp = vec![0u8; used as usize];
+        let req = (REQ_AREA, area.len() as u32, false);
+        let resp = (RESP_AREA, RESP_LEN, true);
+        let resp_len = match self.session {
+            None => {
+                let mut descs = vec![req];
+                descs.extend(&ins);
+                descs.push(resp);
+                descs.extend(&outs);
+                self.post(q, &descs);
+                self.wait_used(q, Duration::from_secs(20))?
+            }
+            Some(session) => {
+                let header = DeviceHeader {
+                    op: DeviceOp::Submit,
+                    session,
+                    req_descs: 1,
+                    resp_descs: 1,
+                    table: vec![1; ins.len() + outs.len()],
+                };
+                let mut descs = vec![req];
+                descs.extend(&ins);
+                descs.push(status_desc(q));
+                descs.push(resp);
+                descs.extend(&outs);
+                let st = self.dev_chain(q, &header, &descs)?;
+                if st.status != DeviceStatus::Ok {
+                    return None;
+                }
+                st.response_len
+            }
+        };
+        let mut resp = vec![0u8; resp_len as usize];
         self.host
             .mem
             .read_slice(&mut resp, GuestAddress(RESP_AREA))
@@ -425,7 +470,7 @@ impl Driver {
             .collect();
         let data = outs
             .into_iter()
-            .map(|(addr, len)| {
+            .map(|(addr, len, _)| {
                 let mut v = vec![0u8; len as usize];
                 self.host
                     .mem
@@ -435,6 +480,50 @@ impl Driver {
             })
             .collect();
         Some((outcomes, data))
+    }
+
+    /// A device-mode chain: `header` in its own descriptor, then `rest`
+    /// (which holds [`status_desc`]); waits and returns the status.
+    pub fn dev_chain(
+        &mut self,
+        q: usize,
+        header: &DeviceHeader,
+        rest: &[(u64, u32, bool)],
+    ) -> Option<StatusRecord> {
+        let h = header.encode();
+        let (hdr_at, st_at, _) = (dev_header_at(q), status_desc(q).0, 0);
+        self.host.mem.write_slice(&h, GuestAddress(hdr_at)).unwrap();
+        self.host
+            .mem
+            .write_slice(&[0xff; STATUS_LEN], GuestAddress(st_at))
+            .unwrap();
+        let mut descs = vec![(hdr_at, h.len() as u32, false)];
+        descs.extend_from_slice(rest);
+        self.post(q, &descs);
+        self.wait_used(q, Duration::from_secs(30))?;
+        let mut st = [0u8; STATUS_LEN];
+        self.host
+            .mem
+            .read_slice(&mut st, GuestAddress(st_at))
+            .unwrap();
+        StatusRecord::decode(&st).ok()
+    }
+
+    /// Opens a device session on the control queue (device mode); later
+    /// chains carry it. Returns the status.
+    pub fn dev_open(&mut self) -> Option<StatusRecord> {
+        let header = DeviceHeader {
+            op: DeviceOp::Open,
+            session: 0,
+            req_descs: 0,
+            resp_descs: 0,
+            table: vec![],
+        };
+        let st = self.dev_chain(0, &header, &[status_desc(0)])?;
+        if st.status == DeviceStatus::Ok {
+            self.session = Some(st.session);
+        }
+        Some(st)
     }
 
     /// One request without bulk; its outcome.
@@ -493,6 +582,20 @@ pub fn daemon_binary() -> Result<PathBuf, String> {
     find().ok_or_else(|| "the build left no vhost-device-compute binary".into())
 }
 
+/// Whether the daemon's `--help` lists `option`.
+pub fn daemon_has_option(option: &str) -> bool {
+    let Ok(bin) = daemon_binary() else {
+        return false;
+    };
+    Command::new(bin).arg("--help").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(option)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\n']))
+        })
+    })
+}
+
 /// The daemon, on a socket in its own directory.
 pub struct Daemon {
     child: Child,
@@ -533,16 +636,20 @@ impl Daemon {
 
     fn spawn(bin: &Path, socket: &Path, args: &[String]) -> Child {
         let _ = std::fs::remove_file(socket);
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("--socket")
             .arg(socket)
             .args(args)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn daemon");
+        let up = wait_until(Duration::from_secs(20), || {
+            socket.exists() || child.try_wait().unwrap().is_some()
+        });
         assert!(
-            wait_until(Duration::from_secs(20), || socket.exists()),
-            "daemon socket never appeared"
+            up && socket.exists(),
+            "daemon socket never appeared (daemon: {:?})",
+            child.try_wait()
         );
         child
     }
