@@ -207,22 +207,23 @@ impl Connection {
         Ok(())
     }
 
-    /// Resets the device in the daemon: `RESET_DEVICE` when it has it,
-    /// otherwise `GET_VRING_BASE` on every started queue (which stops it).
+    /// Resets the device in the daemon: stops every started queue with
+    /// `GET_VRING_BASE` (as a frontend stopping a device does), then
+    /// `RESET_DEVICE` when the daemon has it, so the queues come back
+    /// through the daemon's first-start path.
     pub fn reset(&mut self) -> Result<(), ConnError> {
+        for q in 0..NUM_QUEUES {
+            if self.started[q] {
+                req("GET_VRING_BASE", self.frontend.get_vring_base(q))?;
+                self.started[q] = false;
+            }
+        }
         if self
             .protocol
             .contains(VhostUserProtocolFeatures::RESET_DEVICE)
         {
             req("RESET_DEVICE", self.frontend.reset_device())?;
-        } else {
-            for q in 0..NUM_QUEUES {
-                if self.started[q] {
-                    req("GET_VRING_BASE", self.frontend.get_vring_base(q))?;
-                }
-            }
         }
-        self.started = [false; NUM_QUEUES];
         Ok(())
     }
 }

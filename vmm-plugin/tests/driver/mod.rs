@@ -57,6 +57,13 @@ pub fn status_desc(q: usize) -> (u64, u32, bool) {
     (0x5_0000 + 0x1000 * q as u64, STATUS_LEN as u32, true)
 }
 
+/// A chain posted and not yet answered.
+#[derive(Debug)]
+pub struct Pending {
+    outs: Vec<(u64, u32, bool)>,
+    device: bool,
+}
+
 /// Where queue `q`'s rings live.
 pub fn ring_base(q: usize) -> u64 {
     q as u64 * 0x1_0000
@@ -312,6 +319,22 @@ impl Driver {
         assert_eq!(self.read32(reg::QUEUE_READY), 1, "queue {q} refused");
     }
 
+    /// The rings' indices, for failure messages.
+    pub fn ring_state(&self) -> String {
+        let mem = &self.host.mem;
+        (0..NUM_QUEUES)
+            .map(|q| {
+                let avail: u16 = mem.read_obj(GuestAddress(ring_base(q) + 0x1002)).unwrap();
+                let used: u16 = mem.read_obj(GuestAddress(ring_base(q) + 0x2002)).unwrap();
+                format!(
+                    "q{q}: avail {avail} used {used} (driver: avail {} seen {})",
+                    self.avail_idx[q], self.used_seen[q]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Whether the driver is up and the device does not need a reset.
     pub fn live(&self) -> bool {
         let s = self.status();
@@ -395,6 +418,13 @@ impl Driver {
     /// outcomes and the writable segments; `None` if no answer came or the
     /// device's status was not Ok.
     pub fn call_frames(&mut self, q: usize, frames: &[Frame]) -> Option<Answered> {
+        let pending = self.post_frames(q, frames);
+        self.complete(q, pending)
+    }
+
+    /// Puts the chain of `frames` on queue `q` and notifies, without
+    /// waiting; [`Driver::complete`] collects the answer.
+    pub fn post_frames(&mut self, q: usize, frames: &[Frame]) -> Pending {
         let mut area = Vec::new();
         let mut ins = Vec::new();
         let mut at = BULK_AREA;
@@ -428,14 +458,14 @@ impl Driver {
             .unwrap();
         let req = (REQ_AREA, area.len() as u32, false);
         let resp = (RESP_AREA, RESP_LEN, true);
-        let resp_len = match self.session {
+        let device = self.session.is_some();
+        let mut descs = vec![req];
+        descs.extend(&ins);
+        match self.session {
             None => {
-                let mut descs = vec![req];
-                descs.extend(&ins);
                 descs.push(resp);
                 descs.extend(&outs);
                 self.post(q, &descs);
-                self.wait_used(q, Duration::from_secs(20))?
             }
             Some(session) => {
                 let header = DeviceHeader {
@@ -445,17 +475,28 @@ impl Driver {
                     resp_descs: 1,
                     table: vec![1; ins.len() + outs.len()],
                 };
-                let mut descs = vec![req];
-                descs.extend(&ins);
                 descs.push(status_desc(q));
                 descs.push(resp);
                 descs.extend(&outs);
-                let st = self.dev_chain(q, &header, &descs)?;
-                if st.status != DeviceStatus::Ok {
-                    return None;
-                }
-                st.response_len
+                self.dev_post(q, &header, &descs);
             }
+        }
+        Pending { outs, device }
+    }
+
+    /// Waits for the answer to [`Driver::post_frames`]: the outcomes and
+    /// the writable segments; `None` if no answer came or the device's
+    /// status was not Ok.
+    pub fn complete(&mut self, q: usize, pending: Pending) -> Option<Answered> {
+        let used = self.wait_used(q, Duration::from_secs(30))?;
+        let resp_len = if pending.device {
+            let st = self.dev_status(q)?;
+            if st.status != DeviceStatus::Ok {
+                return None;
+            }
+            st.response_len
+        } else {
+            used
         };
         let mut resp = vec![0u8; resp_len as usize];
         self.host
@@ -468,7 +509,8 @@ impl Driver {
                 (f.header.request_id, protocol::decode_response(&f).unwrap())
             })
             .collect();
-        let data = outs
+        let data = pending
+            .outs
             .into_iter()
             .map(|(addr, len, _)| {
                 let mut v = vec![0u8; len as usize];
@@ -482,6 +524,31 @@ impl Driver {
         Some((outcomes, data))
     }
 
+    /// Posts a device-mode chain: `header` in its own descriptor, then
+    /// `rest` (which holds [`status_desc`]).
+    fn dev_post(&mut self, q: usize, header: &DeviceHeader, rest: &[(u64, u32, bool)]) {
+        let h = header.encode();
+        let hdr_at = dev_header_at(q);
+        self.host.mem.write_slice(&h, GuestAddress(hdr_at)).unwrap();
+        self.host
+            .mem
+            .write_slice(&[0xff; STATUS_LEN], GuestAddress(status_desc(q).0))
+            .unwrap();
+        let mut descs = vec![(hdr_at, h.len() as u32, false)];
+        descs.extend_from_slice(rest);
+        self.post(q, &descs);
+    }
+
+    /// Queue `q`'s status descriptor, decoded.
+    fn dev_status(&self, q: usize) -> Option<StatusRecord> {
+        let mut st = [0u8; STATUS_LEN];
+        self.host
+            .mem
+            .read_slice(&mut st, GuestAddress(status_desc(q).0))
+            .unwrap();
+        StatusRecord::decode(&st).ok()
+    }
+
     /// A device-mode chain: `header` in its own descriptor, then `rest`
     /// (which holds [`status_desc`]); waits and returns the status.
     pub fn dev_chain(
@@ -490,23 +557,21 @@ impl Driver {
         header: &DeviceHeader,
         rest: &[(u64, u32, bool)],
     ) -> Option<StatusRecord> {
-        let h = header.encode();
-        let (hdr_at, st_at, _) = (dev_header_at(q), status_desc(q).0, 0);
-        self.host.mem.write_slice(&h, GuestAddress(hdr_at)).unwrap();
-        self.host
-            .mem
-            .write_slice(&[0xff; STATUS_LEN], GuestAddress(st_at))
-            .unwrap();
-        let mut descs = vec![(hdr_at, h.len() as u32, false)];
-        descs.extend_from_slice(rest);
-        self.post(q, &descs);
+        self.dev_post(q, header, rest);
         self.wait_used(q, Duration::from_secs(30))?;
-        let mut st = [0u8; STATUS_LEN];
-        self.host
-            .mem
-            .read_slice(&mut st, GuestAddress(st_at))
-            .unwrap();
-        StatusRecord::decode(&st).ok()
+        self.dev_status(q)
+    }
+
+    /// Closes device session `id` on the control queue; returns the status.
+    pub fn dev_close(&mut self, id: u32) -> Option<StatusRecord> {
+        let header = DeviceHeader {
+            op: DeviceOp::Close,
+            session: id,
+            req_descs: 0,
+            resp_descs: 0,
+            table: vec![],
+        };
+        self.dev_chain(0, &header, &[status_desc(0)])
     }
 
     /// Opens a device session on the control queue (device mode); later
