@@ -412,10 +412,16 @@ fn daemon_restart_asks_for_reset_then_serves_again(mode: Mode) {
     // Re-init before the daemon is back: refused with needs-reset, quickly.
     let s = drv.init();
     assert_ne!(s & status::DEVICE_NEEDS_RESET, 0, "status {s:#x}");
+    let seen = drv.host.count(InterruptCause::ConfigChange);
     d.restart();
     assert!(
         wait_until(Duration::from_secs(10), || drv.dev.connected()),
         "the device never reconnected"
+    );
+    // The driver waiting to reset is told the device is back.
+    assert!(
+        drv.sees_needs_reset(seen, Duration::from_secs(5)),
+        "no config-change interrupt when the daemon came back"
     );
     up(&mut drv);
     if open_session(&mut drv, mode) & FEATURE_OPENCL == 0 {
