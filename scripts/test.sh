@@ -26,7 +26,7 @@ cargo test --workspace --doc
 # through the daemon, each result checked against its CPU reference; the
 # table, JSON and SVG are produced as in a real run. Checks correctness
 # through the whole path, not speed.
-cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench
+cargo build --release -p vhost-device-compute -p vcompute-shim -p vcompute-bench -p vmm-plugin
 target/release/vcompute-bench run --quick --out target/vcompute-bench-quick
 # Time to first call through fresh worker processes, warm and cold: a
 # smoke run of the measurement (each probe checks its kernel's result).

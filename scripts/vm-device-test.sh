@@ -14,7 +14,9 @@
 # listener) with its file descriptors and threads back where they were.
 #
 # Usage: scripts/vm-device-test.sh  (after `cargo build --release -p
-# vhost-device-compute -p vcompute-shim`; scripts/deps.sh installs the rest)
+# vhost-device-compute -p vcompute-shim -p vmm-plugin`; scripts/deps.sh
+# installs the rest). The device's QEMU options are `vcompute-attach qemu`'s
+# output, the same builder docs/operators.md shows.
 # VCOMPUTE_VM_TIMEOUT (default 900) bounds the guest run in seconds.
 # VCOMPUTE_DAEMON overrides the daemon binary.
 # VCOMPUTE_VM_BENCH=1 also runs the micro-benchmark workloads in the guest
@@ -28,7 +30,7 @@ rel=target/release
 port=7000
 daemon_bin=${VCOMPUTE_DAEMON:-$rel/vhost-device-compute}
 bench=${VCOMPUTE_VM_BENCH:-0}
-for f in "$daemon_bin" "$rel/libvcompute_shim.so"; do
+for f in "$daemon_bin" "$rel/libvcompute_shim.so" "$rel/vcompute-attach"; do
     [ -f "$f" ] || { echo "vm-device-test: $f missing; cargo build --release first" >&2; exit 1; }
 done
 [ "$bench" = 1 ] && [ ! -f "$rel/vcompute-bench" ] &&
@@ -116,13 +118,15 @@ threads0=$(count "$daemon" task)
 mem=512M
 extra=""
 [ "$bench" = 1 ] && { mem=1G; extra=" vcompute.bench=1"; }
+attach=$("$rel/vcompute-attach" qemu --socket "$dir/dev.sock" --memory "$mem" --machine pc) ||
+    fail "vcompute-attach qemu"
+attach_args=()
+while read -r opt val; do attach_args+=("$opt" "$val"); done <<< "$attach"
 SECONDS=0
 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
-    -object "memory-backend-memfd,id=mem,size=$mem,share=on" -machine pc,memory-backend=mem \
     -kernel "$vm/vmlinuz" -initrd "$vm/initramfs-device.gz" \
     -append "console=ttyS0 panic=-1 quiet slub_debug=FZPU$extra" \
-    -chardev "socket,id=c0,path=$dir/dev.sock" \
-    -device vhost-user-fs-pci,chardev=c0,tag=vcompute,queue-size=256 \
+    "${attach_args[@]}" \
     "${vsock_args[@]}" \
     -nodefaults -display none -monitor none -serial "file:$dir/serial.log" -no-reboot \
     2> "$dir/qemu.log" &
