@@ -154,7 +154,7 @@ impl Glue {
     /// already marked not ready, so none is popped after this; without the
     /// wait, a chain still running would put its used entry into rings the
     /// frontend may have set up afresh meanwhile. A chain that has not
-    /// finished after [`STOP_GRACE`] may be in a wait only the guest could
+    /// finished after `STOP_GRACE` may be in a wait only the guest could
     /// end, which it cannot while its queue is stopped: `abandon` ends such
     /// waits and `resume` (once the chain is done) lets later waits behave
     /// as before.
