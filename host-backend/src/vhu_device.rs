@@ -254,10 +254,13 @@ impl VhuDevice {
             slots
         };
         // Every wait first, so that no request holds one session's lock
-        // while another is being ended.
+        // while another is being ended; then the chains in flight are let
+        // finish, so that none is completed into the rings the frontend
+        // sets up after the reset.
         for s in &slots {
             s.abandon.abandon();
         }
+        let _idle = self.glue.idle();
         for s in &slots {
             s.lock().reset();
         }
@@ -425,11 +428,6 @@ impl VhostUserBackend for VhuDevice {
     }
 
     fn reset_device(&self) {
-        // Every wait on the guest ends first, so that the chains in flight
-        // finish; none of them is then completed into the rings the
-        // frontend sets up after the reset.
-        self.abandon_sessions();
-        let _idle = self.glue.idle();
         self.end_all();
     }
 
